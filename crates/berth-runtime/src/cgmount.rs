@@ -1,0 +1,296 @@
+//! `cgroup` mounts inside the container: the container sees its own cgroups at /sys/fs/cgroup.
+//!
+//! Which hierarchies to show and where the container's directory is in each is computed by the
+//! runtime process before it forks (from the host's mountinfo and the container's cgroup
+//! directories), so the init does not need to read host state from inside its namespaces.
+
+use std::path::{Path, PathBuf};
+
+use nix::mount::{MsFlags, mount};
+use pathrs::Root;
+
+use crate::error::{Context, Error, Result};
+use crate::mountopts::MountOptions;
+
+/// One cgroup hierarchy as the container will see it.
+#[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct Hierarchy {
+    /// Name of the directory under the cgroup mount, e.g. "memory", "cpu,cpuacct", "unified".
+    pub name: String,
+    /// Whether this is the cgroup2 hierarchy.
+    pub v2: bool,
+    /// Options to mount it anew (the controller list or name=…), for a cgroup namespace.
+    pub options: String,
+    /// The container's directory in this hierarchy, on the host.
+    pub dir: PathBuf,
+}
+
+/// The cgroup hierarchies of the host and the container's place in each.
+#[derive(Debug, Clone, Default, serde::Serialize, serde::Deserialize, PartialEq)]
+pub struct CgroupMounts {
+    /// True on a pure cgroup v2 host (the unified hierarchy is mounted at /sys/fs/cgroup).
+    pub unified_only: bool,
+    /// Hierarchies, in mountinfo order.
+    pub hierarchies: Vec<Hierarchy>,
+}
+
+/// One cgroup mount from mountinfo.
+#[derive(Debug, Clone, PartialEq)]
+struct CgMount {
+    root: PathBuf,
+    point: PathBuf,
+    v2: bool,
+    options: String,
+}
+
+fn parse_mountinfo(data: &str) -> Vec<CgMount> {
+    let mut out = Vec::new();
+    for line in data.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let v2 = match post[0] {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        let options = if v2 {
+            String::new()
+        } else {
+            post[2]
+                .split(',')
+                .filter(|o| !matches!(*o, "rw" | "ro" | "clone_children" | "xattr" | "noprefix" | "cpuset_v2_mode" | "favordynmods") && !o.starts_with("release_agent="))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        out.push(CgMount {
+            root: PathBuf::from(unescape(pre[3])),
+            point: PathBuf::from(unescape(pre[4])),
+            v2,
+            options,
+        });
+    }
+    out
+}
+
+/// mountinfo escapes space, tab, newline and backslash as \ooo.
+fn unescape(s: &str) -> String {
+    let b = s.as_bytes();
+    let mut out = Vec::with_capacity(b.len());
+    let mut i = 0;
+    while i < b.len() {
+        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
+            out.push(v);
+            i += 4;
+        } else {
+            out.push(b[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// A process's cgroup per hierarchy: (hierarchy id, controllers, path).
+fn parse_proc_cgroup(data: &str) -> Vec<(String, String)> {
+    data.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            let ctrls = it.next()?.to_string();
+            let path = it.next()?.to_string();
+            Some((ctrls, path))
+        })
+        .collect()
+}
+
+impl CgroupMounts {
+    /// Work out the hierarchies for a container whose cgroup directories are `dirs`. In a
+    /// hierarchy where the container has no directory of its own it shares the runtime's.
+    pub fn compute(dirs: &[PathBuf]) -> Result<CgroupMounts> {
+        let info = std::fs::read_to_string("/proc/self/mountinfo")
+            .ctx(|| "reading /proc/self/mountinfo".into())?;
+        let own = std::fs::read_to_string("/proc/self/cgroup")
+            .ctx(|| "reading /proc/self/cgroup".into())?;
+        Ok(Self::compute_from(&info, &own, dirs))
+    }
+
+    fn compute_from(mountinfo: &str, own_cgroup: &str, dirs: &[PathBuf]) -> CgroupMounts {
+        let own = parse_proc_cgroup(own_cgroup);
+        let mut out = CgroupMounts::default();
+        for m in parse_mountinfo(mountinfo) {
+            if !m.point.starts_with("/sys/fs/cgroup") {
+                continue;
+            }
+            if m.v2 && m.point == Path::new("/sys/fs/cgroup") {
+                out.unified_only = true;
+            }
+            let dir = dirs.iter().find(|d| d.starts_with(&m.point)).cloned().unwrap_or_else(|| {
+                // The runtime's own cgroup in this hierarchy, relative to the mount's root.
+                let mine = own.iter().find(|(c, _)| {
+                    if m.v2 {
+                        c.is_empty()
+                    } else {
+                        !c.is_empty() && c.split(',').collect::<Vec<_>>() == m.options.split(',').collect::<Vec<_>>()
+                    }
+                });
+                let p = mine.map(|(_, p)| p.as_str()).unwrap_or("/");
+                let relp = Path::new(p).strip_prefix(&m.root).unwrap_or(Path::new(""));
+                m.point.join(relp)
+            });
+            let name = if m.point == Path::new("/sys/fs/cgroup") {
+                String::new()
+            } else {
+                m.point
+                    .file_name()
+                    .map(|n| n.to_string_lossy().into_owned())
+                    .unwrap_or_default()
+            };
+            out.hierarchies.push(Hierarchy {
+                name,
+                v2: m.v2,
+                options: m.options,
+                dir,
+            });
+        }
+        out
+    }
+}
+
+/// Mount the container's cgroups at `dest` (relative to the rootfs).
+pub fn mount_cgroups(
+    root: &Root,
+    dest: &Path,
+    cg: &CgroupMounts,
+    cgroupns: bool,
+    opts: &MountOptions,
+    _typ: &str,
+) -> Result<()> {
+    let perm = |m| <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m);
+    let flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    let ro = opts.flags.contains(MsFlags::MS_RDONLY);
+    let target = root
+        .mkdir_all(dest, &perm(0o755))
+        .ctx(|| "creating the cgroup mount point".into())?;
+    let tpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&target)));
+
+    if cg.unified_only {
+        let h = cg
+            .hierarchies
+            .iter()
+            .find(|h| h.v2)
+            .ok_or_else(|| Error::Unsupported("no cgroup2 hierarchy found".into()))?;
+        return mount_hierarchy(&tpath, h, cgroupns, flags, ro);
+    }
+
+    mount(Some("tmpfs"), tpath.as_str(), Some("tmpfs"), flags, Some("mode=755"))
+        .ctx(|| "mounting tmpfs for the cgroup hierarchies".into())?;
+    drop(target);
+    let base = root.resolve(dest).ctx(|| "resolving the cgroup tmpfs".into())?;
+    let base_root = Root::from_fd(
+        base.reopen(pathrs::flags::OpenFlags::O_PATH | pathrs::flags::OpenFlags::O_DIRECTORY)
+            .ctx(|| "opening the cgroup tmpfs".into())?,
+    );
+    for h in &cg.hierarchies {
+        if h.name.is_empty() {
+            continue;
+        }
+        let sub = base_root
+            .mkdir_all(&h.name, &perm(0o755))
+            .ctx(|| format!("creating {}", h.name))?;
+        let spath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sub)));
+        mount_hierarchy(&spath, h, cgroupns, flags, ro)?;
+        // A co-mounted hierarchy ("cpu,cpuacct") is also reachable under each name.
+        if h.name.contains(',') {
+            for part in h.name.split(',') {
+                if base_root.resolve_nofollow(part).is_err() {
+                    base_root
+                        .create(part, &pathrs::InodeType::Symlink(PathBuf::from(&h.name)))
+                        .ctx(|| format!("linking {part}"))?;
+                }
+            }
+        }
+    }
+    if ro {
+        let bpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&base)));
+        mount(
+            None::<&str>,
+            bpath.as_str(),
+            None::<&str>,
+            MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
+            Some("mode=755"),
+        )
+        .ctx(|| "making the cgroup tmpfs read-only".into())?;
+    }
+    Ok(())
+}
+
+fn mount_hierarchy(target: &str, h: &Hierarchy, cgroupns: bool, flags: MsFlags, ro: bool) -> Result<()> {
+    let roflag = if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    if cgroupns {
+        let (fstype, data) = if h.v2 {
+            ("cgroup2", None)
+        } else {
+            ("cgroup", Some(h.options.as_str()))
+        };
+        match mount(Some(fstype), target, Some(fstype), flags | roflag, data) {
+            Ok(()) => return Ok(()),
+            // Not allowed here (e.g. v1 in a user namespace): fall back to a bind mount.
+            Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EBUSY) => {}
+            Err(e) => return Err(Error::sys(format!("mounting the {} cgroup hierarchy", h.name), e)),
+        }
+    }
+    mount(Some(&h.dir), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .ctx(|| format!("binding cgroup {}", h.dir.display()))?;
+    let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | roflag;
+    mount(None::<&str>, target, None::<&str>, f, None::<&str>)
+        .ctx(|| format!("setting the flags of cgroup {}", h.dir.display()))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HYBRID: &str = "\
+31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755
+32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu
+35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory
+40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd
+41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw
+";
+    const OWN: &str = "9:name=systemd:/user.slice\n4:memory:/a/b\n1:cpu:/\n0::/\n";
+
+    #[test]
+    fn hybrid_layout() {
+        let dirs = vec![PathBuf::from("/sys/fs/cgroup/memory/a/b/c1"), PathBuf::from("/sys/fs/cgroup/cpu/c1")];
+        let m = CgroupMounts::compute_from(HYBRID, OWN, &dirs);
+        assert!(!m.unified_only);
+        let names: Vec<_> = m.hierarchies.iter().map(|h| h.name.as_str()).collect();
+        assert_eq!(names, ["cpu", "memory", "systemd", "unified"]);
+        assert_eq!(m.hierarchies[1].dir, PathBuf::from("/sys/fs/cgroup/memory/a/b/c1"));
+        assert_eq!(m.hierarchies[2].dir, PathBuf::from("/sys/fs/cgroup/systemd/user.slice"));
+        assert_eq!(m.hierarchies[2].options, "name=systemd");
+        assert_eq!(m.hierarchies[3].dir, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert!(m.hierarchies[3].v2);
+    }
+
+    #[test]
+    fn pure_v2() {
+        let info = "30 23 0:26 / /sys/fs/cgroup rw,nosuid - cgroup2 cgroup2 rw,nsdelegate\n";
+        let dirs = vec![PathBuf::from("/sys/fs/cgroup/x/c1")];
+        let m = CgroupMounts::compute_from(info, "0::/x\n", &dirs);
+        assert!(m.unified_only);
+        assert_eq!(m.hierarchies[0].dir, PathBuf::from("/sys/fs/cgroup/x/c1"));
+    }
+
+    #[test]
+    fn escapes() {
+        assert_eq!(unescape("/a\\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
+    }
+}

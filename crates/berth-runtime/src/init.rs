@@ -1,0 +1,292 @@
+//! The container's init process, from fork to execve.
+//!
+//! Runs in the final process forked by [`crate::launch`], inside all the container's
+//! namespaces. Order matters and follows runc: rootfs mounts → prestart/createRuntime hooks
+//! (run by the parent) → createContainer hooks → pivot_root → terminal → masked and read-only
+//! paths → hostname, sysctls, LSM labels, rlimits and friends → seccomp (here when it needs
+//! privileges) → user and capabilities → cwd → seccomp (here with no_new_privs) → report
+//! ready → wait for `start` → startContainer hooks → execve.
+
+use std::convert::Infallible;
+use std::ffi::CString;
+use std::io::Write;
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+
+use oci_spec::runtime::{LinuxNamespaceType, Process};
+
+use crate::cgmount::CgroupMounts;
+use crate::error::{Context, Error, Result};
+use crate::process::{self, CapSets};
+use crate::rootfs::{self, RootfsPlan};
+use crate::spec::{Bundle, Namespaces};
+use crate::sync::{Channel, Msg};
+use crate::{console, hooks};
+
+/// Everything the init needs, prepared by the parent before fork.
+pub struct InitCtx<'a> {
+    /// Container id.
+    pub id: &'a str,
+    /// The bundle.
+    pub bundle: &'a Bundle,
+    /// The namespaces.
+    pub ns: &'a Namespaces,
+    /// Use MS_MOVE + chroot instead of pivot_root.
+    pub no_pivot: bool,
+    /// Do not create a session keyring.
+    pub no_new_keyring: bool,
+    /// Extra fds (3, 4, …) passed to the process.
+    pub preserve_fds: u32,
+    /// exec.fifo, open read-write: the init reads the start signal from it.
+    pub exec_fifo: &'a OwnedFd,
+    /// start.fifo, open read-write: errors after start go here; exec closes it.
+    pub start_fifo: &'a OwnedFd,
+    /// The connected console socket, when the process has a terminal.
+    pub console_socket: Option<RawFd>,
+    /// The compiled seccomp filter.
+    pub seccomp: Option<berth_seccomp::Filter>,
+    /// The container's cgroups, for `cgroup` mounts.
+    pub cgroups: Option<&'a CgroupMounts>,
+}
+
+/// Run the init. Only returns on failure before the container was reported ready.
+pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
+    let spec = &ctx.bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
+    nix::unistd::setsid().ctx(|| "setsid".into())?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
+    if !ctx.no_new_keyring {
+        join_session_keyring(ctx.id)?;
+    }
+    let in_userns = ctx.ns.creates(LinuxNamespaceType::User);
+    let plan = RootfsPlan {
+        spec,
+        rootfs: &ctx.bundle.rootfs,
+        bundle: &ctx.bundle.dir,
+        in_userns,
+        cgroups: ctx.cgroups,
+        cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
+        no_pivot: ctx.no_pivot,
+    };
+    rootfs::prepare(&plan)?;
+
+    // prestart and createRuntime hooks run in the runtime's namespaces, in the parent.
+    ch.send(&Msg::RunHooks)?;
+    let state_json = match ch.expect("the hooks ran")?.0 {
+        Msg::HooksDone(s) => s,
+        other => return Err(Error::Child(format!("unexpected message {other:?}"))),
+    };
+    let hooks = spec.hooks().as_ref();
+    hooks::run_all(
+        "createContainer",
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &state_json,
+    )?;
+
+    rootfs::pivot(&plan)?;
+
+    if process.terminal() == Some(true) {
+        let sock = ctx.console_socket.ok_or_else(|| {
+            Error::InvalidArgument("process.terminal is set but no console socket was given".into())
+        })?;
+        setup_terminal(process, sock)?;
+    }
+    rootfs::finalize(&plan)?;
+
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("setting domainname {d:?}"))?;
+    }
+    let linux = spec.linux().as_ref();
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        rootfs::write_sysctls(sysctl)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        process::set_personality(p)?;
+    }
+
+    let exe = prepare_process(process, ctx.seccomp, ch, in_userns, ctx.preserve_fds)?;
+
+    ch.send(&Msg::Ready)?;
+    // Wait for `start`: one byte on exec.fifo.
+    let mut b = [0u8; 1];
+    loop {
+        match nix::unistd::read(ctx.exec_fifo, &mut b) {
+            Ok(1) => break,
+            Ok(_) => continue,
+            Err(nix::errno::Errno::EINTR) => continue,
+            Err(e) => fail_after_start(ctx.start_fifo, &Error::sys("waiting for start", e)),
+        }
+    }
+    // startContainer hooks: in the container, after start, before the program.
+    let started_state = state_with_status(&state_json, "created");
+    if let Err(e) = hooks::run_all(
+        "startContainer",
+        hooks.and_then(|h| h.start_container().as_ref()),
+        &started_state,
+    ) {
+        fail_after_start(ctx.start_fifo, &e);
+    }
+    let e = exec(&exe, process);
+    fail_after_start(ctx.start_fifo, &e)
+}
+
+/// Everything between the rootfs and execve that init and exec share: LSM labels, rlimits,
+/// scheduling, no_new_privs, seccomp, user and capabilities, cwd, umask, the program's path.
+/// The seccomp notify fd, if any, is handed to the parent over `ch`.
+pub fn prepare_process(
+    process: &Process,
+    seccomp: Option<berth_seccomp::Filter>,
+    ch: &Channel,
+    in_userns: bool,
+    preserve_fds: u32,
+) -> Result<CString> {
+    process::set_lsm_labels(process)?;
+    if let Some(rl) = process.rlimits() {
+        process::set_rlimits(rl)?;
+    }
+    if let Some(adj) = process.oom_score_adj() {
+        process::set_oom_score_adj(adj)?;
+    }
+    if let Some(io) = process.io_priority() {
+        process::set_io_priority(io.class(), io.priority())?;
+    }
+    if let Some(s) = process.scheduler() {
+        process::set_scheduler(s)?;
+    }
+    let nnp = process.no_new_privileges() == Some(true);
+    if nnp {
+        process::set_no_new_privs()?;
+    }
+    // The program is looked up now, while any error can still be reported cleanly.
+    let env: Vec<String> = process.env().clone().unwrap_or_default();
+    let args = process.args().as_deref().unwrap_or_default();
+    let exe = process::find_executable(&args[0], &env, process.cwd())?;
+
+    let mut seccomp = seccomp;
+    // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before dropping it.
+    if !nnp && let Some(f) = seccomp.take() {
+        load_seccomp(f, ch)?;
+    }
+    let user = process.user();
+    let caps = CapSets::from_spec(process.capabilities().as_ref());
+    let groups: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
+    let set_groups = !in_userns || setgroups_allowed();
+    process::set_identity_and_caps(user.uid(), user.gid(), &groups, set_groups, &caps)?;
+    nix::unistd::chdir(process.cwd())
+        .ctx(|| format!("changing to the working directory {}", process.cwd().display()))?;
+    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+        user.umask().unwrap_or(0o022) as libc::mode_t,
+    ));
+    // With no_new_privs, load as late as possible so the filter sees few runtime syscalls.
+    if let Some(f) = seccomp.take() {
+        load_seccomp(f, ch)?;
+    }
+    process::cloexec_from(3 + preserve_fds)?;
+    process::cstring(exe.as_os_str())
+}
+
+fn setgroups_allowed() -> bool {
+    std::fs::read_to_string("/proc/self/setgroups")
+        .map(|s| s.trim() == "allow")
+        .unwrap_or(true)
+}
+
+fn load_seccomp(f: berth_seccomp::Filter, ch: &Channel) -> Result<()> {
+    if let Some(fd) = f.load()? {
+        ch.send_with_fds(&Msg::SeccompFd, &[fd.as_raw_fd()])?;
+        match ch.expect("the seccomp agent got its fd")?.0 {
+            Msg::SeccompDone => {}
+            other => return Err(Error::Child(format!("unexpected message {other:?}"))),
+        }
+    }
+    Ok(())
+}
+
+fn setup_terminal(process: &Process, sock: RawFd) -> Result<()> {
+    let pty = console::open_pty()?;
+    if let Some(sz) = process.console_size() {
+        console::set_size(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+    }
+    console::send_master(sock, &pty.master, &pty.slave_path)?;
+    drop(pty.master);
+    // SAFETY: the console socket fd was passed to us for this use only.
+    unsafe { libc::close(sock) };
+    console::make_controlling(&pty.slave)?;
+    rootfs::mount_console(&pty.slave_path)?;
+    Ok(())
+}
+
+/// execve the program with exactly the process's environment.
+pub fn exec(exe: &CString, process: &Process) -> Error {
+    let args: Vec<CString> = match process
+        .args()
+        .iter()
+        .flatten()
+        .map(process::cstring)
+        .collect::<Result<_>>()
+    {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let env: Vec<CString> = match process
+        .env()
+        .iter()
+        .flatten()
+        .map(process::cstring)
+        .collect::<Result<_>>()
+    {
+        Ok(a) => a,
+        Err(e) => return e,
+    };
+    let e = match nix::unistd::execve(exe, &args, &env) {
+        Ok(never) => match never {},
+        Err(e) => e,
+    };
+    Error::Child(format!(
+        "exec {:?}: {}",
+        exe.to_string_lossy(),
+        std::io::Error::from_raw_os_error(e as i32)
+    ))
+}
+
+/// After start, errors go to start.fifo, where `start` reads them.
+fn fail_after_start(start_fifo: &OwnedFd, e: &Error) -> ! {
+    let mut f = std::fs::File::from(start_fifo.try_clone().unwrap_or_else(|_| {
+        // SAFETY: _exit ends the process without running destructors.
+        unsafe { libc::_exit(127) }
+    }));
+    let _ = f.write_all(e.to_string().as_bytes());
+    // SAFETY: _exit ends the container's init without running the runtime's destructors.
+    unsafe { libc::_exit(127) }
+}
+
+/// The state JSON with another status (startContainer hooks see "created").
+pub fn state_with_status(state_json: &str, status: &str) -> String {
+    match serde_json::from_str::<serde_json::Value>(state_json) {
+        Ok(mut v) => {
+            v["status"] = serde_json::Value::String(status.into());
+            v.to_string()
+        }
+        Err(_) => state_json.to_string(),
+    }
+}
+
+fn join_session_keyring(id: &str) -> Result<()> {
+    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+    let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
+    // SAFETY: keyctl reads a valid NUL-terminated name.
+    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
+    if r < 0 {
+        let e = std::io::Error::last_os_error();
+        // Kernels without keyrings, or a user namespace that may not create one: go on.
+        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EDQUOT)) {
+            return Err(Error::io("joining a new session keyring", e));
+        }
+    }
+    Ok(())
+}
