@@ -96,14 +96,14 @@ fn create_resources(spec: &Spec) -> LinuxResources {
     r
 }
 
-/// The cgroup path: the spec's, or `berth/<id>` beneath the runtime's own cgroup.
+/// The cgroup path: the spec's, or `berth-<id>` beneath the runtime's own cgroup.
 fn cgroups_path(spec: &Spec, id: &str) -> String {
     spec.linux()
         .as_ref()
         .and_then(|l| l.cgroups_path().as_ref())
         .map(|p| p.to_string_lossy().into_owned())
         .filter(|p| !p.is_empty())
-        .unwrap_or_else(|| format!("berth/{id}"))
+        .unwrap_or_else(|| format!("berth-{id}"))
 }
 
 /// The state handed to hooks.

@@ -144,7 +144,7 @@ pub struct Bundle {
 
 impl Bundle {
     /// A bundle running `args`, with the default configuration of `berth runtime spec`, no
-    /// terminal, and a cgroup at `berth-test/<name>` beneath the test's own cgroup.
+    /// terminal, and a cgroup at `berth-test-<name>` beneath the test's own cgroup.
     pub fn new(name: &str, args: &[&str]) -> Bundle {
         let tmp = tempfile::Builder::new().prefix("berth-bundle-").tempdir().expect("tempdir");
         let dir = tmp.path().to_path_buf();
@@ -153,7 +153,7 @@ impl Bundle {
         config["process"]["terminal"] = json!(false);
         config["process"]["args"] = json!(args);
         config["root"]["readonly"] = json!(false);
-        config["linux"]["cgroupsPath"] = json!(format!("berth-test/{name}"));
+        config["linux"]["cgroupsPath"] = json!(format!("berth-test-{name}"));
         let b = Bundle {
             dir,
             config,
@@ -334,10 +334,10 @@ pub fn assert_no_leaks(root: &Path, id: &str, bundle: &Bundle) {
     assert!(procs.is_empty(), "processes left behind: {procs:?}");
 }
 
-/// Cgroup directories under any hierarchy whose path contains `berth-test/<name>`.
+/// Cgroup directories under any hierarchy whose path contains `berth-test-<name>`.
 pub fn cgroup_leftovers(name: &str) -> Vec<PathBuf> {
     let mut out = Vec::new();
-    let needle = format!("berth-test/{name}");
+    let needle = format!("berth-test-{name}");
     fn walk(dir: &Path, needle: &str, depth: u32, out: &mut Vec<PathBuf>) {
         if depth > 8 {
             return;
@@ -357,9 +357,9 @@ pub fn cgroup_leftovers(name: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Pids of processes in a cgroup whose path contains `berth-test/<name>`.
+/// Pids of processes in a cgroup whose path contains `berth-test-<name>`.
 pub fn processes_in_cgroup(name: &str) -> Vec<i32> {
-    let needle = format!("berth-test/{name}");
+    let needle = format!("berth-test-{name}");
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {
