@@ -102,9 +102,17 @@ impl Container {
             cg.kill_all(sig)?;
         } else {
             let pid = self.saved.pid.unwrap_or(0);
-            let signal = Signal::try_from(sig).ok();
-            nix::sys::signal::kill(Pid::from_raw(pid), signal)
-                .map_err(|e| Error::sys(format!("sending signal {sig} to {pid}"), e))?;
+            if pid <= 0 {
+                return Err(self.wrong(status, "the container has no process"));
+            }
+            // libc::kill, not nix's: real-time signals have no nix `Signal`.
+            // SAFETY: kill takes two integers; pid is positive, so one process is signalled.
+            if unsafe { libc::kill(pid, sig) } != 0 {
+                return Err(Error::io(
+                    format!("sending signal {sig} to {pid}"),
+                    std::io::Error::last_os_error(),
+                ));
+            }
         }
         // A frozen process only dies once thawed.
         if sig == libc::SIGKILL && status == Status::Paused
