@@ -439,7 +439,7 @@ mod tests {
 
     #[test]
     fn mappings() {
-        let m = |c, h, s| {
+        let m = |c: u32, h: u32, s: u32| {
             oci_spec::runtime::LinuxIdMappingBuilder::default()
                 .container_id(c)
                 .host_id(h)

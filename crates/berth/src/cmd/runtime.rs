@@ -553,7 +553,7 @@ fn parse_bytes(s: &str) -> Result<i64> {
 }
 
 fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
-    use oci_spec::runtime::{LinuxBlockIo, LinuxCpu, LinuxMemory, LinuxPids};
+    use oci_spec::runtime::{LinuxBlockIo, LinuxMemory, LinuxPids};
     let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let mut data = Vec::new();
