@@ -19,7 +19,7 @@ bundle=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
 trap 'rm -rf "$bundle"' EXIT
 mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev"
 cp /bin/busybox "$bundle/rootfs/bin/"
-for applet in $(/bin/busybox --list); do ln -sf busybox "$bundle/rootfs/bin/$applet"; done
+for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$applet"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
 
 cd "$bundle"

@@ -404,8 +404,11 @@ pub fn set_identity_and_caps(
         if caps.ambient & (1 << i) == 0 {
             continue;
         }
+        // An ambient capability must also be permitted and inheritable; like runc, a spec
+        // that lists one without the other (runc's own default spec does) is not an error:
+        // the capability is simply not ambient.
         // SAFETY: prctl with integer arguments only.
-        let r = unsafe {
+        unsafe {
             libc::prctl(
                 libc::PR_CAP_AMBIENT,
                 libc::PR_CAP_AMBIENT_RAISE,
@@ -414,15 +417,6 @@ pub fn set_identity_and_caps(
                 0,
             )
         };
-        if r != 0 {
-            return Err(Error::io(
-                format!(
-                    "raising ambient capability {} (it must be permitted and inheritable too)",
-                    CapSets::names(1 << i).join("")
-                ),
-                std::io::Error::last_os_error(),
-            ));
-        }
     }
     Ok(())
 }

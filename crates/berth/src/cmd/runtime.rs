@@ -44,8 +44,8 @@ struct Global {
     /// Use systemd to manage cgroups.
     #[arg(long = "systemd-cgroup", global = true)]
     systemd_cgroup: bool,
-    /// Rootless mode: true, false or auto.
-    #[arg(long, global = true)]
+    /// Rootless mode: true, false or auto (before the command, as runc takes it).
+    #[arg(long)]
     rootless: Option<String>,
     /// Path to criu (accepted for compatibility; checkpointing is not supported yet).
     #[arg(long, global = true, hide = true)]
@@ -131,7 +131,7 @@ enum Cmd {
         #[arg(short, long, default_value = ".")]
         bundle: PathBuf,
         /// A configuration for an unprivileged user.
-        #[arg(long)]
+        #[arg(long = "rootless", id = "spec_rootless")]
         rootless: bool,
     },
     /// Print what this runtime supports (runtime-spec features.md).
@@ -698,6 +698,12 @@ mod tests {
     use super::*;
 
     #[test]
+    fn command_line_is_consistent() {
+        use clap::CommandFactory;
+        RuntimeCli::command().debug_assert();
+    }
+
+    #[test]
     fn signals() {
         assert_eq!(parse_signal("9").unwrap(), 9);
         assert_eq!(parse_signal("KILL").unwrap(), 9);
@@ -718,3 +724,4 @@ mod tests {
         assert!(parse_bytes("x").is_err());
     }
 }
+
