@@ -2,8 +2,8 @@
 //!
 //! Runs in the final process forked by [`crate::launch`], inside all the container's
 //! namespaces. Order matters and follows runc: rootfs mounts → prestart/createRuntime hooks
-//! (run by the parent) → createContainer hooks → pivot_root → terminal → masked and read-only
-//! paths → hostname, sysctls, LSM labels, rlimits and friends → seccomp (here when it needs
+//! (run by the parent) → createContainer hooks → pivot_root → terminal → hostname,
+//! sysctls → masked and read-only paths, LSM labels, rlimits and friends → seccomp (here when it needs
 //! privileges) → user and capabilities → cwd → seccomp (here with no_new_privs) → report
 //! ready → wait for `start` → startContainer hooks → execve.
 
@@ -93,18 +93,24 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
         })?;
         setup_terminal(process, sock)?;
     }
-    rootfs::finalize(&plan)?;
-
+    // Hostname, domainname and sysctls go in before /proc/sys becomes read-only.
     if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
         nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
     }
     if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        std::fs::write("/proc/sys/kernel/domainname", d).ctx(|| format!("setting domainname {d:?}"))?;
+        // SAFETY: setdomainname reads `d.len()` bytes from a valid buffer.
+        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
+            return Err(Error::io(
+                format!("setting domainname {d:?}"),
+                std::io::Error::last_os_error(),
+            ));
+        }
     }
     let linux = spec.linux().as_ref();
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         rootfs::write_sysctls(sysctl)?;
     }
+    rootfs::finalize(&plan)?;
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         process::set_personality(p)?;
     }

@@ -54,7 +54,10 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
             };
             // SAFETY: getrlimit writes into the valid struct on our stack.
             unsafe { libc::getrlimit(res, &mut cur) };
-            let name = format!("{:?}", r.typ()).to_uppercase();
+            let name = serde_json::to_value(r.typ())
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_string))
+                .unwrap_or_else(|| format!("{:?}", r.typ()));
             return Err(if err.raw_os_error() == Some(libc::EPERM) && r.hard() > cur.rlim_max {
                 Error::Unsupported(format!(
                     "{name} hard limit {} is above the host's hard limit {} and raising it needs CAP_SYS_RESOURCE, which the runtime does not have",

@@ -266,9 +266,31 @@ impl Berth {
         c
     }
 
-    /// Run and return the output (whatever the exit status).
+    /// Run and return the output (whatever the exit status). Output goes through files, not
+    /// pipes: a detached container inherits berth's stdout and stderr and would hold a pipe
+    /// open long after berth exits.
     pub fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).output().expect("running berth")
+        let mut out = tempfile::tempfile().expect("temporary file");
+        let mut err = tempfile::tempfile().expect("temporary file");
+        let status = self
+            .cmd(args)
+            .stdin(std::process::Stdio::null())
+            .stdout(out.try_clone().expect("dup"))
+            .stderr(err.try_clone().expect("dup"))
+            .status()
+            .expect("running berth");
+        let read = |f: &mut fs::File| {
+            use std::io::{Read, Seek};
+            let mut v = Vec::new();
+            f.seek(std::io::SeekFrom::Start(0)).expect("seek");
+            f.read_to_end(&mut v).expect("read");
+            v
+        };
+        Output {
+            status,
+            stdout: read(&mut out),
+            stderr: read(&mut err),
+        }
     }
 
     /// Run and insist on success; returns stdout.
@@ -357,14 +379,19 @@ pub fn cgroup_leftovers(name: &str) -> Vec<PathBuf> {
     out
 }
 
-/// Pids of processes in a cgroup whose path contains `berth-test-<name>`.
+/// Pids of live (not zombie) processes in a cgroup whose path contains `berth-test-<name>`.
 pub fn processes_in_cgroup(name: &str) -> Vec<i32> {
     let needle = format!("berth-test-{name}");
     let mut out = Vec::new();
     let Ok(rd) = fs::read_dir("/proc") else { return out };
     for e in rd.flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
-        if let Ok(c) = fs::read_to_string(format!("/proc/{pid}/cgroup"))
+        // A zombie has left its cgroup already; the host's init reaps it when it gets to it.
+        let zombie = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
+            s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z")
+        });
+        if !zombie
+            && let Ok(c) = fs::read_to_string(format!("/proc/{pid}/cgroup"))
             && c.contains(&needle)
         {
             out.push(pid);

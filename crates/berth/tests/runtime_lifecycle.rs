@@ -69,7 +69,10 @@ fn run_returns_exit_code_and_output() {
 #[test]
 fn run_reports_death_by_signal() {
     let ctx = Ctx::new();
-    let (id, b) = ctx.bundle("sig", &["sh", "-c", "kill -9 $$"]);
+    let (id, mut b) = ctx.bundle("sig", &["sh", "-c", "kill -9 $$"]);
+    // Without a pid namespace of its own: a namespace's init cannot SIGKILL itself.
+    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+    b.write();
     let (code, _, _) = ctx.run(&id, &b);
     assert_eq!(code, 128 + 9);
     assert_no_leaks(&ctx.root.path, &id, &b);
@@ -295,7 +298,9 @@ fn preserve_fds_and_no_pivot() {
     // SAFETY: dup2 in the child between fork and exec, on fds that exist.
     unsafe {
         cmd.pre_exec(move || {
-            if libc::dup2(raw, 3) < 0 {
+            // dup2 onto itself keeps close-on-exec: clear it by hand then.
+            let r = if raw == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(raw, 3) };
+            if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
             Ok(())
