@@ -331,7 +331,14 @@ impl Berth {
     pub fn wait_status(&self, id: &str, status: &str) {
         let deadline = Instant::now() + Duration::from_secs(10);
         loop {
-            let s = self.status(id);
+            // Until the runtime has written its state the container does not exist yet.
+            let out = self.run(&["state", id]);
+            let s = if out.status.success() {
+                let v: Value = serde_json::from_slice(&out.stdout).expect("state JSON");
+                v["status"].as_str().unwrap_or_default().to_string()
+            } else {
+                String::from("(none)")
+            };
             if s == status {
                 return;
             }

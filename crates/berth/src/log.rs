@@ -56,3 +56,34 @@ impl Logger {
         }
     }
 }
+
+/// An error and its causes on one line, "outer: inner: root". Library errors already end with
+/// their source's text; a cause whose text the line already ends with is not repeated.
+pub fn one_line(e: &anyhow::Error) -> String {
+    let mut line = String::new();
+    for cause in e.chain() {
+        let msg = cause.to_string();
+        if line.ends_with(&msg) {
+            continue;
+        }
+        if !line.is_empty() {
+            line.push_str(": ");
+        }
+        line.push_str(&msg);
+    }
+    line
+}
+
+#[cfg(test)]
+mod one_line_tests {
+    #[test]
+    fn causes_are_not_repeated() {
+        let io = std::io::Error::from_raw_os_error(2);
+        let lib = berth_runtime::Error::io("writing /x", io);
+        let e = anyhow::Error::new(lib).context("creating c1");
+        assert_eq!(
+            super::one_line(&e),
+            "creating c1: writing /x: No such file or directory (os error 2)"
+        );
+    }
+}

@@ -269,7 +269,7 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
     match dispatch(cli) {
         Ok(code) => ExitCode::from(code),
         Err(e) => {
-            log.error(&format!("{e:#}"));
+            log.error(&crate::log::one_line(&e));
             ExitCode::from(1)
         }
     }
