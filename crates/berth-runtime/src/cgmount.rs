@@ -185,7 +185,7 @@ pub fn mount_cgroups(
             .iter()
             .find(|h| h.v2)
             .ok_or_else(|| Error::Unsupported("no cgroup2 hierarchy found".into()))?;
-        return mount_hierarchy(&tpath, h, cgroupns, flags, ro);
+        return mount_hierarchy(&tpath, || root.resolve(dest), h, cgroupns, flags, ro);
     }
 
     mount(Some("tmpfs"), tpath.as_str(), Some("tmpfs"), flags, Some("mode=755"))
@@ -204,7 +204,7 @@ pub fn mount_cgroups(
             .mkdir_all(&h.name, &perm(0o755))
             .ctx(|| format!("creating {}", h.name))?;
         let spath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sub)));
-        mount_hierarchy(&spath, h, cgroupns, flags, ro)?;
+        mount_hierarchy(&spath, || base_root.resolve(&h.name), h, cgroupns, flags, ro)?;
         // A co-mounted hierarchy ("cpu,cpuacct") is also reachable under each name.
         if h.name.contains(',') {
             for part in h.name.split(',') {
@@ -230,7 +230,16 @@ pub fn mount_cgroups(
     Ok(())
 }
 
-fn mount_hierarchy(target: &str, h: &Hierarchy, cgroupns: bool, flags: MsFlags, ro: bool) -> Result<()> {
+/// Mount one hierarchy at `target` (a /proc/self/fd path of the mount point); `reresolve`
+/// opens the mount point again, to reach what was mounted on top of it.
+fn mount_hierarchy(
+    target: &str,
+    reresolve: impl Fn() -> std::result::Result<pathrs::Handle, pathrs::error::Error>,
+    h: &Hierarchy,
+    cgroupns: bool,
+    flags: MsFlags,
+    ro: bool,
+) -> Result<()> {
     let roflag = if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
     if cgroupns {
         let (fstype, data) = if h.v2 {
@@ -240,15 +249,19 @@ fn mount_hierarchy(target: &str, h: &Hierarchy, cgroupns: bool, flags: MsFlags, 
         };
         match mount(Some(fstype), target, Some(fstype), flags | roflag, data) {
             Ok(()) => return Ok(()),
-            // Not allowed here (e.g. v1 in a user namespace): fall back to a bind mount.
-            Err(nix::errno::Errno::EPERM) | Err(nix::errno::Errno::EBUSY) => {}
+            // Not allowed here (e.g. v1 in a user namespace), or the kernel would not share
+            // the hierarchy: fall back to a bind mount, which shows the same directory.
+            Err(nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY | nix::errno::Errno::EINVAL) => {}
             Err(e) => return Err(Error::sys(format!("mounting the {} cgroup hierarchy", h.name), e)),
         }
     }
     mount(Some(&h.dir), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
         .ctx(|| format!("binding cgroup {}", h.dir.display()))?;
+    // The fd behind `target` is the directory beneath the new mount: open the mount itself.
+    let mounted = reresolve().ctx(|| format!("resolving the bind mount of {}", h.dir.display()))?;
+    let mpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&mounted)));
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | roflag;
-    mount(None::<&str>, target, None::<&str>, f, None::<&str>)
+    mount(None::<&str>, mpath.as_str(), None::<&str>, f, None::<&str>)
         .ctx(|| format!("setting the flags of cgroup {}", h.dir.display()))
 }
 

@@ -412,3 +412,94 @@ pub fn is_root() -> bool {
     // SAFETY: geteuid has no arguments and cannot fail.
     unsafe { libc::geteuid() == 0 }
 }
+
+/// A cgroup parent for clients (podman, containerd) that take an absolute cgroup path: it lies
+/// beneath this test process's own cgroup (v1: the memory hierarchy's, the only one not at the
+/// root on our hosts; v2: the parent of our own, which may hand controllers down). Dropping it
+/// removes every directory it caused, in every hierarchy, deepest first.
+pub struct CgroupParent {
+    /// The absolute cgroup path to hand to the client.
+    pub path: String,
+    before: Vec<PathBuf>,
+}
+
+impl CgroupParent {
+    /// A parent named `berth-test-<name>`.
+    pub fn new(name: &str) -> CgroupParent {
+        let own = fs::read_to_string("/proc/self/cgroup").expect("reading /proc/self/cgroup");
+        let base = own
+            .lines()
+            .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
+            .or_else(|| {
+                own.lines().find_map(|l| l.strip_prefix("0::")).map(|p| {
+                    Path::new(p).parent().unwrap_or(Path::new("/")).to_string_lossy().into_owned()
+                })
+            })
+            .unwrap_or_else(|| "/".into());
+        let path = Path::new(&base).join(format!("berth-test-{name}")).to_string_lossy().into_owned();
+        CgroupParent {
+            before: Self::existing(&path),
+            path,
+        }
+    }
+
+    fn hierarchies() -> Vec<PathBuf> {
+        let mounts = fs::read_to_string("/proc/self/mounts").unwrap_or_default();
+        mounts
+            .lines()
+            .filter_map(|l| {
+                let f: Vec<&str> = l.split(' ').collect();
+                (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| PathBuf::from(f[1]))
+            })
+            .collect()
+    }
+
+    /// Every ancestor of `path` (and itself) that exists in some hierarchy.
+    fn existing(path: &str) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in Self::hierarchies() {
+            let mut p = Some(Path::new(path));
+            while let Some(d) = p {
+                let full = h.join(d.strip_prefix("/").unwrap_or(d));
+                if full.exists() {
+                    out.push(full);
+                }
+                p = d.parent();
+            }
+        }
+        out
+    }
+}
+
+impl Drop for CgroupParent {
+    fn drop(&mut self) {
+        for h in Self::hierarchies() {
+            let top = h.join(self.path.trim_start_matches('/'));
+            // Everything beneath the parent, deepest first.
+            let mut dirs = Vec::new();
+            fn walk(d: &Path, out: &mut Vec<PathBuf>) {
+                if let Ok(rd) = fs::read_dir(d) {
+                    for e in rd.flatten() {
+                        if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                            walk(&e.path(), out);
+                        }
+                    }
+                }
+                out.push(d.to_path_buf());
+            }
+            walk(&top, &mut dirs);
+            // Then the ancestors this parent caused to exist.
+            let mut p = top.parent();
+            while let Some(d) = p {
+                if d == h || self.before.iter().any(|b| b == d) {
+                    break;
+                }
+                dirs.push(d.to_path_buf());
+                p = d.parent();
+            }
+            for d in dirs {
+                let _ = fs::remove_dir(&d);
+            }
+        }
+    }
+}
