@@ -37,7 +37,7 @@ trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle
 mkdir -p "$bundle/rootfs"/{bin,etc,proc,sys,dev,tmp}
 cp /bin/busybox "$bundle/rootfs/bin/"
-for a in $(/bin/busybox --list); do ln -sf busybox "$bundle/rootfs/bin/$a"; done
+for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
 (cd "$bundle" && "$BERTH" runtime spec)
 jq '.process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPath = "berth-bench"' \

@@ -40,7 +40,10 @@ pub(crate) fn rules(list: &[LinuxDeviceCgroup]) -> Result<Vec<Rule>> {
                 LinuxDeviceType::B => 'b',
                 LinuxDeviceType::C | LinuxDeviceType::U => 'c',
                 LinuxDeviceType::P => {
-                    return Err(invalid("devices", "a fifo (p) cannot be a device cgroup rule"));
+                    return Err(invalid(
+                        "devices",
+                        "a fifo (p) cannot be a device cgroup rule",
+                    ));
                 }
             };
             let mut access = 0;
@@ -85,9 +88,23 @@ pub(crate) fn apply_v1(dir: &Path, rules: &[Rule]) -> Result<()> {
         let line = if r.typ == 'a' && r.major.is_none() && r.minor.is_none() && r.access == 7 {
             "a".to_string()
         } else {
-            format!("{} {}:{} {}", r.typ, num(r.major), num(r.minor), access_str(r.access))
+            format!(
+                "{} {}:{} {}",
+                r.typ,
+                num(r.major),
+                num(r.minor),
+                access_str(r.access)
+            )
         };
-        fsutil::write(dir, if r.allow { "devices.allow" } else { "devices.deny" }, line)?;
+        fsutil::write(
+            dir,
+            if r.allow {
+                "devices.allow"
+            } else {
+                "devices.deny"
+            },
+            line,
+        )?;
     }
     Ok(())
 }
@@ -312,7 +329,13 @@ mod tests {
     }
 
     fn rule(allow: bool, typ: char, major: Option<i64>, minor: Option<i64>, access: i32) -> Rule {
-        Rule { allow, typ, major, minor, access }
+        Rule {
+            allow,
+            typ,
+            major,
+            minor,
+            access,
+        }
     }
 
     #[test]

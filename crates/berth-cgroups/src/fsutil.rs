@@ -37,7 +37,10 @@ pub(crate) fn read_u64(dir: &Path, file: &str) -> Result<u64> {
         io(
             "parsing",
             &dir.join(file),
-            std::io::Error::new(std::io::ErrorKind::InvalidData, format!("not a number: {s:?}")),
+            std::io::Error::new(
+                std::io::ErrorKind::InvalidData,
+                format!("not a number: {s:?}"),
+            ),
         )
     })
 }
@@ -106,7 +109,8 @@ pub(crate) fn rmdir_tree(dir: &Path) -> Result<()> {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
             Err(e)
-                if e.raw_os_error() == Some(libc::EBUSY) && std::time::Instant::now() < deadline =>
+                if e.raw_os_error() == Some(libc::EBUSY)
+                    && std::time::Instant::now() < deadline =>
             {
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(std::time::Duration::from_millis(20));

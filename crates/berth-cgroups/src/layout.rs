@@ -14,8 +14,20 @@ use crate::error::{Error, Result, io};
 
 /// The controllers berth manages on v1.
 pub const V1_CONTROLLERS: &[&str] = &[
-    "cpu", "cpuacct", "cpuset", "memory", "pids", "blkio", "devices", "freezer", "hugetlb",
-    "net_cls", "net_prio", "perf_event", "rdma", "misc",
+    "cpu",
+    "cpuacct",
+    "cpuset",
+    "memory",
+    "pids",
+    "blkio",
+    "devices",
+    "freezer",
+    "hugetlb",
+    "net_cls",
+    "net_prio",
+    "perf_event",
+    "rdma",
+    "misc",
 ];
 
 /// One cgroup v1 hierarchy.
@@ -106,16 +118,14 @@ impl Layout {
             let root = PathBuf::from(unescape(pre[3]));
             let point = PathBuf::from(unescape(pre[4]));
             match post[0] {
-                "cgroup2" => {
-                    // The first cgroup2 mount wins; a later one is usually a bind of it.
-                    if layout.unified.is_none() {
-                        layout.unified = Some(UnifiedMount {
-                            point,
-                            root,
-                            controllers: Vec::new(),
-                            own: own_v2.clone(),
-                        });
-                    }
+                // The first cgroup2 mount wins; a later one is usually a bind of it.
+                "cgroup2" if layout.unified.is_none() => {
+                    layout.unified = Some(UnifiedMount {
+                        point,
+                        root,
+                        controllers: Vec::new(),
+                        own: own_v2.clone(),
+                    });
                 }
                 "cgroup" => {
                     let mut controllers: Vec<String> = post[2]
@@ -136,7 +146,8 @@ impl Layout {
                         .find(|(k, _)| {
                             let k: Vec<&String> =
                                 k.iter().filter(|c| !c.starts_with("name=")).collect();
-                            k.len() == controllers.len() && k.iter().all(|c| controllers.contains(c))
+                            k.len() == controllers.len()
+                                && k.iter().all(|c| controllers.contains(c))
                         })
                         .map(|(_, p)| p.clone())
                         .unwrap_or_else(|| PathBuf::from("/"));
@@ -233,7 +244,10 @@ mod tests {
         let l = Layout::parse(mi, "3:cpu,cpuacct:/a\n");
         assert_eq!(l.v1[0].controllers, ["cpu", "cpuacct"]);
         assert_eq!(l.v1[0].own, Path::new("/a"));
-        let l = Layout::parse("1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n", "0::/user/x\n");
+        let l = Layout::parse(
+            "1 0 0:1 / /sys/fs/cgroup rw - cgroup2 cgroup2 rw\n",
+            "0::/user/x\n",
+        );
         assert!(l.is_pure_v2());
         assert_eq!(l.unified.unwrap().own, Path::new("/user/x"));
     }
@@ -241,7 +255,11 @@ mod tests {
     #[test]
     fn host_dirs() {
         assert_eq!(
-            host_dir(Path::new("/sys/fs/cgroup"), Path::new("/a"), Path::new("/a/b")),
+            host_dir(
+                Path::new("/sys/fs/cgroup"),
+                Path::new("/a"),
+                Path::new("/a/b")
+            ),
             Path::new("/sys/fs/cgroup/b")
         );
         assert_eq!(

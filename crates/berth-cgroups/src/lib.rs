@@ -77,7 +77,9 @@ impl CgroupPaths {
                 return Some(d);
             }
         }
-        self.unified.as_deref().or_else(|| self.v1.values().next().map(|p| p.as_path()))
+        self.unified
+            .as_deref()
+            .or_else(|| self.v1.values().next().map(|p| p.as_path()))
     }
 }
 
@@ -265,7 +267,9 @@ impl Cgroup {
     /// Whether the cgroup is frozen.
     pub fn is_frozen(&self) -> Result<bool> {
         match self.freezer() {
-            Some((dir, true)) => Ok(fsutil::read_kv(dir, "cgroup.events").get("frozen") == Some(&1)),
+            Some((dir, true)) => {
+                Ok(fsutil::read_kv(dir, "cgroup.events").get("frozen") == Some(&1))
+            }
             Some((dir, false)) => Ok(match fsutil::read(dir, "freezer.state") {
                 Ok(s) => s.trim() == "FROZEN",
                 Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::NotFound => {
@@ -312,11 +316,15 @@ impl Cgroup {
             .ok_or_else(|| Error::Unsupported("no memory cgroup is available".into()))?;
         if v2 {
             let ino = nix::sys::inotify::Inotify::init(
-                nix::sys::inotify::InitFlags::IN_CLOEXEC | nix::sys::inotify::InitFlags::IN_NONBLOCK,
+                nix::sys::inotify::InitFlags::IN_CLOEXEC
+                    | nix::sys::inotify::InitFlags::IN_NONBLOCK,
             )
             .map_err(|e| error::io("inotify_init on", dir, e.into()))?;
-            ino.add_watch(&dir.join("memory.events"), nix::sys::inotify::AddWatchFlags::IN_MODIFY)
-                .map_err(|e| error::io("watching", &dir.join("memory.events"), e.into()))?;
+            ino.add_watch(
+                &dir.join("memory.events"),
+                nix::sys::inotify::AddWatchFlags::IN_MODIFY,
+            )
+            .map_err(|e| error::io("watching", &dir.join("memory.events"), e.into()))?;
             let seen = oom_kills_v2(dir);
             return Ok(OomEvents {
                 fd: OwnedFd::from(ino),
@@ -328,7 +336,11 @@ impl Cgroup {
         // SAFETY: eventfd(2) has no memory-safety requirements; the result is checked.
         let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
         if efd < 0 {
-            return Err(error::io("eventfd for", dir, std::io::Error::last_os_error()));
+            return Err(error::io(
+                "eventfd for",
+                dir,
+                std::io::Error::last_os_error(),
+            ));
         }
         // SAFETY: `efd` is a new file descriptor owned by nobody else.
         let efd = unsafe { OwnedFd::from_raw_fd(efd) };

@@ -113,7 +113,10 @@ pub struct Pids {
 #[derive(Debug, Default, Serialize, Clone)]
 pub struct Blkio {
     /// Bytes by device and operation.
-    #[serde(rename = "ioServiceBytesRecursive", skip_serializing_if = "Vec::is_empty")]
+    #[serde(
+        rename = "ioServiceBytesRecursive",
+        skip_serializing_if = "Vec::is_empty"
+    )]
     pub io_service_bytes_recursive: Vec<BlkioEntry>,
     /// Operations by device and operation.
     #[serde(rename = "ioServicedRecursive", skip_serializing_if = "Vec::is_empty")]
@@ -193,7 +196,11 @@ fn memory_v1(d: &Path) -> Memory {
         failcnt: stat_u64(d, &format!("{prefix}.failcnt")),
     };
     Memory {
-        cache: raw.get("total_cache").or(raw.get("cache")).copied().unwrap_or(0),
+        cache: raw
+            .get("total_cache")
+            .or(raw.get("cache"))
+            .copied()
+            .unwrap_or(0),
         usage: entry("memory"),
         swap: entry("memory.memsw"),
         kernel: entry("memory.kmem"),
@@ -216,7 +223,10 @@ fn memory_v2(d: &Path) -> Memory {
             limit: stat_u64(d, "memory.swap.max"),
             usage: stat_u64(d, "memory.swap.current"),
             max: stat_u64(d, "memory.swap.peak"),
-            failcnt: read_kv(d, "memory.swap.events").get("max").copied().unwrap_or(0),
+            failcnt: read_kv(d, "memory.swap.events")
+                .get("max")
+                .copied()
+                .unwrap_or(0),
         },
         kernel: MemoryEntry::default(),
         raw,
@@ -305,7 +315,9 @@ fn io_v2(d: &Path) -> Blkio {
             continue;
         };
         for kv in it {
-            let Some((k, v)) = kv.split_once('=') else { continue };
+            let Some((k, v)) = kv.split_once('=') else {
+                continue;
+            };
             let Ok(value) = v.parse() else { continue };
             let (list, op) = match k {
                 "rbytes" => (&mut b.io_service_bytes_recursive, "Read"),
@@ -314,7 +326,12 @@ fn io_v2(d: &Path) -> Blkio {
                 "wios" => (&mut b.io_serviced_recursive, "Write"),
                 _ => continue,
             };
-            list.push(BlkioEntry { major, minor, op: op.into(), value });
+            list.push(BlkioEntry {
+                major,
+                minor,
+                op: op.into(),
+                value,
+            });
         }
     }
     b
@@ -328,9 +345,11 @@ fn hugetlb(d: &Path, v2: bool) -> BTreeMap<String, Hugetlb> {
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
         let size = if v2 {
-            name.strip_prefix("hugetlb.").and_then(|r| r.strip_suffix(".current"))
+            name.strip_prefix("hugetlb.")
+                .and_then(|r| r.strip_suffix(".current"))
         } else {
-            name.strip_prefix("hugetlb.").and_then(|r| r.strip_suffix(".usage_in_bytes"))
+            name.strip_prefix("hugetlb.")
+                .and_then(|r| r.strip_suffix(".usage_in_bytes"))
         };
         let Some(size) = size else { continue };
         if size.contains('.') {
@@ -340,7 +359,10 @@ fn hugetlb(d: &Path, v2: bool) -> BTreeMap<String, Hugetlb> {
             Hugetlb {
                 usage: stat_u64(d, &name),
                 max: 0,
-                failcnt: read_kv(d, &format!("hugetlb.{size}.events")).get("max").copied().unwrap_or(0),
+                failcnt: read_kv(d, &format!("hugetlb.{size}.events"))
+                    .get("max")
+                    .copied()
+                    .unwrap_or(0),
             }
         } else {
             Hugetlb {

@@ -143,7 +143,11 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
         && let Some(d) = need(paths, "pids", "a pids limit")?
     {
         let v = p.limit();
-        fsutil::write(d, "pids.max", if v <= 0 { "max".into() } else { v.to_string() })?;
+        fsutil::write(
+            d,
+            "pids.max",
+            if v <= 0 { "max".into() } else { v.to_string() },
+        )?;
     }
     if let Some(b) = r.block_io() {
         apply_blkio(paths, b)?;
@@ -153,7 +157,10 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
             if let Some(d) = need(paths, "hugetlb", "a hugepage limit")? {
                 let f = format!("hugetlb.{}.limit_in_bytes", l.page_size());
                 if !fsutil::exists(d, &f) {
-                    return Err(invalid("hugepageLimits", format!("no {} huge pages", l.page_size())));
+                    return Err(invalid(
+                        "hugepageLimits",
+                        format!("no {} huge pages", l.page_size()),
+                    ));
                 }
                 fsutil::write(d, &f, limit(l.limit()))?;
             }
@@ -167,7 +174,11 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
         }
         for p in n.priorities().iter().flatten() {
             if let Some(d) = need(paths, "net_prio", "a network priority")? {
-                fsutil::write(d, "net_prio.ifpriomap", format!("{} {}", p.name(), p.priority()))?;
+                fsutil::write(
+                    d,
+                    "net_prio.ifpriomap",
+                    format!("{} {}", p.name(), p.priority()),
+                )?;
             }
         }
     }
@@ -197,7 +208,10 @@ fn set_memory_limits(d: &Path, mem: Option<i64>, swap: Option<i64>) -> Result<()
         && s > 0
         && s < m
     {
-        return Err(invalid("memory.swap", "memory+swap limit must be at least the memory limit"));
+        return Err(invalid(
+            "memory.swap",
+            "memory+swap limit must be at least the memory limit",
+        ));
     }
     if swap.is_some() && !has_swap_file && swap != mem && swap != Some(-1) && swap != Some(0) {
         return Err(Error::Unsupported(
@@ -250,10 +264,18 @@ fn apply_blkio(paths: &CgroupPaths, b: &oci_spec::runtime::LinuxBlockIo) -> Resu
     let wants = b.weight().is_some()
         || b.leaf_weight().is_some()
         || b.weight_device().as_ref().is_some_and(|v| !v.is_empty())
-        || b.throttle_read_bps_device().as_ref().is_some_and(|v| !v.is_empty())
-        || b.throttle_write_bps_device().as_ref().is_some_and(|v| !v.is_empty())
-        || b.throttle_read_iops_device().as_ref().is_some_and(|v| !v.is_empty())
-        || b.throttle_write_iops_device().as_ref().is_some_and(|v| !v.is_empty());
+        || b.throttle_read_bps_device()
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        || b.throttle_write_bps_device()
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        || b.throttle_read_iops_device()
+            .as_ref()
+            .is_some_and(|v| !v.is_empty())
+        || b.throttle_write_iops_device()
+            .as_ref()
+            .is_some_and(|v| !v.is_empty());
     if !wants {
         return Ok(());
     }
@@ -297,14 +319,30 @@ fn apply_blkio(paths: &CgroupPaths, b: &oci_spec::runtime::LinuxBlockIo) -> Resu
         }
         if let Some(w) = wd.leaf_weight() {
             check_weight(w)?;
-            fsutil::write(d, "blkio.leaf_weight_device", format!("{}:{} {}", wd.major(), wd.minor(), w))?;
+            fsutil::write(
+                d,
+                "blkio.leaf_weight_device",
+                format!("{}:{} {}", wd.major(), wd.minor(), w),
+            )?;
         }
     }
     let throttles = [
-        ("blkio.throttle.read_bps_device", b.throttle_read_bps_device()),
-        ("blkio.throttle.write_bps_device", b.throttle_write_bps_device()),
-        ("blkio.throttle.read_iops_device", b.throttle_read_iops_device()),
-        ("blkio.throttle.write_iops_device", b.throttle_write_iops_device()),
+        (
+            "blkio.throttle.read_bps_device",
+            b.throttle_read_bps_device(),
+        ),
+        (
+            "blkio.throttle.write_bps_device",
+            b.throttle_write_bps_device(),
+        ),
+        (
+            "blkio.throttle.read_iops_device",
+            b.throttle_read_iops_device(),
+        ),
+        (
+            "blkio.throttle.write_iops_device",
+            b.throttle_write_iops_device(),
+        ),
     ];
     for (file, list) in throttles {
         for t in list.iter().flatten() {
@@ -316,7 +354,10 @@ fn apply_blkio(paths: &CgroupPaths, b: &oci_spec::runtime::LinuxBlockIo) -> Resu
 
 pub(crate) fn check_weight(w: u16) -> Result<()> {
     if !(10..=1000).contains(&w) {
-        return Err(invalid("blockIO.weight", format!("{w} is outside 10..1000")));
+        return Err(invalid(
+            "blockIO.weight",
+            format!("{w} is outside 10..1000"),
+        ));
     }
     Ok(())
 }

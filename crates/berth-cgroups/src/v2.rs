@@ -27,7 +27,8 @@ pub(crate) fn create(dir: &Path, controllers: &[String]) -> Result<()> {
         let enabled = fsutil::read(d, "cgroup.subtree_control").unwrap_or_default();
         for c in controllers {
             let c = c.as_str();
-            if avail.split_whitespace().any(|a| a == c) && !enabled.split_whitespace().any(|a| a == c)
+            if avail.split_whitespace().any(|a| a == c)
+                && !enabled.split_whitespace().any(|a| a == c)
             {
                 // A cgroup holding processes (other than the root) cannot hand controllers down;
                 // the resources that need one then fail with a clear error when applied.
@@ -74,7 +75,10 @@ pub(crate) fn swap_v2(swap: i64, memory: i64) -> Result<i64> {
         return Err(invalid("memory.swap", "a swap limit needs a memory limit"));
     }
     if swap < memory {
-        return Err(invalid("memory.swap", "memory+swap limit must be at least the memory limit"));
+        return Err(invalid(
+            "memory.swap",
+            "memory+swap limit must be at least the memory limit",
+        ));
     }
     Ok(swap - memory)
 }
@@ -124,7 +128,8 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
         // ignores them there too.
     }
     if let Some(c) = r.cpu() {
-        if c.realtime_runtime().is_some_and(|v| v != 0) || c.realtime_period().is_some_and(|v| v != 0)
+        if c.realtime_runtime().is_some_and(|v| v != 0)
+            || c.realtime_period().is_some_and(|v| v != 0)
         {
             return Err(Error::Unsupported(
                 "realtime cpu limits are not supported on cgroup v2".into(),
@@ -166,7 +171,16 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
     if let Some(p) = r.pids()
         && let Some(d) = dir(paths, "pids")
     {
-        set(d, "pids", "pids.max", if p.limit() <= 0 { "max".into() } else { p.limit().to_string() })?;
+        set(
+            d,
+            "pids",
+            "pids.max",
+            if p.limit() <= 0 {
+                "max".into()
+            } else {
+                p.limit().to_string()
+            },
+        )?;
     }
     if let Some(b) = r.block_io()
         && let Some(d) = dir(paths, "io")
@@ -201,7 +215,10 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
                 return Err(invalid(format!("unified {k:?}"), "not a cgroup file name"));
             }
             if k.starts_with("cgroup.") {
-                return Err(invalid(format!("unified {k:?}"), "cgroup.* files are the runtime's"));
+                return Err(invalid(
+                    format!("unified {k:?}"),
+                    "cgroup.* files are the runtime's",
+                ));
             }
             let controller = k.split('.').next().unwrap_or_default();
             set(unified, controller, k, v)?;
@@ -224,10 +241,20 @@ fn apply_io(d: &Path, b: &oci_spec::runtime::LinuxBlockIo) -> Result<()> {
         if let Some(w) = wd.weight() {
             v1::check_weight(w)?;
             if bfq {
-                set(d, "io", "io.bfq.weight", format!("{}:{} {}", wd.major(), wd.minor(), w))?;
+                set(
+                    d,
+                    "io",
+                    "io.bfq.weight",
+                    format!("{}:{} {}", wd.major(), wd.minor(), w),
+                )?;
             } else {
                 let v = blkio_to_io_weight(w);
-                set(d, "io", "io.weight", format!("{}:{} {}", wd.major(), wd.minor(), v))?;
+                set(
+                    d,
+                    "io",
+                    "io.weight",
+                    format!("{}:{} {}", wd.major(), wd.minor(), v),
+                )?;
             }
         }
     }
@@ -239,8 +266,17 @@ fn apply_io(d: &Path, b: &oci_spec::runtime::LinuxBlockIo) -> Result<()> {
     ];
     for (key, list) in throttles {
         for t in list.iter().flatten() {
-            let v = if t.rate() == 0 { "max".to_string() } else { t.rate().to_string() };
-            set(d, "io", "io.max", format!("{}:{} {key}={v}", t.major(), t.minor()))?;
+            let v = if t.rate() == 0 {
+                "max".to_string()
+            } else {
+                t.rate().to_string()
+            };
+            set(
+                d,
+                "io",
+                "io.max",
+                format!("{}:{} {key}={v}", t.major(), t.minor()),
+            )?;
         }
     }
     Ok(())

@@ -64,7 +64,17 @@ fn parse_mountinfo(data: &str) -> Vec<CgMount> {
         } else {
             post[2]
                 .split(',')
-                .filter(|o| !matches!(*o, "rw" | "ro" | "clone_children" | "xattr" | "noprefix" | "cpuset_v2_mode" | "favordynmods") && !o.starts_with("release_agent="))
+                .filter(|o| {
+                    !matches!(
+                        *o,
+                        "rw" | "ro"
+                            | "clone_children"
+                            | "xattr"
+                            | "noprefix"
+                            | "cpuset_v2_mode"
+                            | "favordynmods"
+                    ) && !o.starts_with("release_agent=")
+                })
                 .collect::<Vec<_>>()
                 .join(",")
         };
@@ -84,7 +94,10 @@ fn unescape(s: &str) -> String {
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
     while i < b.len() {
-        if b[i] == b'\\' && i + 3 < b.len() && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c)) {
+        if b[i] == b'\\'
+            && i + 3 < b.len()
+            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
+        {
             let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
             out.push(v);
             i += 4;
@@ -130,19 +143,25 @@ impl CgroupMounts {
             if m.v2 && m.point == Path::new("/sys/fs/cgroup") {
                 out.unified_only = true;
             }
-            let dir = dirs.iter().find(|d| d.starts_with(&m.point)).cloned().unwrap_or_else(|| {
-                // The runtime's own cgroup in this hierarchy, relative to the mount's root.
-                let mine = own.iter().find(|(c, _)| {
-                    if m.v2 {
-                        c.is_empty()
-                    } else {
-                        !c.is_empty() && c.split(',').collect::<Vec<_>>() == m.options.split(',').collect::<Vec<_>>()
-                    }
+            let dir = dirs
+                .iter()
+                .find(|d| d.starts_with(&m.point))
+                .cloned()
+                .unwrap_or_else(|| {
+                    // The runtime's own cgroup in this hierarchy, relative to the mount's root.
+                    let mine = own.iter().find(|(c, _)| {
+                        if m.v2 {
+                            c.is_empty()
+                        } else {
+                            !c.is_empty()
+                                && c.split(',').collect::<Vec<_>>()
+                                    == m.options.split(',').collect::<Vec<_>>()
+                        }
+                    });
+                    let p = mine.map(|(_, p)| p.as_str()).unwrap_or("/");
+                    let relp = Path::new(p).strip_prefix(&m.root).unwrap_or(Path::new(""));
+                    m.point.join(relp)
                 });
-                let p = mine.map(|(_, p)| p.as_str()).unwrap_or("/");
-                let relp = Path::new(p).strip_prefix(&m.root).unwrap_or(Path::new(""));
-                m.point.join(relp)
-            });
             let name = if m.point == Path::new("/sys/fs/cgroup") {
                 String::new()
             } else {
@@ -172,12 +191,16 @@ pub fn mount_cgroups(
     _typ: &str,
 ) -> Result<()> {
     let perm = |m| <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m);
-    let flags = opts.flags & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
+    let flags = opts.flags
+        & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let target = root
         .mkdir_all(dest, &perm(0o755))
         .ctx(|| "creating the cgroup mount point".into())?;
-    let tpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&target)));
+    let tpath = format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&target))
+    );
 
     if cg.unified_only {
         let h = cg
@@ -188,10 +211,18 @@ pub fn mount_cgroups(
         return mount_hierarchy(&tpath, || root.resolve(dest), h, cgroupns, flags, ro);
     }
 
-    mount(Some("tmpfs"), tpath.as_str(), Some("tmpfs"), flags, Some("mode=755"))
-        .ctx(|| "mounting tmpfs for the cgroup hierarchies".into())?;
+    mount(
+        Some("tmpfs"),
+        tpath.as_str(),
+        Some("tmpfs"),
+        flags,
+        Some("mode=755"),
+    )
+    .ctx(|| "mounting tmpfs for the cgroup hierarchies".into())?;
     drop(target);
-    let base = root.resolve(dest).ctx(|| "resolving the cgroup tmpfs".into())?;
+    let base = root
+        .resolve(dest)
+        .ctx(|| "resolving the cgroup tmpfs".into())?;
     let base_root = Root::from_fd(
         base.reopen(pathrs::flags::OpenFlags::O_PATH | pathrs::flags::OpenFlags::O_DIRECTORY)
             .ctx(|| "opening the cgroup tmpfs".into())?,
@@ -203,8 +234,18 @@ pub fn mount_cgroups(
         let sub = base_root
             .mkdir_all(&h.name, &perm(0o755))
             .ctx(|| format!("creating {}", h.name))?;
-        let spath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sub)));
-        mount_hierarchy(&spath, || base_root.resolve(&h.name), h, cgroupns, flags, ro)?;
+        let spath = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sub))
+        );
+        mount_hierarchy(
+            &spath,
+            || base_root.resolve(&h.name),
+            h,
+            cgroupns,
+            flags,
+            ro,
+        )?;
         // A co-mounted hierarchy ("cpu,cpuacct") is also reachable under each name.
         if h.name.contains(',') {
             for part in h.name.split(',') {
@@ -217,7 +258,10 @@ pub fn mount_cgroups(
         }
     }
     if ro {
-        let bpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&base)));
+        let bpath = format!(
+            "/proc/self/fd/{}",
+            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&base))
+        );
         mount(
             None::<&str>,
             bpath.as_str(),
@@ -240,7 +284,11 @@ fn mount_hierarchy(
     flags: MsFlags,
     ro: bool,
 ) -> Result<()> {
-    let roflag = if ro { MsFlags::MS_RDONLY } else { MsFlags::empty() };
+    let roflag = if ro {
+        MsFlags::MS_RDONLY
+    } else {
+        MsFlags::empty()
+    };
     if cgroupns {
         let (fstype, data) = if h.v2 {
             ("cgroup2", None)
@@ -251,15 +299,31 @@ fn mount_hierarchy(
             Ok(()) => return Ok(()),
             // Not allowed here (e.g. v1 in a user namespace), or the kernel would not share
             // the hierarchy: fall back to a bind mount, which shows the same directory.
-            Err(nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY | nix::errno::Errno::EINVAL) => {}
-            Err(e) => return Err(Error::sys(format!("mounting the {} cgroup hierarchy", h.name), e)),
+            Err(
+                nix::errno::Errno::EPERM | nix::errno::Errno::EBUSY | nix::errno::Errno::EINVAL,
+            ) => {}
+            Err(e) => {
+                return Err(Error::sys(
+                    format!("mounting the {} cgroup hierarchy", h.name),
+                    e,
+                ));
+            }
         }
     }
-    mount(Some(&h.dir), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| format!("binding cgroup {}", h.dir.display()))?;
+    mount(
+        Some(&h.dir),
+        target,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| format!("binding cgroup {}", h.dir.display()))?;
     // The fd behind `target` is the directory beneath the new mount: open the mount itself.
     let mounted = reresolve().ctx(|| format!("resolving the bind mount of {}", h.dir.display()))?;
-    let mpath = format!("/proc/self/fd/{}", std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&mounted)));
+    let mpath = format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&mounted))
+    );
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | roflag;
     mount(None::<&str>, mpath.as_str(), None::<&str>, f, None::<&str>)
         .ctx(|| format!("setting the flags of cgroup {}", h.dir.display()))
@@ -280,15 +344,27 @@ mod tests {
 
     #[test]
     fn hybrid_layout() {
-        let dirs = vec![PathBuf::from("/sys/fs/cgroup/memory/a/b/c1"), PathBuf::from("/sys/fs/cgroup/cpu/c1")];
+        let dirs = vec![
+            PathBuf::from("/sys/fs/cgroup/memory/a/b/c1"),
+            PathBuf::from("/sys/fs/cgroup/cpu/c1"),
+        ];
         let m = CgroupMounts::compute_from(HYBRID, OWN, &dirs);
         assert!(!m.unified_only);
         let names: Vec<_> = m.hierarchies.iter().map(|h| h.name.as_str()).collect();
         assert_eq!(names, ["cpu", "memory", "systemd", "unified"]);
-        assert_eq!(m.hierarchies[1].dir, PathBuf::from("/sys/fs/cgroup/memory/a/b/c1"));
-        assert_eq!(m.hierarchies[2].dir, PathBuf::from("/sys/fs/cgroup/systemd/user.slice"));
+        assert_eq!(
+            m.hierarchies[1].dir,
+            PathBuf::from("/sys/fs/cgroup/memory/a/b/c1")
+        );
+        assert_eq!(
+            m.hierarchies[2].dir,
+            PathBuf::from("/sys/fs/cgroup/systemd/user.slice")
+        );
         assert_eq!(m.hierarchies[2].options, "name=systemd");
-        assert_eq!(m.hierarchies[3].dir, PathBuf::from("/sys/fs/cgroup/unified"));
+        assert_eq!(
+            m.hierarchies[3].dir,
+            PathBuf::from("/sys/fs/cgroup/unified")
+        );
         assert!(m.hierarchies[3].v2);
     }
 

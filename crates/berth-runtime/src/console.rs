@@ -35,12 +35,18 @@ pub fn open_pty() -> Result<Pty> {
     let mut unlock: libc::c_int = 0;
     // SAFETY: TIOCSPTLCK reads an int from a valid pointer; `m` is an open ptmx fd.
     if unsafe { libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) } != 0 {
-        return Err(Error::io("unlocking the pty", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "unlocking the pty",
+            std::io::Error::last_os_error(),
+        ));
     }
     let mut n: libc::c_uint = 0;
     // SAFETY: TIOCGPTN writes an unsigned int into a valid pointer.
     if unsafe { libc::ioctl(m, libc::TIOCGPTN, &mut n) } != 0 {
-        return Err(Error::io("reading the pty number", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "reading the pty number",
+            std::io::Error::last_os_error(),
+        ));
     }
     // TIOCGPTPEER opens the slave through the master, immune to path tricks.
     // SAFETY: TIOCGPTPEER takes open flags as its argument and returns a new fd.
@@ -52,7 +58,10 @@ pub fn open_pty() -> Result<Pty> {
         )
     };
     if s < 0 {
-        return Err(Error::io("opening the pty slave", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "opening the pty slave",
+            std::io::Error::last_os_error(),
+        ));
     }
     // SAFETY: `s` is a new fd returned by the kernel and owned by nobody else.
     let slave = unsafe { OwnedFd::from_raw_fd(s) };
@@ -73,7 +82,10 @@ pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
     };
     // SAFETY: TIOCSWINSZ reads a winsize struct from a valid pointer.
     if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
-        return Err(Error::io("setting the terminal size", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "setting the terminal size",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -107,7 +119,10 @@ pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
     for target in 0..3 {
         // SAFETY: dup2 of an open fd onto a standard fd number.
         if unsafe { libc::dup2(s, target) } < 0 {
-            return Err(Error::io("redirecting stdio to the pty", std::io::Error::last_os_error()));
+            return Err(Error::io(
+                "redirecting stdio to the pty",
+                std::io::Error::last_os_error(),
+            ));
         }
     }
     Ok(())
@@ -122,8 +137,14 @@ pub fn connect(path: &Path) -> Result<UnixStream> {
 pub fn send_master(sock: RawFd, master: &OwnedFd, name: &str) -> Result<()> {
     let fds = [master.as_raw_fd()];
     let iov = [IoSlice::new(name.as_bytes())];
-    socket::sendmsg::<()>(sock, &iov, &[ControlMessage::ScmRights(&fds)], MsgFlags::empty(), None)
-        .ctx(|| "sending the pty master to the console socket".into())?;
+    socket::sendmsg::<()>(
+        sock,
+        &iov,
+        &[ControlMessage::ScmRights(&fds)],
+        MsgFlags::empty(),
+        None,
+    )
+    .ctx(|| "sending the pty master to the console socket".into())?;
     Ok(())
 }
 

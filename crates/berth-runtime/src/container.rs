@@ -69,7 +69,8 @@ impl Container {
     /// The configuration the container was created with.
     pub fn spec(&self) -> Result<Spec> {
         let p = self.dir.file(state::CONFIG_FILE);
-        let data = std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
+        let data =
+            std::fs::read(&p).map_err(|e| Error::io(format!("reading {}", p.display()), e))?;
         serde_json::from_slice(&data).map_err(|e| Error::CorruptState {
             id: self.saved.id.clone(),
             reason: format!("config.json: {e}"),
@@ -96,9 +97,9 @@ impl Container {
             return Err(self.wrong(status, "cannot signal a container that is not running"));
         }
         if all {
-            let cg = self
-                .cgroup()
-                .ok_or_else(|| Error::Unsupported("kill --all needs the container's cgroup".into()))?;
+            let cg = self.cgroup().ok_or_else(|| {
+                Error::Unsupported("kill --all needs the container's cgroup".into())
+            })?;
             cg.kill_all(sig)?;
         } else {
             let pid = self.saved.pid.unwrap_or(0);
@@ -115,7 +116,8 @@ impl Container {
             }
         }
         // A frozen process only dies once thawed.
-        if sig == libc::SIGKILL && status == Status::Paused
+        if sig == libc::SIGKILL
+            && status == Status::Paused
             && let Some(cg) = self.cgroup()
         {
             cg.thaw()?;
@@ -131,7 +133,10 @@ impl Container {
             Status::Created => self.kill_and_wait()?,
             Status::Creating | Status::Running | Status::Paused => {
                 if !force {
-                    return Err(self.wrong(status, "cannot delete a container that is not stopped (use --force)"));
+                    return Err(self.wrong(
+                        status,
+                        "cannot delete a container that is not stopped (use --force)",
+                    ));
                 }
                 self.kill_and_wait()?;
             }
@@ -172,7 +177,9 @@ impl Container {
             let mut nap = Duration::from_micros(100);
             while state::process_alive(pid, self.saved.pid_start) {
                 if Instant::now() > deadline {
-                    return Err(Error::Child(format!("process {pid} did not die after SIGKILL")));
+                    return Err(Error::Child(format!(
+                        "process {pid} did not die after SIGKILL"
+                    )));
                 }
                 std::thread::sleep(nap);
                 nap = (nap * 2).min(Duration::from_millis(10));

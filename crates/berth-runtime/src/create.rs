@@ -111,7 +111,11 @@ pub fn oci_state(saved: &Saved, status: Status) -> OciState {
     OciState {
         oci_version: spec::OCI_VERSION.to_string(),
         id: saved.id.clone(),
-        pid: if status == Status::Stopped { 0 } else { saved.pid.unwrap_or(0) },
+        pid: if status == Status::Stopped {
+            0
+        } else {
+            saved.pid.unwrap_or(0)
+        },
         status,
         bundle: saved.bundle.clone(),
         rootfs: saved.rootfs.clone(),
@@ -144,23 +148,31 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
     let ns = Namespaces::from_spec(spec);
     if !ns.has(LinuxNamespaceType::Mount) {
         return Err(Error::InvalidConfig(
-            "the container needs a mount namespace (add {\"type\": \"mount\"} to linux.namespaces)".into(),
+            "the container needs a mount namespace (add {\"type\": \"mount\"} to linux.namespaces)"
+                .into(),
         ));
     }
-    let process = spec.process().as_ref().ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
     if process.terminal() == Some(true) && opts.console_socket.is_none() {
         return Err(Error::InvalidArgument(
             "process.terminal is true: a --console-socket is needed to receive the terminal (or run in the foreground)".into(),
         ));
     }
     if !ns.creates(LinuxNamespaceType::User) {
-        process::check_caps_available(&process::CapSets::from_spec(process.capabilities().as_ref()))?;
+        process::check_caps_available(&process::CapSets::from_spec(
+            process.capabilities().as_ref(),
+        ))?;
     }
     let seccomp_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let seccomp = seccomp_spec.map(berth_seccomp::compile).transpose()?;
     let listener = seccomp_spec.and_then(|s| s.listener_path().clone());
     if seccomp.as_ref().is_some_and(|f| f.uses_notify()) && listener.is_none() {
-        return Err(Error::InvalidConfig("seccomp uses SCMP_ACT_NOTIFY but linux.seccomp.listenerPath is not set".into()));
+        return Err(Error::InvalidConfig(
+            "seccomp uses SCMP_ACT_NOTIFY but linux.seccomp.listenerPath is not set".into(),
+        ));
     }
     let layout = berth_cgroups::Layout::detect()?;
     let cgroup = berth_cgroups::Cgroup::new(&layout, &cgroups_path(spec, id))?;
@@ -179,11 +191,24 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
         cgroup: Some(cgroup.paths().clone()),
     };
     let mut init_pid: Option<i32> = None;
-    let result = create_in(&dir, &bundle, &ns, opts, seccomp, listener.as_deref(), &cgroup, &mut saved, &mut init_pid);
+    let result = create_in(
+        &dir,
+        &bundle,
+        &ns,
+        opts,
+        seccomp,
+        listener.as_deref(),
+        &cgroup,
+        &mut saved,
+        &mut init_pid,
+    );
     if let Err(e) = result {
         // Leave nothing behind: the init, its cgroup, the state directory.
         if let Some(pid) = init_pid {
-            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+            let _ = nix::sys::signal::kill(
+                nix::unistd::Pid::from_raw(pid),
+                nix::sys::signal::Signal::SIGKILL,
+            );
         }
         let _ = cgroup.kill_all(libc::SIGKILL);
         crate::container::wait_cgroup_empty(&cgroup);
@@ -211,8 +236,11 @@ fn create_in(
     state::write_atomic(&dir.file(state::CONFIG_FILE), &config, 0o600)?;
     dir.save(saved)?;
     for f in [state::EXEC_FIFO, state::START_FIFO] {
-        nix::unistd::mkfifo(&dir.file(f), nix::sys::stat::Mode::from_bits_truncate(0o600))
-            .ctx(|| format!("creating {f}"))?;
+        nix::unistd::mkfifo(
+            &dir.file(f),
+            nix::sys::stat::Mode::from_bits_truncate(0o600),
+        )
+        .ctx(|| format!("creating {f}"))?;
     }
     let open_rw = |name: &str| -> Result<OwnedFd> {
         nix::fcntl::open(
@@ -248,8 +276,12 @@ fn create_in(
     let launch = Launch {
         join: ns.join.clone(),
         new: ns.new.clone(),
-        uid_maps: linux.and_then(|l| l.uid_mappings().as_deref()).unwrap_or_default(),
-        gid_maps: linux.and_then(|l| l.gid_mappings().as_deref()).unwrap_or_default(),
+        uid_maps: linux
+            .and_then(|l| l.uid_mappings().as_deref())
+            .unwrap_or_default(),
+        gid_maps: linux
+            .and_then(|l| l.gid_mappings().as_deref())
+            .unwrap_or_default(),
         time_offsets: linux.and_then(|l| l.time_offsets().as_ref()),
         cgroup: Some(cgroup),
         close_in_child: vec![dir.lock_fd()],
@@ -283,16 +315,26 @@ fn create_in(
             Msg::RunHooks => {
                 let st = hook_state(saved, Status::Creating);
                 hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
-                hooks::run_all("createRuntime", hooks.and_then(|h| h.create_runtime().as_ref()), &st)?;
+                hooks::run_all(
+                    "createRuntime",
+                    hooks.and_then(|h| h.create_runtime().as_ref()),
+                    &st,
+                )?;
                 ch.send(&Msg::HooksDone(st))?;
             }
             Msg::SeccompFd => {
-                let fd = fds.first().ok_or_else(|| Error::Child("the seccomp fd is missing".into()))?;
+                let fd = fds
+                    .first()
+                    .ok_or_else(|| Error::Child("the seccomp fd is missing".into()))?;
                 send_seccomp(listener, fd, saved, spec)?;
                 ch.send(&Msg::SeccompDone)?;
             }
             Msg::Ready => break,
-            other => return Err(Error::Child(format!("unexpected message {other:?} from the init"))),
+            other => {
+                return Err(Error::Child(format!(
+                    "unexpected message {other:?} from the init"
+                )));
+            }
         }
     }
     saved.phase = Phase::Created;
@@ -318,16 +360,23 @@ impl ConsoleFd {
 }
 
 /// Hand a seccomp notify fd to the agent at listenerPath.
-pub fn send_seccomp(listener: Option<&Path>, fd: &OwnedFd, saved: &Saved, spec: &Spec) -> Result<()> {
-    let listener = listener.ok_or_else(|| Error::InvalidConfig("seccomp listenerPath is not set".into()))?;
+pub fn send_seccomp(
+    listener: Option<&Path>,
+    fd: &OwnedFd,
+    saved: &Saved,
+    spec: &Spec,
+) -> Result<()> {
+    let listener =
+        listener.ok_or_else(|| Error::InvalidConfig("seccomp listenerPath is not set".into()))?;
     let metadata = spec
         .linux()
         .as_ref()
         .and_then(|l| l.seccomp().as_ref())
         .and_then(|s| s.listener_metadata().clone());
     let st = oci_state(saved, Status::Creating);
-    let state: oci_spec::runtime::State = serde_json::from_value(serde_json::to_value(&st).unwrap_or_default())
-        .map_err(|e| Error::Child(e.to_string()))?;
+    let state: oci_spec::runtime::State =
+        serde_json::from_value(serde_json::to_value(&st).unwrap_or_default())
+            .map_err(|e| Error::Child(e.to_string()))?;
     let ps = oci_spec::runtime::ContainerProcessStateBuilder::default()
         .version(spec::OCI_VERSION.to_string())
         .fds(vec!["seccompFd".to_string()])
@@ -383,8 +432,11 @@ pub fn start(root: &Path, id: &str) -> Result<()> {
     nix::unistd::write(&exec_fifo, b"0").ctx(|| "signalling the init".into())?;
     drop(exec_fifo);
     // Blocking reads from now on: the init writes an error, or execs (closing its end).
-    nix::fcntl::fcntl(&start_fifo, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()))
-        .ctx(|| "start.fifo".into())?;
+    nix::fcntl::fcntl(
+        &start_fifo,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::empty()),
+    )
+    .ctx(|| "start.fifo".into())?;
     let mut msg = Vec::new();
     let mut buf = [0u8; 4096];
     loop {

@@ -30,7 +30,9 @@ pub enum Error {
     Unsupported(String),
 
     /// A container id that is empty or contains characters other than `[A-Za-z0-9_+.-]`.
-    #[error("invalid container id {0:?}: an id may only contain letters, digits, '_', '+', '-' and '.'")]
+    #[error(
+        "invalid container id {0:?}: an id may only contain letters, digits, '_', '+', '-' and '.'"
+    )]
     InvalidId(String),
 
     /// `create` with an id that is already in use.

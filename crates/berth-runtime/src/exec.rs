@@ -101,7 +101,9 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
     let ns = Namespaces::from_spec(&spec);
     let in_userns = ns.creates(LinuxNamespaceType::User);
     if !in_userns {
-        process::check_caps_available(&process::CapSets::from_spec(process.capabilities().as_ref()))?;
+        process::check_caps_available(&process::CapSets::from_spec(
+            process.capabilities().as_ref(),
+        ))?;
     }
     let seccomp_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
     let seccomp = seccomp_spec.map(berth_seccomp::compile).transpose()?;
@@ -122,7 +124,8 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
         (None, None)
     };
     // Closed by a successful execve: end-of-file without data means it ran.
-    let (status_r, status_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (status_r, status_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
 
     if !opts.detach {
         foreground::become_subreaper()?;
@@ -147,7 +150,11 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
             nix::unistd::setsid().ctx(|| "setsid".into())?;
             let pty = console::open_pty()?;
             if let Some(sz) = proc_ref.console_size() {
-                console::set_size(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+                console::set_size(
+                    pty.master.as_raw_fd(),
+                    sz.height() as u16,
+                    sz.width() as u16,
+                )?;
             }
             let sock = sock_fd.ok_or_else(|| Error::InvalidArgument("no console socket".into()))?;
             console::send_master(sock, &pty.master, &pty.slave_path)?;
@@ -171,7 +178,9 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
             let (msg, fds) = ch.expect("it was ready")?;
             match msg {
                 Msg::SeccompFd => {
-                    let fd = fds.first().ok_or_else(|| Error::Child("the seccomp fd is missing".into()))?;
+                    let fd = fds
+                        .first()
+                        .ok_or_else(|| Error::Child("the seccomp fd is missing".into()))?;
                     let mut saved = c.saved.clone();
                     saved.pid = Some(pid);
                     send_seccomp(listener.as_deref(), fd, &saved, &spec)?;
@@ -192,7 +201,10 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
         msg.extend_from_slice(&buf[..n]);
     }
     if let Err(e) = setup {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), nix::sys::signal::Signal::SIGKILL);
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(pid),
+            nix::sys::signal::Signal::SIGKILL,
+        );
         reap_quietly(pid);
         return Err(e);
     }
@@ -204,7 +216,10 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
         write_pid_file(pf, pid)?;
     }
     if opts.detach {
-        return Ok(ExecOutcome { pid, exit_code: None });
+        return Ok(ExecOutcome {
+            pid,
+            exit_code: None,
+        });
     }
     let master = match own_console {
         Some(sock) => Some(console::recv_master(sock.as_raw_fd())?),
@@ -218,5 +233,8 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
 }
 
 fn reap_quietly(pid: i32) {
-    let _ = nix::sys::wait::waitpid(nix::unistd::Pid::from_raw(pid), Some(nix::sys::wait::WaitPidFlag::WNOHANG));
+    let _ = nix::sys::wait::waitpid(
+        nix::unistd::Pid::from_raw(pid),
+        Some(nix::sys::wait::WaitPidFlag::WNOHANG),
+    );
 }

@@ -116,7 +116,10 @@ fn wait_loop(target: Pid, sfd: &SignalFd, master: Option<&OwnedFd>) -> Result<i3
             Err(nix::errno::Errno::EINTR) => continue,
             Err(e) => return Err(crate::error::Error::sys("poll", e)),
         }
-        let ready: Vec<PollFlags> = fds.iter().map(|f| f.revents().unwrap_or(PollFlags::empty())).collect();
+        let ready: Vec<PollFlags> = fds
+            .iter()
+            .map(|f| f.revents().unwrap_or(PollFlags::empty()))
+            .collect();
         drop(fds);
         if !ready[0].is_empty() {
             while let Ok(Some(info)) = sfd.read_signal() {
@@ -169,7 +172,10 @@ fn wait_blocking(target: Pid) -> Option<i32> {
 }
 
 fn drain(m: &OwnedFd, buf: &mut [u8]) {
-    let _ = nix::fcntl::fcntl(m, nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK));
+    let _ = nix::fcntl::fcntl(
+        m,
+        nix::fcntl::FcntlArg::F_SETFL(nix::fcntl::OFlag::O_NONBLOCK),
+    );
     while let Ok(n) = nix::unistd::read(m, buf) {
         if n == 0 {
             break;

@@ -81,6 +81,9 @@ pub fn run(kind: &'static str, hook: &Hook, state_json: &str) -> Result<()> {
     } else if let Some(sig) = status.signal() {
         Err(fail(format!("killed by signal {sig}")))
     } else {
-        Err(fail(format!("exited with status {}", status.code().unwrap_or(-1))))
+        Err(fail(format!(
+            "exited with status {}",
+            status.code().unwrap_or(-1)
+        )))
     }
 }

@@ -183,8 +183,12 @@ pub fn prepare_process(
     let groups: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
     let set_groups = !in_userns || setgroups_allowed();
     process::set_identity_and_caps(user.uid(), user.gid(), &groups, set_groups, &caps)?;
-    nix::unistd::chdir(process.cwd())
-        .ctx(|| format!("changing to the working directory {}", process.cwd().display()))?;
+    nix::unistd::chdir(process.cwd()).ctx(|| {
+        format!(
+            "changing to the working directory {}",
+            process.cwd().display()
+        )
+    })?;
     nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
         user.umask().unwrap_or(0o022) as libc::mode_t,
     ));
@@ -216,7 +220,11 @@ fn load_seccomp(f: berth_seccomp::Filter, ch: &Channel) -> Result<()> {
 fn setup_terminal(process: &Process, sock: RawFd) -> Result<()> {
     let pty = console::open_pty()?;
     if let Some(sz) = process.console_size() {
-        console::set_size(pty.master.as_raw_fd(), sz.height() as u16, sz.width() as u16)?;
+        console::set_size(
+            pty.master.as_raw_fd(),
+            sz.height() as u16,
+            sz.width() as u16,
+        )?;
     }
     console::send_master(sock, &pty.master, &pty.slave_path)?;
     drop(pty.master);
@@ -290,7 +298,10 @@ fn join_session_keyring(id: &str) -> Result<()> {
     if r < 0 {
         let e = std::io::Error::last_os_error();
         // Kernels without keyrings, or a user namespace that may not create one: go on.
-        if !matches!(e.raw_os_error(), Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EDQUOT)) {
+        if !matches!(
+            e.raw_os_error(),
+            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EDQUOT)
+        ) {
             return Err(Error::io("joining a new session keyring", e));
         }
     }

@@ -47,7 +47,8 @@ pub struct Launch<'a> {
 /// Refuse to fork from a multi-threaded process: the children could deadlock on locks that
 /// other threads held at fork time.
 pub fn ensure_single_threaded() -> Result<()> {
-    let status = std::fs::read_to_string("/proc/self/status").ctx(|| "reading /proc/self/status".into())?;
+    let status =
+        std::fs::read_to_string("/proc/self/status").ctx(|| "reading /proc/self/status".into())?;
     let threads = status
         .lines()
         .find_map(|l| l.strip_prefix("Threads:"))
@@ -120,7 +121,9 @@ fn parent_side(l: &Launch, ch: &Channel, child: Pid) -> Result<i32> {
             }
             Msg::Pid(p) => break p,
             other => {
-                return Err(Error::Child(format!("unexpected message {other:?} from stage 1")));
+                return Err(Error::Child(format!(
+                    "unexpected message {other:?} from stage 1"
+                )));
             }
         }
     };
@@ -168,11 +171,16 @@ where
     drop(joins);
 
     if l.new.contains(&LinuxNamespaceType::User) {
-        nix::sched::unshare(CloneFlags::CLONE_NEWUSER).ctx(|| "creating the user namespace".into())?;
+        nix::sched::unshare(CloneFlags::CLONE_NEWUSER)
+            .ctx(|| "creating the user namespace".into())?;
         ch.send(&Msg::MapIds)?;
         match ch.recv()? {
             Some((Msg::IdsMapped, _)) => {}
-            _ => return Err(Error::Child("the runtime went away while mapping ids".into())),
+            _ => {
+                return Err(Error::Child(
+                    "the runtime went away while mapping ids".into(),
+                ));
+            }
         }
         // Become root of the new namespace when it has one (needed for the mounts to follow);
         // a namespace without uid 0 keeps full capabilities anyway.
@@ -200,11 +208,13 @@ where
                 off.nanosecs().unwrap_or(0)
             ));
         }
-        std::fs::write("/proc/self/timens_offsets", s).ctx(|| "writing the time namespace offsets".into())?;
+        std::fs::write("/proc/self/timens_offsets", s)
+            .ctx(|| "writing the time namespace offsets".into())?;
     }
 
     // The final process waits until its pid is reported, so that message comes first.
-    let (gate_r, gate_w) = nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
+    let (gate_r, gate_w) =
+        nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).ctx(|| "pipe".into())?;
     // SAFETY: still single-threaded; see `spawn`.
     match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
         ForkResult::Child => {

@@ -96,7 +96,9 @@ impl Runtime {
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         match Container::load(&self.root, id) {
             Ok(c) => c.delete(force),
-            Err(Error::CorruptState { .. }) if force => container::force_remove_broken(&self.root, id),
+            Err(Error::CorruptState { .. }) if force => {
+                container::force_remove_broken(&self.root, id)
+            }
             Err(e) => Err(e),
         }
     }

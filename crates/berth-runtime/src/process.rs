@@ -58,15 +58,20 @@ pub fn set_rlimits(rlimits: &[PosixRlimit]) -> Result<()> {
                 .ok()
                 .and_then(|v| v.as_str().map(str::to_string))
                 .unwrap_or_else(|| format!("{:?}", r.typ()));
-            return Err(if err.raw_os_error() == Some(libc::EPERM) && r.hard() > cur.rlim_max {
-                Error::Unsupported(format!(
-                    "{name} hard limit {} is above the host's hard limit {} and raising it needs CAP_SYS_RESOURCE, which the runtime does not have",
-                    r.hard(),
-                    cur.rlim_max
-                ))
-            } else {
-                Error::io(format!("setting {name} to soft={} hard={}", r.soft(), r.hard()), err)
-            });
+            return Err(
+                if err.raw_os_error() == Some(libc::EPERM) && r.hard() > cur.rlim_max {
+                    Error::Unsupported(format!(
+                        "{name} hard limit {} is above the host's hard limit {} and raising it needs CAP_SYS_RESOURCE, which the runtime does not have",
+                        r.hard(),
+                        cur.rlim_max
+                    ))
+                } else {
+                    Error::io(
+                        format!("setting {name} to soft={} hard={}", r.soft(), r.hard()),
+                        err,
+                    )
+                },
+            );
         }
     }
     Ok(())
@@ -184,7 +189,10 @@ pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
     }
     // SAFETY: personality takes an integer; no memory is passed.
     if unsafe { libc::personality(domain) } == -1 {
-        return Err(Error::io("setting the personality", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "setting the personality",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -193,7 +201,10 @@ pub fn set_personality(p: &LinuxPersonality) -> Result<()> {
 pub fn set_no_new_privs() -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) } != 0 {
-        return Err(Error::io("setting no_new_privs", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "setting no_new_privs",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }
@@ -346,7 +357,10 @@ pub fn drop_bounding(keep: u64) -> Result<()> {
             if e.raw_os_error() == Some(libc::EINVAL) {
                 continue; // the kernel does not know this capability
             }
-            return Err(Error::io(format!("dropping capability {i} from the bounding set"), e));
+            return Err(Error::io(
+                format!("dropping capability {i} from the bounding set"),
+                e,
+            ));
         }
     }
     Ok(())
@@ -364,7 +378,10 @@ pub fn set_identity_and_caps(
 ) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     if unsafe { libc::prctl(libc::PR_SET_KEEPCAPS, 1, 0, 0, 0) } != 0 {
-        return Err(Error::io("setting keepcaps", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "setting keepcaps",
+            std::io::Error::last_os_error(),
+        ));
     }
     drop_bounding(caps.bounding)?;
     if set_groups {
@@ -435,10 +452,14 @@ pub fn find_executable(prog: &str, env: &[String], cwd: &Path) -> Result<PathBuf
     };
     let check = |p: &Path| -> Result<()> {
         match std::fs::metadata(p) {
-            Ok(m) if m.is_dir() => Err(Error::Child(format!("exec: {}: is a directory", p.display()))),
-            Ok(m) if m.permissions().mode() & 0o111 == 0 => {
-                Err(Error::Child(format!("exec: {}: permission denied", p.display())))
-            }
+            Ok(m) if m.is_dir() => Err(Error::Child(format!(
+                "exec: {}: is a directory",
+                p.display()
+            ))),
+            Ok(m) if m.permissions().mode() & 0o111 == 0 => Err(Error::Child(format!(
+                "exec: {}: permission denied",
+                p.display()
+            ))),
             Ok(_) => Ok(()),
             Err(e) => Err(Error::Child(format!("exec: {}: {e}", p.display()))),
         }
@@ -484,7 +505,10 @@ pub fn cloexec_from(first: u32) -> Result<()> {
         )
     };
     if r != 0 {
-        return Err(Error::io("marking fds close-on-exec", std::io::Error::last_os_error()));
+        return Err(Error::io(
+            "marking fds close-on-exec",
+            std::io::Error::last_os_error(),
+        ));
     }
     Ok(())
 }

@@ -104,12 +104,15 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     )
     .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
 
-    let root = Root::open(plan.rootfs).ctx(|| format!("opening rootfs {}", plan.rootfs.display()))?;
+    let root =
+        Root::open(plan.rootfs).ctx(|| format!("opening rootfs {}", plan.rootfs.display()))?;
     let mounts = plan.spec.mounts().as_deref().unwrap_or_default();
     let mut dev_is_bound = false;
     for m in mounts {
         let opts = mountopts::parse(m.options().as_deref().unwrap_or_default());
-        if rel(m.destination()) == Path::new("dev") && (opts.is_bind() || m.typ().as_deref() == Some("bind")) {
+        if rel(m.destination()) == Path::new("dev")
+            && (opts.is_bind() || m.typ().as_deref() == Some("bind"))
+        {
             dev_is_bound = true;
         }
         mount_one(plan, &root, m, &opts)
@@ -167,23 +170,40 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         };
         let tpath = fd_path(&target);
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(Some(&src), tpath.as_str(), None::<&str>, flags, None::<&str>)
-            .ctx(|| format!("bind-mounting {}", src.display()))?;
+        mount(
+            Some(&src),
+            tpath.as_str(),
+            None::<&str>,
+            flags,
+            None::<&str>,
+        )
+        .ctx(|| format!("bind-mounting {}", src.display()))?;
         drop(target);
-        let mounted = root.resolve(&dest).ctx(|| "resolving the new mount".into())?;
+        let mounted = root
+            .resolve(&dest)
+            .ctx(|| "resolving the new mount".into())?;
         let mpath = fd_path(&mounted);
         // Bind mounts ignore other flags: apply them with a remount.
-        let extra = opts.flags
-            & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
+        let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
             let keep = if plan.in_userns {
                 locked_flags(&mpath)
             } else {
                 MsFlags::empty()
             };
-            let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | extra | (keep & !MsFlags::MS_RDONLY & !opts.cleared) | (keep & MsFlags::MS_RDONLY & !opts.cleared);
-            mount(None::<&str>, mpath.as_str(), None::<&str>, flags, None::<&str>)
-                .ctx(|| "applying the bind mount's flags".into())?;
+            let flags = MsFlags::MS_BIND
+                | MsFlags::MS_REMOUNT
+                | extra
+                | (keep & !MsFlags::MS_RDONLY & !opts.cleared)
+                | (keep & MsFlags::MS_RDONLY & !opts.cleared);
+            mount(
+                None::<&str>,
+                mpath.as_str(),
+                None::<&str>,
+                flags,
+                None::<&str>,
+            )
+            .ctx(|| "applying the bind mount's flags".into())?;
         }
         finish_mount(&mounted, opts, m)?;
         return Ok(());
@@ -200,13 +220,23 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         .unwrap_or_else(|| typ.to_string());
     let data = opts.data_string();
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
-    let r = mount(Some(source.as_str()), tpath.as_str(), Some(typ), flags, data.as_deref());
+    let r = mount(
+        Some(source.as_str()),
+        tpath.as_str(),
+        Some(typ),
+        flags,
+        data.as_deref(),
+    );
     match r {
         Ok(()) => {}
         // A user namespace without its own network (or IPC) namespace may not mount sysfs
         // (or mqueue): bind the host's instead, as runc does.
         Err(nix::errno::Errno::EPERM) if typ == "sysfs" || typ == "mqueue" => {
-            let host = if typ == "sysfs" { "/sys" } else { "/dev/mqueue" };
+            let host = if typ == "sysfs" {
+                "/sys"
+            } else {
+                "/dev/mqueue"
+            };
             mount(
                 Some(host),
                 tpath.as_str(),
@@ -215,7 +245,9 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
                 None::<&str>,
             )
             .ctx(|| format!("binding the host's {host} (mounting {typ} was refused)"))?;
-            let mounted = root.resolve(&dest).ctx(|| "resolving the new mount".into())?;
+            let mounted = root
+                .resolve(&dest)
+                .ctx(|| "resolving the new mount".into())?;
             let mp = fd_path(&mounted);
             let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&mp);
             let _ = mount(None::<&str>, mp.as_str(), None::<&str>, f, None::<&str>);
@@ -231,8 +263,15 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         }
     }
     drop(target);
-    if opts.tmpcopyup || opts.rec_set != 0 || opts.rec_clear != 0 || !opts.propagation.is_empty() || opts.idmap {
-        let mounted = root.resolve(&dest).ctx(|| "resolving the new mount".into())?;
+    if opts.tmpcopyup
+        || opts.rec_set != 0
+        || opts.rec_clear != 0
+        || !opts.propagation.is_empty()
+        || opts.idmap
+    {
+        let mounted = root
+            .resolve(&dest)
+            .ctx(|| "resolving the new mount".into())?;
         finish_mount(&mounted, opts, m)?;
     }
     Ok(())
@@ -303,9 +342,14 @@ fn ensure_file(root: &Root, dest: &Path) -> Result<pathrs::Handle> {
         root.mkdir_all(parent, &perm(0o755))
             .ctx(|| format!("creating {}", parent.display()))?;
     }
-    root.create_file(dest, OpenFlags::O_CREAT | OpenFlags::O_CLOEXEC, &perm(0o644))
-        .ctx(|| format!("creating {}", dest.display()))?;
-    root.resolve(dest).ctx(|| format!("resolving {}", dest.display()))
+    root.create_file(
+        dest,
+        OpenFlags::O_CREAT | OpenFlags::O_CLOEXEC,
+        &perm(0o644),
+    )
+    .ctx(|| format!("creating {}", dest.display()))?;
+    root.resolve(dest)
+        .ctx(|| format!("resolving {}", dest.display()))
 }
 
 /// The devices every container gets (runtime-spec config-linux.md "Default Devices").
@@ -331,7 +375,17 @@ fn create_devices(plan: &RootfsPlan, root: &Root) -> Result<()> {
         if spec_devices.iter().any(|d| d.path() == Path::new(path)) {
             continue;
         }
-        make_device(plan, root, Path::new(path), SFlag::S_IFCHR, major, minor, 0o666, Some(0), Some(0))?;
+        make_device(
+            plan,
+            root,
+            Path::new(path),
+            SFlag::S_IFCHR,
+            major,
+            minor,
+            0o666,
+            Some(0),
+            Some(0),
+        )?;
     }
     for d in spec_devices {
         let kind = match d.typ() {
@@ -386,18 +440,27 @@ fn make_device(
         .ctx(|| format!("opening the directory of device {}", path.display()))?
         .into();
     // Replace whatever is there (an image may ship a stale /dev entry).
-    let _ = nix::unistd::unlinkat(&dirfd, name.as_os_str(), nix::unistd::UnlinkatFlags::NoRemoveDir);
+    let _ = nix::unistd::unlinkat(
+        &dirfd,
+        name.as_os_str(),
+        nix::unistd::UnlinkatFlags::NoRemoveDir,
+    );
     if plan.in_userns {
         // mknod is not allowed in a user namespace: bind the host's node instead.
         let f = nix::fcntl::openat(
             &dirfd,
             name.as_os_str(),
-            nix::fcntl::OFlag::O_CREAT | nix::fcntl::OFlag::O_EXCL | nix::fcntl::OFlag::O_CLOEXEC | nix::fcntl::OFlag::O_WRONLY,
+            nix::fcntl::OFlag::O_CREAT
+                | nix::fcntl::OFlag::O_EXCL
+                | nix::fcntl::OFlag::O_CLOEXEC
+                | nix::fcntl::OFlag::O_WRONLY,
             Mode::from_bits_truncate(0o644),
         )
         .ctx(|| format!("creating {}", path.display()))?;
         drop(f);
-        let target = root.resolve_nofollow(&dest).ctx(|| format!("resolving {}", path.display()))?;
+        let target = root
+            .resolve_nofollow(&dest)
+            .ctx(|| format!("resolving {}", path.display()))?;
         mount(
             Some(path),
             fd_path(&target).as_str(),
@@ -423,7 +486,13 @@ fn make_device(
         Mode::from_bits_truncate(mode & 0o7777),
         nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
-    .or_else(|e| if e == nix::errno::Errno::EOPNOTSUPP { Ok(()) } else { Err(e) })
+    .or_else(|e| {
+        if e == nix::errno::Errno::EOPNOTSUPP {
+            Ok(())
+        } else {
+            Err(e)
+        }
+    })
     .ctx(|| format!("setting the mode of {}", path.display()))?;
     if uid.is_some() || gid.is_some() {
         nix::unistd::fchownat(
@@ -452,14 +521,16 @@ fn dev_symlinks(root: &Root) -> Result<()> {
     if root.resolve("dev/pts/ptmx").is_ok() {
         links.push(("dev/ptmx", "pts/ptmx"));
     }
-    root.mkdir_all("dev", &perm(0o755)).ctx(|| "creating /dev".into())?;
+    root.mkdir_all("dev", &perm(0o755))
+        .ctx(|| "creating /dev".into())?;
     for (link, target) in links {
         if let Ok(h) = root.resolve_nofollow(link) {
             drop(h);
             if link != "dev/ptmx" {
                 continue;
             }
-            root.remove_file(link).ctx(|| format!("replacing /{link}"))?;
+            root.remove_file(link)
+                .ctx(|| format!("replacing /{link}"))?;
         }
         root.create(link, &pathrs::InodeType::Symlink(PathBuf::from(target)))
             .ctx(|| format!("creating the symlink /{link}"))?;
@@ -471,21 +542,35 @@ fn dev_symlinks(root: &Root) -> Result<()> {
 pub fn pivot(plan: &RootfsPlan) -> Result<()> {
     if plan.no_pivot {
         nix::unistd::chdir(plan.rootfs).ctx(|| "entering the rootfs".into())?;
-        mount(Some(plan.rootfs), "/", None::<&str>, MsFlags::MS_MOVE, None::<&str>)
-            .ctx(|| "moving the rootfs onto /".into())?;
+        mount(
+            Some(plan.rootfs),
+            "/",
+            None::<&str>,
+            MsFlags::MS_MOVE,
+            None::<&str>,
+        )
+        .ctx(|| "moving the rootfs onto /".into())?;
         nix::unistd::chroot(".").ctx(|| "chroot into the rootfs".into())?;
         nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
         return Ok(());
     }
-    let flags = nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
+    let flags =
+        nix::fcntl::OFlag::O_DIRECTORY | nix::fcntl::OFlag::O_RDONLY | nix::fcntl::OFlag::O_CLOEXEC;
     let old = nix::fcntl::open("/", flags, Mode::empty()).ctx(|| "opening /".into())?;
-    let new = nix::fcntl::open(plan.rootfs, flags, Mode::empty()).ctx(|| "opening the rootfs".into())?;
+    let new =
+        nix::fcntl::open(plan.rootfs, flags, Mode::empty()).ctx(|| "opening the rootfs".into())?;
     nix::unistd::fchdir(&new).ctx(|| "entering the rootfs".into())?;
     nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
     // The old root is now stacked under "."; detach it without telling the host.
     nix::unistd::fchdir(&old).ctx(|| "entering the old root".into())?;
-    mount(None::<&str>, ".", None::<&str>, MsFlags::MS_SLAVE | MsFlags::MS_REC, None::<&str>)
-        .ctx(|| "making the old root a slave".into())?;
+    mount(
+        None::<&str>,
+        ".",
+        None::<&str>,
+        MsFlags::MS_SLAVE | MsFlags::MS_REC,
+        None::<&str>,
+    )
+    .ctx(|| "making the old root a slave".into())?;
     umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
     nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
     Ok(())
@@ -519,14 +604,23 @@ pub fn finalize(plan: &RootfsPlan) -> Result<()> {
 }
 
 fn readonly_path(p: &str) -> Result<()> {
-    match mount(Some(p), p, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>) {
+    match mount(
+        Some(p),
+        p,
+        None::<&str>,
+        MsFlags::MS_BIND | MsFlags::MS_REC,
+        None::<&str>,
+    ) {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
         Err(e) => return Err(Error::sys(format!("read-only path {p}"), e)),
     }
-    let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | MsFlags::MS_REC | locked_flags(p);
-    mount(Some(p), p, None::<&str>, flags, None::<&str>)
-        .ctx(|| format!("remounting {p} read-only"))
+    let flags = MsFlags::MS_BIND
+        | MsFlags::MS_REMOUNT
+        | MsFlags::MS_RDONLY
+        | MsFlags::MS_REC
+        | locked_flags(p);
+    mount(Some(p), p, None::<&str>, flags, None::<&str>).ctx(|| format!("remounting {p} read-only"))
 }
 
 fn mask_path(p: &str) -> Result<()> {
@@ -536,9 +630,21 @@ fn mask_path(p: &str) -> Result<()> {
         Err(e) => return Err(Error::io(format!("masked path {p}"), e)),
     };
     let r = if meta.is_dir() {
-        mount(Some("tmpfs"), p, Some("tmpfs"), MsFlags::MS_RDONLY, None::<&str>)
+        mount(
+            Some("tmpfs"),
+            p,
+            Some("tmpfs"),
+            MsFlags::MS_RDONLY,
+            None::<&str>,
+        )
     } else {
-        mount(Some("/dev/null"), p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+        mount(
+            Some("/dev/null"),
+            p,
+            None::<&str>,
+            MsFlags::MS_BIND,
+            None::<&str>,
+        )
     };
     match r {
         Ok(()) | Err(nix::errno::Errno::ENOENT) => Ok(()),
@@ -557,8 +663,14 @@ pub fn mount_console(slave_path: &str) -> Result<()> {
             .open(console)
             .ctx(|| "creating /dev/console".into())?;
     }
-    mount(Some(slave_path), console, None::<&str>, MsFlags::MS_BIND, None::<&str>)
-        .ctx(|| "binding the terminal onto /dev/console".into())
+    mount(
+        Some(slave_path),
+        console,
+        None::<&str>,
+        MsFlags::MS_BIND,
+        None::<&str>,
+    )
+    .ctx(|| "binding the terminal onto /dev/console".into())
 }
 
 /// Write the sysctls (after /proc is the container's).

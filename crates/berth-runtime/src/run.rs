@@ -41,7 +41,8 @@ pub fn run(
                     "a detached container with a terminal needs --console-socket".into(),
                 ));
             }
-            let (ours, theirs) = std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
+            let (ours, theirs) =
+                std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
             opts.console_socket = Some(ConsoleSocket::Fd(theirs.as_raw_fd()));
             own_console = Some((ours, theirs));
         }

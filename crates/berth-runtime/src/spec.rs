@@ -28,7 +28,8 @@ pub struct Bundle {
 
 /// Read `<dir>/config.json` and validate it.
 pub fn load_bundle(dir: &Path) -> Result<Bundle> {
-    let dir = std::path::absolute(dir).map_err(|e| Error::io(format!("bundle {}", dir.display()), e))?;
+    let dir =
+        std::path::absolute(dir).map_err(|e| Error::io(format!("bundle {}", dir.display()), e))?;
     let path = dir.join("config.json");
     let data = std::fs::read(&path).map_err(|e| Error::Config {
         path: path.clone(),
@@ -217,15 +218,22 @@ pub fn validate(spec: &Spec) -> Result<()> {
     // User namespaces and id mappings.
     let uid_maps = linux.and_then(|l| l.uid_mappings().as_ref());
     let gid_maps = linux.and_then(|l| l.gid_mappings().as_ref());
-    let has_maps = uid_maps.is_some_and(|m| !m.is_empty()) || gid_maps.is_some_and(|m| !m.is_empty());
+    let has_maps =
+        uid_maps.is_some_and(|m| !m.is_empty()) || gid_maps.is_some_and(|m| !m.is_empty());
     if ns.creates(LinuxNamespaceType::User) {
         if uid_maps.is_none_or(|m| m.is_empty()) || gid_maps.is_none_or(|m| m.is_empty()) {
             return invalid(
                 "a new user namespace needs both linux.uidMappings and linux.gidMappings".into(),
             );
         }
-        validate_mappings("uidMappings", uid_maps.map(Vec::as_slice).unwrap_or_default())?;
-        validate_mappings("gidMappings", gid_maps.map(Vec::as_slice).unwrap_or_default())?;
+        validate_mappings(
+            "uidMappings",
+            uid_maps.map(Vec::as_slice).unwrap_or_default(),
+        )?;
+        validate_mappings(
+            "gidMappings",
+            gid_maps.map(Vec::as_slice).unwrap_or_default(),
+        )?;
     } else if has_maps {
         return invalid(
             "linux.uidMappings/gidMappings are set but the container does not create a user namespace"
@@ -270,12 +278,17 @@ pub fn validate(spec: &Spec) -> Result<()> {
         if let Some(devices) = linux.devices() {
             for d in devices {
                 if !d.path().is_absolute() {
-                    return invalid(format!("device path {} is not absolute", d.path().display()));
+                    return invalid(format!(
+                        "device path {} is not absolute",
+                        d.path().display()
+                    ));
                 }
             }
         }
         if let Some(cg) = linux.cgroups_path()
-            && cg.components().any(|c| matches!(c, std::path::Component::ParentDir))
+            && cg
+                .components()
+                .any(|c| matches!(c, std::path::Component::ParentDir))
         {
             return invalid(format!("cgroupsPath {} may not contain '..'", cg.display()));
         }
@@ -370,7 +383,9 @@ fn validate_mappings(name: &str, maps: &[LinuxIdMapping]) -> Result<()> {
                 ));
             }
             if overlap(m.host_id(), o.host_id()) {
-                return invalid(format!("linux.{name}[{i}] and [{j}]: host id ranges overlap"));
+                return invalid(format!(
+                    "linux.{name}[{i}] and [{j}]: host id ranges overlap"
+                ));
             }
         }
     }
@@ -399,7 +414,9 @@ fn validate_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
         "kernel.shm_rmid_forced",
     ];
     if key.contains("..") || key.starts_with('/') || key.starts_with('.') {
-        return Err(Error::InvalidConfig(format!("sysctl {key:?} is not a sysctl name")));
+        return Err(Error::InvalidConfig(format!(
+            "sysctl {key:?} is not a sysctl name"
+        )));
     }
     if IPC.contains(&key) || key.starts_with("fs.mqueue.") {
         return need(LinuxNamespaceType::Ipc, "IPC");

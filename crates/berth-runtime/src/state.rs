@@ -276,7 +276,10 @@ fn flock(f: &File, op: i32) -> std::io::Result<()> {
 /// Write a file atomically: a temporary file in the same directory, then rename.
 pub fn write_atomic(path: &Path, data: &[u8], mode: u32) -> Result<()> {
     let dir = path.parent().unwrap_or(Path::new("."));
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let name = path
+        .file_name()
+        .map(|n| n.to_string_lossy().into_owned())
+        .unwrap_or_default();
     let tmp = dir.join(format!(".{name}.{}.tmp", std::process::id()));
     let write = || -> std::io::Result<()> {
         let mut f = std::fs::OpenOptions::new()
@@ -317,11 +320,17 @@ mod tests {
     fn create_twice_is_exists() {
         let root = tempfile::tempdir().unwrap();
         let d = StateDir::create(root.path(), "a").unwrap();
-        assert!(matches!(StateDir::create(root.path(), "a"), Err(Error::Exists(_))));
+        assert!(matches!(
+            StateDir::create(root.path(), "a"),
+            Err(Error::Exists(_))
+        ));
         let other = StateDir::open(root.path(), "a").unwrap();
         assert!(other.locked_by_other());
         drop(d);
         assert!(!other.locked_by_other());
-        assert!(matches!(StateDir::open(root.path(), "b"), Err(Error::NotFound(_))));
+        assert!(matches!(
+            StateDir::open(root.path(), "b"),
+            Err(Error::NotFound(_))
+        ));
     }
 }

@@ -77,8 +77,13 @@ impl Channel {
         let cmsg = [ControlMessage::ScmRights(fds)];
         let cmsgs: &[ControlMessage] = if fds.is_empty() { &[] } else { &cmsg };
         loop {
-            match socket::sendmsg::<()>(self.fd.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None)
-            {
+            match socket::sendmsg::<()>(
+                self.fd.as_raw_fd(),
+                &iov,
+                cmsgs,
+                MsgFlags::MSG_NOSIGNAL,
+                None,
+            ) {
                 Ok(_) => return Ok(()),
                 Err(nix::errno::Errno::EINTR) => continue,
                 Err(e) => return Err(Error::sys("sending on the setup channel", e)),
@@ -100,7 +105,10 @@ impl Channel {
             ) {
                 Ok(r) => {
                     let mut fds = Vec::new();
-                    for c in r.cmsgs().map_err(|e| Error::sys("reading control data", e))? {
+                    for c in r
+                        .cmsgs()
+                        .map_err(|e| Error::sys("reading control data", e))?
+                    {
                         if let ControlMessageOwned::ScmRights(list) = c {
                             for fd in list {
                                 // SAFETY: the kernel just installed this fd for us via

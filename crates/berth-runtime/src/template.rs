@@ -76,7 +76,13 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
             }
             if m["type"] == "devpts" {
-                m["options"] = json!(["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620"]);
+                m["options"] = json!([
+                    "nosuid",
+                    "noexec",
+                    "newinstance",
+                    "ptmxmode=0666",
+                    "mode=0620"
+                ]);
             }
         }
     }

@@ -61,15 +61,24 @@ pub struct Filter {
 /// The errno a rule returns when the profile gives none.
 const DEFAULT_ERRNO: u32 = libc::EPERM as u32;
 
-fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, default_errno: u32) -> Result<ScmpAction, Error> {
-    let errno_ok = matches!(a, LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace);
+fn action(
+    a: LinuxSeccompAction,
+    errno_ret: Option<u32>,
+    default_errno: u32,
+) -> Result<ScmpAction, Error> {
+    let errno_ok = matches!(
+        a,
+        LinuxSeccompAction::ScmpActErrno | LinuxSeccompAction::ScmpActTrace
+    );
     if errno_ret.is_some() && !errno_ok {
         return Err(Error::Invalid(format!(
             "errnoRet is only valid with SCMP_ACT_ERRNO or SCMP_ACT_TRACE, not {a}"
         )));
     }
     Ok(match a {
-        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => ScmpAction::KillThread,
+        LinuxSeccompAction::ScmpActKill | LinuxSeccompAction::ScmpActKillThread => {
+            ScmpAction::KillThread
+        }
         LinuxSeccompAction::ScmpActKillProcess => ScmpAction::KillProcess,
         LinuxSeccompAction::ScmpActTrap => ScmpAction::Trap,
         LinuxSeccompAction::ScmpActErrno => {
@@ -81,7 +90,8 @@ fn action(a: LinuxSeccompAction, errno_ret: Option<u32>, default_errno: u32) -> 
         }
         LinuxSeccompAction::ScmpActTrace => {
             let e = errno_ret.unwrap_or(default_errno);
-            let v = u16::try_from(e).map_err(|_| Error::Invalid(format!("trace value {e} is too large")))?;
+            let v = u16::try_from(e)
+                .map_err(|_| Error::Invalid(format!("trace value {e} is too large")))?;
             ScmpAction::Trace(v)
         }
         LinuxSeccompAction::ScmpActLog => ScmpAction::Log,
@@ -129,7 +139,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
             "SCMP_ACT_NOTIFY cannot be the default action".into(),
         ));
     }
-    if s.default_errno_ret().is_some() && s.default_action() != LinuxSeccompAction::ScmpActErrno
+    if s.default_errno_ret().is_some()
+        && s.default_action() != LinuxSeccompAction::ScmpActErrno
         && s.default_action() != LinuxSeccompAction::ScmpActTrace
     {
         return Err(Error::Invalid(format!(
@@ -140,13 +151,15 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
     let default = action(s.default_action(), s.default_errno_ret(), DEFAULT_ERRNO)?;
     let mut ctx = ScmpFilterContext::new(default).map_err(lib("creating the filter"))?;
     // The runtime sets no_new_privs itself when the spec asks for it.
-    ctx.set_ctl_nnp(false).map_err(lib("clearing the filter's no_new_privs"))?;
+    ctx.set_ctl_nnp(false)
+        .map_err(lib("clearing the filter's no_new_privs"))?;
     for a in s.architectures().iter().flatten() {
         let name = arch_name(a);
         let arch: ScmpArch = name
             .parse()
             .map_err(|_| Error::Invalid(format!("unknown architecture {name}")))?;
-        ctx.add_arch(arch).map_err(lib(format!("adding architecture {name}")))?;
+        ctx.add_arch(arch)
+            .map_err(lib(format!("adding architecture {name}")))?;
     }
     for f in s.flags().iter().flatten() {
         match f {
@@ -185,7 +198,8 @@ pub fn compile(s: &LinuxSeccomp) -> Result<Filter, Error> {
                 ctx.add_rule(act, sc).map(|_| ())
             } else if repeated {
                 args.iter().try_for_each(|a| {
-                    ctx.add_rule_conditional(act, sc, std::slice::from_ref(a)).map(|_| ())
+                    ctx.add_rule_conditional(act, sc, std::slice::from_ref(a))
+                        .map(|_| ())
                 })
             } else {
                 ctx.add_rule_conditional(act, sc, &args).map(|_| ())
@@ -214,7 +228,10 @@ impl Filter {
         if !self.notify {
             return Ok(None);
         }
-        let fd = self.ctx.get_notify_fd().map_err(lib("getting the notify fd"))?;
+        let fd = self
+            .ctx
+            .get_notify_fd()
+            .map_err(lib("getting the notify fd"))?;
         // SAFETY: libseccomp returns an fd it opened for us; duplicating it gives us one we
         // own (libseccomp keeps its own copy, released with the context).
         let dup = unsafe { libc::fcntl(fd, libc::F_DUPFD_CLOEXEC, 3) };
@@ -231,7 +248,11 @@ impl Filter {
 
 /// Hand a notify fd to the seccomp agent at `path`: one message carrying the container process
 /// state (runtime-spec runtime.md) as JSON and the fd (SCM_RIGHTS).
-pub fn send_to_listener(path: &Path, fd: BorrowedFd<'_>, state: &ContainerProcessState) -> Result<(), Error> {
+pub fn send_to_listener(
+    path: &Path,
+    fd: BorrowedFd<'_>,
+    state: &ContainerProcessState,
+) -> Result<(), Error> {
     let err = |source| Error::Listener {
         path: path.display().to_string(),
         source,
@@ -318,7 +339,15 @@ mod tests {
             assert!(compile(&profile(b.clone())).is_err(), "{b}");
         }
         // Unknown names are refused when the configuration is parsed.
-        assert!(serde_json::from_value::<LinuxSeccomp>(json!({"defaultAction": "SCMP_ACT_BANANA"})).is_err());
-        assert!(serde_json::from_value::<LinuxSeccomp>(json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]})).is_err());
+        assert!(
+            serde_json::from_value::<LinuxSeccomp>(json!({"defaultAction": "SCMP_ACT_BANANA"}))
+                .is_err()
+        );
+        assert!(
+            serde_json::from_value::<LinuxSeccomp>(
+                json!({"defaultAction": "SCMP_ACT_ALLOW", "architectures": ["SCMP_ARCH_Z80"]})
+            )
+            .is_err()
+        );
     }
 }

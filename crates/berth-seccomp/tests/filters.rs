@@ -11,9 +11,15 @@ use serde_json::{Value, json};
 
 fn spawn_child(case: &str, profile: Value, extra_env: &[(&str, &str)]) -> Output {
     let mut c = Command::new(std::env::current_exe().unwrap());
-    c.args(["--exact", "child", "--ignored", "--nocapture", "--test-threads=1"])
-        .env("SECCOMP_CASE", case)
-        .env("SECCOMP_PROFILE", profile.to_string());
+    c.args([
+        "--exact",
+        "child",
+        "--ignored",
+        "--nocapture",
+        "--test-threads=1",
+    ])
+    .env("SECCOMP_CASE", case)
+    .env("SECCOMP_PROFILE", profile.to_string());
     for (k, v) in extra_env {
         c.env(k, v);
     }
@@ -28,7 +34,9 @@ fn stdout(o: &Output) -> String {
 #[test]
 #[ignore = "runs only as the child of the other tests"]
 fn child() {
-    let Ok(case) = std::env::var("SECCOMP_CASE") else { return };
+    let Ok(case) = std::env::var("SECCOMP_CASE") else {
+        return;
+    };
     let profile: oci_spec::runtime::LinuxSeccomp =
         serde_json::from_str(&std::env::var("SECCOMP_PROFILE").unwrap()).unwrap();
     let filter = berth_seccomp::compile(&profile).unwrap();
@@ -82,61 +90,118 @@ fn child() {
 
 #[test]
 fn errno_with_errno_ret() {
-    let o = spawn_child("mkdir", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]
-    }), &[]);
-    assert!(stdout(&o).contains("RESULT mkdir=-1 errno=77"), "{}", stdout(&o));
+    let o = spawn_child(
+        "mkdir",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO", "errnoRet": 77}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains("RESULT mkdir=-1 errno=77"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn errno_default_is_eperm() {
-    let o = spawn_child("mkdir", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
-    }), &[]);
-    assert!(stdout(&o).contains(&format!("RESULT mkdir=-1 errno={}", libc::EPERM)), "{}", stdout(&o));
+    let o = spawn_child(
+        "mkdir",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_ERRNO"}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains(&format!("RESULT mkdir=-1 errno={}", libc::EPERM)),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
 fn kill_process_and_trap_deliver_sigsys() {
     for action in ["SCMP_ACT_KILL_PROCESS", "SCMP_ACT_TRAP", "SCMP_ACT_KILL"] {
-        let o = spawn_child("getcwd", json!({
-            "defaultAction": "SCMP_ACT_ALLOW",
-            "syscalls": [{"names": ["getcwd"], "action": action}]
-        }), &[]);
-        assert!(!stdout(&o).contains("RESULT survived"), "{action}: {}", stdout(&o));
+        let o = spawn_child(
+            "getcwd",
+            json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["getcwd"], "action": action}]
+            }),
+            &[],
+        );
+        assert!(
+            !stdout(&o).contains("RESULT survived"),
+            "{action}: {}",
+            stdout(&o)
+        );
         if action == "SCMP_ACT_KILL" {
             // KILL (= KILL_THREAD) ends only the calling thread.
-            assert!(stdout(&o).contains("RESULT thread-killed"), "{}", stdout(&o));
+            assert!(
+                stdout(&o).contains("RESULT thread-killed"),
+                "{}",
+                stdout(&o)
+            );
         } else {
-            assert_eq!(o.status.signal(), Some(libc::SIGSYS), "{action}: {:?}", o.status);
+            assert_eq!(
+                o.status.signal(),
+                Some(libc::SIGSYS),
+                "{action}: {:?}",
+                o.status
+            );
         }
     }
 }
 
 #[test]
 fn argument_filters() {
-    let o = spawn_child("kill-args", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33,
-                      "args": [{"index": 1, "value": libc::SIGURG, "op": "SCMP_CMP_EQ"}]}]
-    }), &[]);
-    assert!(stdout(&o).contains("RESULT kill0=0 killurg=-1 errno=33"), "{}", stdout(&o));
+    let o = spawn_child(
+        "kill-args",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 33,
+                          "args": [{"index": 1, "value": libc::SIGURG, "op": "SCMP_CMP_EQ"}]}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains("RESULT kill0=0 killurg=-1 errno=33"),
+        "{}",
+        stdout(&o)
+    );
     // MASKED_EQ: (sig & 0x10) == 0x10 matches SIGURG (23 = 0x17).
-    let o = spawn_child("kill-args", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 34,
-                      "args": [{"index": 1, "value": 0x10, "valueTwo": 0x10, "op": "SCMP_CMP_MASKED_EQ"}]}]
-    }), &[]);
-    assert!(stdout(&o).contains("RESULT kill0=0 killurg=-1 errno=34"), "{}", stdout(&o));
+    let o = spawn_child(
+        "kill-args",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 34,
+                          "args": [{"index": 1, "value": 0x10, "valueTwo": 0x10, "op": "SCMP_CMP_MASKED_EQ"}]}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains("RESULT kill0=0 killurg=-1 errno=34"),
+        "{}",
+        stdout(&o)
+    );
     // Two conditions on the same argument: either matches (one rule each).
-    let o = spawn_child("kill-args", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 35,
-                      "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": libc::SIGURG, "op": "SCMP_CMP_EQ"}]}]
-    }), &[]);
-    assert!(stdout(&o).contains("RESULT kill0=-1 killurg=-1 errno=35"), "{}", stdout(&o));
+    let o = spawn_child(
+        "kill-args",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["kill"], "action": "SCMP_ACT_ERRNO", "errnoRet": 35,
+                          "args": [{"index": 1, "value": 0, "op": "SCMP_CMP_EQ"}, {"index": 1, "value": libc::SIGURG, "op": "SCMP_CMP_EQ"}]}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains("RESULT kill0=-1 killurg=-1 errno=35"),
+        "{}",
+        stdout(&o)
+    );
 }
 
 #[test]
@@ -144,31 +209,85 @@ fn allow_list_with_errno_default() {
     // Everything but mkdir is allowed through the list; mkdir hits the default.
     let mut allowed: Vec<&str> = vec![];
     for n in [
-        "read", "write", "openat", "close", "fstat", "newfstatat", "statx", "mmap", "munmap", "mprotect", "brk",
-        "rt_sigaction", "rt_sigprocmask", "rt_sigreturn", "sigaltstack", "exit", "exit_group", "futex",
-        "sched_getaffinity", "getrandom", "clone", "clone3", "set_robust_list", "rseq", "madvise",
-        "poll", "ioctl", "lseek", "getpid", "gettid", "prctl", "seccomp", "fcntl", "readlink", "getcwd",
-        "sched_yield", "nanosleep", "clock_nanosleep", "writev", "pread64", "uname", "tgkill", "kill",
+        "read",
+        "write",
+        "openat",
+        "close",
+        "fstat",
+        "newfstatat",
+        "statx",
+        "mmap",
+        "munmap",
+        "mprotect",
+        "brk",
+        "rt_sigaction",
+        "rt_sigprocmask",
+        "rt_sigreturn",
+        "sigaltstack",
+        "exit",
+        "exit_group",
+        "futex",
+        "sched_getaffinity",
+        "getrandom",
+        "clone",
+        "clone3",
+        "set_robust_list",
+        "rseq",
+        "madvise",
+        "poll",
+        "ioctl",
+        "lseek",
+        "getpid",
+        "gettid",
+        "prctl",
+        "seccomp",
+        "fcntl",
+        "readlink",
+        "getcwd",
+        "sched_yield",
+        "nanosleep",
+        "clock_nanosleep",
+        "writev",
+        "pread64",
+        "uname",
+        "tgkill",
+        "kill",
     ] {
         allowed.push(n);
     }
-    let o = spawn_child("mkdir", json!({
-        "defaultAction": "SCMP_ACT_ERRNO",
-        "defaultErrnoRet": 38,
-        "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
-    }), &[]);
-    assert!(stdout(&o).contains("RESULT mkdir=-1 errno=38"), "{} {}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    let o = spawn_child(
+        "mkdir",
+        json!({
+            "defaultAction": "SCMP_ACT_ERRNO",
+            "defaultErrnoRet": 38,
+            "syscalls": [{"names": allowed, "action": "SCMP_ACT_ALLOW"}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains("RESULT mkdir=-1 errno=38"),
+        "{} {}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }
 
 #[test]
 fn log_action_allows() {
-    let o = spawn_child("mkdir", json!({
-        "defaultAction": "SCMP_ACT_ALLOW",
-        "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}]
-    }), &[]);
+    let o = spawn_child(
+        "mkdir",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_LOG"}]
+        }),
+        &[],
+    );
     // Logged, then allowed: mkdir really runs (and fails only because /tmp/... may exist).
     let out = stdout(&o);
-    assert!(out.contains("RESULT mkdir=0") || out.contains("errno=17"), "{out}");
+    assert!(
+        out.contains("RESULT mkdir=0") || out.contains("errno=17"),
+        "{out}"
+    );
     let _ = std::fs::remove_dir("/tmp/berth-seccomp-test-dir-never-made");
 }
 
@@ -206,14 +325,27 @@ fn notify_reaches_the_agent() {
         let (body, fd) = recv_with_fd(conn.as_raw_fd());
         let state: Value = serde_json::from_slice(&body).unwrap();
         let req = libseccomp::ScmpNotifReq::receive(fd.as_raw_fd()).unwrap();
-        let resp = libseccomp::ScmpNotifResp::new_error(req.id, -55, libseccomp::ScmpNotifRespFlags::empty());
+        let resp = libseccomp::ScmpNotifResp::new_error(
+            req.id,
+            -55,
+            libseccomp::ScmpNotifRespFlags::empty(),
+        );
         resp.respond(fd.as_raw_fd()).unwrap();
         state
     });
-    let o = spawn_child("notify", profile, &[("SECCOMP_LISTENER", sock.to_str().unwrap())]);
+    let o = spawn_child(
+        "notify",
+        profile,
+        &[("SECCOMP_LISTENER", sock.to_str().unwrap())],
+    );
     let state = agent.join().unwrap();
     assert_eq!(state["fds"], json!(["seccompFd"]));
     assert_eq!(state["metadata"], "meta");
     assert_eq!(state["state"]["id"], "c1");
-    assert!(stdout(&o).contains("RESULT mkdir=-1 errno=55"), "{} {}", stdout(&o), String::from_utf8_lossy(&o.stderr));
+    assert!(
+        stdout(&o).contains("RESULT mkdir=-1 errno=55"),
+        "{} {}",
+        stdout(&o),
+        String::from_utf8_lossy(&o.stderr)
+    );
 }

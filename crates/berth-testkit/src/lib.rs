@@ -24,7 +24,10 @@ pub fn fixtures_dir() -> PathBuf {
     // target/<profile>/deps/<test-binary>
     let target = exe
         .ancestors()
-        .find(|p| p.file_name().is_some_and(|n| n == "target" || n.to_string_lossy().starts_with("target-")))
+        .find(|p| {
+            p.file_name()
+                .is_some_and(|n| n == "target" || n.to_string_lossy().starts_with("target-"))
+        })
         .map(Path::to_path_buf)
         .unwrap_or_else(|| std::env::temp_dir().join("berth-target"));
     target.join("berth-fixtures")
@@ -71,12 +74,18 @@ pub fn busybox_rootfs() -> PathBuf {
 
 /// Write a busybox root filesystem into `dir` from the busybox binary `busybox`.
 pub fn make_busybox_rootfs(dir: &Path, busybox: &Path) {
-    for d in ["bin", "sbin", "usr/bin", "usr/sbin", "etc", "dev", "proc", "sys", "tmp", "root", "home", "var", "run", "mnt"] {
+    for d in [
+        "bin", "sbin", "usr/bin", "usr/sbin", "etc", "dev", "proc", "sys", "tmp", "root", "home",
+        "var", "run", "mnt",
+    ] {
         fs::create_dir_all(dir.join(d)).expect("mkdir");
     }
     fs::set_permissions(dir.join("tmp"), fs::Permissions::from_mode(0o1777)).expect("chmod tmp");
     fs::copy(busybox, dir.join("bin/busybox")).expect("copying busybox");
-    let list = Command::new(busybox).arg("--list-full").output().expect("busybox --list-full");
+    let list = Command::new(busybox)
+        .arg("--list-full")
+        .output()
+        .expect("busybox --list-full");
     for applet in String::from_utf8_lossy(&list.stdout).lines() {
         let applet = applet.trim();
         if applet.is_empty() || applet == "bin/busybox" {
@@ -146,7 +155,10 @@ impl Bundle {
     /// A bundle running `args`, with the default configuration of `berth runtime spec`, no
     /// terminal, and a cgroup at `berth-test-<name>` beneath the test's own cgroup.
     pub fn new(name: &str, args: &[&str]) -> Bundle {
-        let tmp = tempfile::Builder::new().prefix("berth-bundle-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-bundle-")
+            .tempdir()
+            .expect("tempdir");
         let dir = tmp.path().to_path_buf();
         link_tree(&busybox_rootfs(), &dir.join("rootfs"));
         let mut config = default_config();
@@ -234,7 +246,10 @@ impl Default for RuntimeRoot {
 impl RuntimeRoot {
     /// A fresh root.
     pub fn new() -> RuntimeRoot {
-        let tmp = tempfile::Builder::new().prefix("berth-root-").tempdir().expect("tempdir");
+        let tmp = tempfile::Builder::new()
+            .prefix("berth-root-")
+            .tempdir()
+            .expect("tempdir");
         RuntimeRoot {
             path: tmp.path().to_path_buf(),
             _tmp: tmp,
@@ -324,7 +339,10 @@ impl Berth {
 
     /// The status from `state ID`.
     pub fn status(&self, id: &str) -> String {
-        self.state(id)["status"].as_str().unwrap_or_default().to_string()
+        self.state(id)["status"]
+            .as_str()
+            .unwrap_or_default()
+            .to_string()
     }
 
     /// Wait until `state ID` reports `status` (or panic after 10 s).
@@ -342,7 +360,10 @@ impl Berth {
             if s == status {
                 return;
             }
-            assert!(Instant::now() < deadline, "{id}: still {s}, expected {status}");
+            assert!(
+                Instant::now() < deadline,
+                "{id}: still {s}, expected {status}"
+            );
             std::thread::sleep(Duration::from_millis(10));
         }
     }
@@ -352,7 +373,11 @@ impl Berth {
 /// directory, cgroup directories named after it, mounts of its bundle, and processes whose
 /// root is inside its bundle.
 pub fn assert_no_leaks(root: &Path, id: &str, bundle: &Bundle) {
-    assert!(!root.join(id).exists(), "state directory {} left behind", root.join(id).display());
+    assert!(
+        !root.join(id).exists(),
+        "state directory {} left behind",
+        root.join(id).display()
+    );
     let cg = cgroup_leftovers(&bundle.name);
     assert!(cg.is_empty(), "cgroups left behind: {cg:?}");
     let mounts = fs::read_to_string("/proc/self/mountinfo").unwrap_or_default();
@@ -390,12 +415,19 @@ pub fn cgroup_leftovers(name: &str) -> Vec<PathBuf> {
 pub fn processes_in_cgroup(name: &str) -> Vec<i32> {
     let needle = format!("berth-test-{name}");
     let mut out = Vec::new();
-    let Ok(rd) = fs::read_dir("/proc") else { return out };
+    let Ok(rd) = fs::read_dir("/proc") else {
+        return out;
+    };
     for e in rd.flatten() {
-        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else {
+            continue;
+        };
         // A zombie has left its cgroup already; the host's init reaps it when it gets to it.
         let zombie = fs::read_to_string(format!("/proc/{pid}/stat")).is_ok_and(|s| {
-            s.rsplit(')').next().and_then(|r| r.split_whitespace().next()) == Some("Z")
+            s.rsplit(')')
+                .next()
+                .and_then(|r| r.split_whitespace().next())
+                == Some("Z")
         });
         if !zombie
             && let Ok(c) = fs::read_to_string(format!("/proc/{pid}/cgroup"))
@@ -432,11 +464,18 @@ impl CgroupParent {
             .find_map(|l| l.split_once(":memory:").map(|(_, p)| p.to_string()))
             .or_else(|| {
                 own.lines().find_map(|l| l.strip_prefix("0::")).map(|p| {
-                    Path::new(p).parent().unwrap_or(Path::new("/")).to_string_lossy().into_owned()
+                    Path::new(p)
+                        .parent()
+                        .unwrap_or(Path::new("/"))
+                        .to_string_lossy()
+                        .into_owned()
                 })
             })
             .unwrap_or_else(|| "/".into());
-        let path = Path::new(&base).join(format!("berth-test-{name}")).to_string_lossy().into_owned();
+        let path = Path::new(&base)
+            .join(format!("berth-test-{name}"))
+            .to_string_lossy()
+            .into_owned();
         CgroupParent {
             before: Self::existing(&path),
             path,
@@ -449,7 +488,8 @@ impl CgroupParent {
             .lines()
             .filter_map(|l| {
                 let f: Vec<&str> = l.split(' ').collect();
-                (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2")).then(|| PathBuf::from(f[1]))
+                (f.len() > 2 && (f[2] == "cgroup" || f[2] == "cgroup2"))
+                    .then(|| PathBuf::from(f[1]))
             })
             .collect()
     }

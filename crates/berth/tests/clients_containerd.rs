@@ -17,8 +17,14 @@ struct Containerd {
 
 impl Containerd {
     fn start() -> Containerd {
-        assert!(berth_testkit::is_root(), "the client tests must run as root");
-        let dir = tempfile::Builder::new().prefix("berth-containerd-").tempdir().unwrap();
+        assert!(
+            berth_testkit::is_root(),
+            "the client tests must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-containerd-")
+            .tempdir()
+            .unwrap();
         let d = dir.path();
         let config = format!(
             r#"version = 2
@@ -54,7 +60,11 @@ disabled_plugins = ["io.containerd.grpc.v1.cri"]
         };
         let deadline = Instant::now() + Duration::from_secs(30);
         while !c.ctr(&["version"]).status.success() {
-            assert!(Instant::now() < deadline, "containerd did not come up: {}", c.log());
+            assert!(
+                Instant::now() < deadline,
+                "containerd did not come up: {}",
+                c.log()
+            );
             std::thread::sleep(Duration::from_millis(50));
         }
         c
@@ -100,22 +110,41 @@ fn ctr_run_with_berth_as_runc_binary() {
     let name = unique("ctr");
     let cgroup = format!("berth-test-{name}");
     let o = c.ctr(&[
-        "run", "--rm",
-        "--runc-binary", runtime.to_str().unwrap(),
-        "--cgroup", &cgroup,
-        "--rootfs", rootfs.to_str().unwrap(),
+        "run",
+        "--rm",
+        "--runc-binary",
+        runtime.to_str().unwrap(),
+        "--cgroup",
+        &cgroup,
+        "--rootfs",
+        rootfs.to_str().unwrap(),
         &name,
-        "sh", "-c", "echo hello from containerd; cat /proc/self/cgroup; exit 5",
+        "sh",
+        "-c",
+        "echo hello from containerd; cat /proc/self/cgroup; exit 5",
     ]);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(5), "{out}\n{}\n{}", String::from_utf8_lossy(&o.stderr), c.log());
+    assert_eq!(
+        o.status.code(),
+        Some(5),
+        "{out}\n{}\n{}",
+        String::from_utf8_lossy(&o.stderr),
+        c.log()
+    );
     assert!(out.contains("hello from containerd"), "{out}");
-    assert!(out.contains(&cgroup), "the container ran in its cgroup: {out}");
+    assert!(
+        out.contains(&cgroup),
+        "the container ran in its cgroup: {out}"
+    );
 
     // The shim asked berth for its state and deleted it: nothing is left.
     let list = c.ctr(&["containers", "list", "-q"]);
     assert!(String::from_utf8_lossy(&list.stdout).trim().is_empty());
-    assert!(berth_testkit::cgroup_leftovers(&name).is_empty(), "{:?}", berth_testkit::cgroup_leftovers(&name));
+    assert!(
+        berth_testkit::cgroup_leftovers(&name).is_empty(),
+        "{:?}",
+        berth_testkit::cgroup_leftovers(&name)
+    );
     assert!(berth_testkit::processes_in_cgroup(&name).is_empty());
     let state: &Path = &c.dir.path().join("state");
     assert!(state.exists());

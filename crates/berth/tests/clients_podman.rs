@@ -17,8 +17,14 @@ struct Podman {
 
 impl Podman {
     fn new(name: &str) -> Podman {
-        assert!(berth_testkit::is_root(), "the client tests must run as root");
-        let dir = tempfile::Builder::new().prefix("berth-podman-").tempdir().unwrap();
+        assert!(
+            berth_testkit::is_root(),
+            "the client tests must run as root"
+        );
+        let dir = tempfile::Builder::new()
+            .prefix("berth-podman-")
+            .tempdir()
+            .unwrap();
         let rootfs = dir.path().join("rootfs");
         link_tree(&busybox_rootfs(), &rootfs);
         let runtime = dir.path().join("berth-runc");
@@ -39,7 +45,14 @@ impl Podman {
             .arg(d.join("run"))
             .arg("--runtime")
             .arg(d.join("berth-runc"))
-            .args(["--cgroup-manager", "cgroupfs", "--events-backend", "file", "--storage-driver", "vfs"])
+            .args([
+                "--cgroup-manager",
+                "cgroupfs",
+                "--events-backend",
+                "file",
+                "--storage-driver",
+                "vfs",
+            ])
             .arg("--tmpdir")
             .arg(d.join("tmp"))
             .args(args);
@@ -47,7 +60,10 @@ impl Podman {
     }
 
     fn run(&self, args: &[&str]) -> Output {
-        self.cmd(args).stdin(std::process::Stdio::null()).output().expect("running podman")
+        self.cmd(args)
+            .stdin(std::process::Stdio::null())
+            .output()
+            .expect("running podman")
     }
 
     fn ok(&self, args: &[&str]) -> String {
@@ -66,10 +82,14 @@ impl Podman {
     /// limit the host allows (podman asks for 1048576, more than this host's hard limit).
     fn run_args<'a>(&'a self, extra: &[&'a str]) -> Vec<&'a str> {
         let mut v = vec![
-            "--network", "none",
-            "--cgroup-parent", &self.cgroup.path,
-            "--ulimit", "nofile=1024:4096",
-            "--ulimit", "nproc=1000:1000",
+            "--network",
+            "none",
+            "--cgroup-parent",
+            &self.cgroup.path,
+            "--ulimit",
+            "nofile=1024:4096",
+            "--ulimit",
+            "nproc=1000:1000",
         ];
         v.extend_from_slice(extra);
         v.push("--rootfs");
@@ -78,7 +98,14 @@ impl Podman {
     }
 
     fn status(&self, name: &str) -> String {
-        self.ok(&["inspect", name, "--format", "{{.State.Status}} {{.State.ExitCode}}"]).trim().to_string()
+        self.ok(&[
+            "inspect",
+            name,
+            "--format",
+            "{{.State.Status}} {{.State.ExitCode}}",
+        ])
+        .trim()
+        .to_string()
     }
 }
 
@@ -98,7 +125,8 @@ impl Drop for Podman {
 fn no_leaks(p: &Podman) {
     let o = p.ok(&["ps", "-aq"]);
     assert!(o.trim().is_empty(), "containers left: {o}");
-    let procs = berth_testkit::processes_in_cgroup(p.cgroup.path.rsplit("berth-test-").next().unwrap());
+    let procs =
+        berth_testkit::processes_in_cgroup(p.cgroup.path.rsplit("berth-test-").next().unwrap());
     assert!(procs.is_empty(), "processes left behind: {procs:?}");
 }
 
@@ -107,12 +135,24 @@ fn podman_run_foreground_with_exit_code() {
     let p = Podman::new("pod-run");
     let mut args = vec!["run", "--rm"];
     args.extend(p.run_args(&[]));
-    args.extend(["sh", "-c", "echo hello from podman; hostname; cat /proc/self/cgroup; exit 7"]);
+    args.extend([
+        "sh",
+        "-c",
+        "echo hello from podman; hostname; cat /proc/self/cgroup; exit 7",
+    ]);
     let o = p.run(&args);
     let out = String::from_utf8_lossy(&o.stdout);
-    assert_eq!(o.status.code(), Some(7), "{out} {}", String::from_utf8_lossy(&o.stderr));
+    assert_eq!(
+        o.status.code(),
+        Some(7),
+        "{out} {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
     assert!(out.contains("hello from podman"), "{out}");
-    assert!(out.contains("berth-test-"), "the container's cgroup is beneath our parent: {out}");
+    assert!(
+        out.contains("berth-test-"),
+        "the container's cgroup is beneath our parent: {out}"
+    );
     no_leaks(&p);
 }
 
@@ -126,7 +166,17 @@ fn podman_exec_pause_kill_stop_rm() {
     assert_eq!(p.status("c1"), "running 0");
 
     // exec: inline, with env and workdir, and with a terminal
-    let out = p.ok(&["exec", "-e", "FOO=bar", "-w", "/tmp", "c1", "sh", "-c", "echo $FOO $(pwd); cat /proc/1/cmdline"]);
+    let out = p.ok(&[
+        "exec",
+        "-e",
+        "FOO=bar",
+        "-w",
+        "/tmp",
+        "c1",
+        "sh",
+        "-c",
+        "echo $FOO $(pwd); cat /proc/1/cmdline",
+    ]);
     assert!(out.starts_with("bar /tmp\nsleep"), "{out:?}");
     let out = p.ok(&["exec", "-t", "c1", "tty"]);
     assert!(out.trim().starts_with("/dev/pts/"), "{out:?}");

@@ -29,7 +29,11 @@ fn memory_limit_cmd() -> &'static str {
 #[test]
 fn resources_at_create_are_visible_inside() {
     let ctx = Ctx::new();
-    let cmd = format!("{}; cat /sys/fs/cgroup/{}", memory_limit_cmd(), if is_v2() { "pids.max" } else { "pids/pids.max" });
+    let cmd = format!(
+        "{}; cat /sys/fs/cgroup/{}",
+        memory_limit_cmd(),
+        if is_v2() { "pids.max" } else { "pids/pids.max" }
+    );
     let out = ctx.output("res", &["sh", "-c", &cmd], |c| {
         c["linux"]["resources"]["memory"] = json!({"limit": 64 * 1024 * 1024});
         c["linux"]["resources"]["pids"] = json!({"limit": 50});
@@ -50,7 +54,13 @@ fn pids_limit_is_enforced() {
             c["linux"]["resources"]["pids"] = json!({"limit": 5});
         },
     );
-    let failures: u32 = out.trim().lines().last().unwrap_or("0").parse().unwrap_or(0);
+    let failures: u32 = out
+        .trim()
+        .lines()
+        .last()
+        .unwrap_or("0")
+        .parse()
+        .unwrap_or(0);
     assert!(failures > 0, "some forks must fail under pids.max=5: {out}");
 }
 
@@ -65,8 +75,14 @@ fn device_cgroup_denies_other_devices() {
             c["linux"]["devices"] = json!([{"path": "/dev/mydisk", "type": "b", "major": 8, "minor": 0, "fileMode": 0o600}]);
         },
     );
-    assert!(out.contains("disk=1"), "reading a denied device fails: {out}");
-    assert!(out.contains("\n1\n") || out.ends_with("1\n"), "allowed devices work: {out}");
+    assert!(
+        out.contains("disk=1"),
+        "reading a denied device fails: {out}"
+    );
+    assert!(
+        out.contains("\n1\n") || out.ends_with("1\n"),
+        "allowed devices work: {out}"
+    );
 }
 
 #[test]
@@ -76,7 +92,8 @@ fn update_pause_resume_stats() {
         c["linux"]["resources"]["memory"] = json!({"limit": 100 * 1024 * 1024});
     });
     // update with flags
-    ctx.berth.ok(&["update", "--memory", "80m", "--pids-limit", "30", &id]);
+    ctx.berth
+        .ok(&["update", "--memory", "80m", "--pids-limit", "30", &id]);
     let inside = ctx.berth.ok(&["exec", &id, "sh", "-c", memory_limit_cmd()]);
     assert_eq!(inside.trim(), (80 * 1024 * 1024).to_string());
     // update with a resources file on stdin
@@ -99,7 +116,8 @@ fn update_pause_resume_stats() {
     assert!((69_000_000..=70_000_000).contains(&limit), "{limit}");
 
     // stats
-    let ev: serde_json::Value = serde_json::from_str(&ctx.berth.ok(&["events", "--stats", &id])).unwrap();
+    let ev: serde_json::Value =
+        serde_json::from_str(&ctx.berth.ok(&["events", "--stats", &id])).unwrap();
     assert_eq!(ev["type"], "stats");
     assert_eq!(ev["id"], id.as_str());
     assert!(ev["data"]["memory"]["usage"]["usage"].as_u64().unwrap() > 0);
@@ -110,8 +128,17 @@ fn update_pause_resume_stats() {
     assert_eq!(ctx.berth.status(&id), "paused");
     let pid = ctx.berth.state(&id)["pid"].as_i64().unwrap();
     let st = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    let state_char = st.rsplit(')').next().unwrap().split_whitespace().next().unwrap();
-    assert!(state_char == "D" || state_char == "S", "frozen task state {state_char}");
+    let state_char = st
+        .rsplit(')')
+        .next()
+        .unwrap()
+        .split_whitespace()
+        .next()
+        .unwrap();
+    assert!(
+        state_char == "D" || state_char == "S",
+        "frozen task state {state_char}"
+    );
     let err = ctx.berth.fails(&["exec", &id, "true"]);
     assert!(err.contains("paused"), "{err}");
     let err = ctx.berth.fails(&["pause", &id]);
@@ -128,9 +155,14 @@ fn update_pause_resume_stats() {
 #[test]
 fn events_stream_reports_oom() {
     let ctx = Ctx::new();
-    let (id, b) = ctx.start("oom", &["sh", "-c", "sleep 1; tail /dev/zero; sleep 1000"], |c| {
-        c["linux"]["resources"]["memory"] = json!({"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024});
-    });
+    let (id, b) = ctx.start(
+        "oom",
+        &["sh", "-c", "sleep 1; tail /dev/zero; sleep 1000"],
+        |c| {
+            c["linux"]["resources"]["memory"] =
+                json!({"limit": 16 * 1024 * 1024, "swap": 16 * 1024 * 1024});
+        },
+    );
     let mut ev = ctx
         .berth
         .cmd(&["events", "--interval", "1s", &id])

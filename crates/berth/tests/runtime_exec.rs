@@ -16,14 +16,32 @@ fn exec_inline_args_env_cwd_user_and_exit_code() {
     });
     assert_eq!(ctx.berth.ok(&["exec", &id, "hostname"]), "execbox\n");
     // Same pid namespace as the init: the init is pid 1.
-    assert_eq!(ctx.berth.ok(&["exec", &id, "cat", "/proc/1/comm"]), "sleep\n");
-    let out = ctx.berth.ok(&["exec", "--env", "A=1", "--cwd", "/tmp", "--user", "1000:1000", &id, "sh", "-c", "echo $A $(pwd) $(id -u):$(id -g)"]);
+    assert_eq!(
+        ctx.berth.ok(&["exec", &id, "cat", "/proc/1/comm"]),
+        "sleep\n"
+    );
+    let out = ctx.berth.ok(&[
+        "exec",
+        "--env",
+        "A=1",
+        "--cwd",
+        "/tmp",
+        "--user",
+        "1000:1000",
+        &id,
+        "sh",
+        "-c",
+        "echo $A $(pwd) $(id -u):$(id -g)",
+    ]);
     assert_eq!(out, "1 /tmp 1000:1000\n");
     let out = ctx.berth.run(&["exec", &id, "sh", "-c", "exit 5"]);
     assert_eq!(out.status.code(), Some(5));
     // A missing program: a clear error.
     let err = ctx.berth.fails(&["exec", &id, "no-such-program"]);
-    assert!(err.contains("no-such-program") && err.contains("not found"), "{err}");
+    assert!(
+        err.contains("no-such-program") && err.contains("not found"),
+        "{err}"
+    );
     ctx.cleanup(&id, &b);
 }
 
@@ -32,11 +50,20 @@ fn exec_detached_with_pid_file_and_process_json() {
     let ctx = Ctx::new();
     let (id, b) = ctx.start("execd", &["sleep", "1000"], |_| {});
     let pidfile = b.dir.join("exec.pid");
-    ctx.berth.ok(&["exec", "-d", "--pid-file", pidfile.to_str().unwrap(), &id, "sleep", "999"]);
+    ctx.berth.ok(&[
+        "exec",
+        "-d",
+        "--pid-file",
+        pidfile.to_str().unwrap(),
+        &id,
+        "sleep",
+        "999",
+    ]);
     let pid: i32 = std::fs::read_to_string(&pidfile).unwrap().parse().unwrap();
     let cmdline = std::fs::read_to_string(format!("/proc/{pid}/cmdline")).unwrap();
     assert_eq!(cmdline, "sleep\0999\0");
-    let pids: Vec<i32> = serde_json::from_str(&ctx.berth.ok(&["ps", "--format", "json", &id])).unwrap();
+    let pids: Vec<i32> =
+        serde_json::from_str(&ctx.berth.ok(&["ps", "--format", "json", &id])).unwrap();
     assert!(pids.contains(&pid), "{pids:?}");
 
     let process = json!({
@@ -49,7 +76,9 @@ fn exec_detached_with_pid_file_and_process_json() {
     });
     let pj = b.dir.join("process.json");
     std::fs::write(&pj, process.to_string()).unwrap();
-    let out = ctx.berth.ok(&["exec", "--process", pj.to_str().unwrap(), &id]);
+    let out = ctx
+        .berth
+        .ok(&["exec", "--process", pj.to_str().unwrap(), &id]);
     assert_eq!(out.lines().next().unwrap(), "from-json y");
     assert!(out.contains("NoNewPrivs:\t1"), "{out}");
     ctx.cleanup(&id, &b);
@@ -67,7 +96,16 @@ fn exec_with_terminal_and_caps() {
     });
     let mut child = ctx
         .berth
-        .cmd(&["exec", "-t", "--console-socket", sock_path.to_str().unwrap(), &id, "sh", "-c", "tty; echo end"])
+        .cmd(&[
+            "exec",
+            "-t",
+            "--console-socket",
+            sock_path.to_str().unwrap(),
+            &id,
+            "sh",
+            "-c",
+            "tty; echo end",
+        ])
         .spawn()
         .unwrap();
     let master = receiver.join().unwrap();
@@ -81,9 +119,21 @@ fn exec_with_terminal_and_caps() {
         }
     }
     assert!(child.wait().unwrap().success());
-    assert!(String::from_utf8_lossy(&out).contains("/dev/pts/"), "{:?}", String::from_utf8_lossy(&out));
+    assert!(
+        String::from_utf8_lossy(&out).contains("/dev/pts/"),
+        "{:?}",
+        String::from_utf8_lossy(&out)
+    );
 
-    let out = ctx.berth.ok(&["exec", "--cap", "CAP_NET_ADMIN", &id, "grep", "CapEff", "/proc/self/status"]);
+    let out = ctx.berth.ok(&[
+        "exec",
+        "--cap",
+        "CAP_NET_ADMIN",
+        &id,
+        "grep",
+        "CapEff",
+        "/proc/self/status",
+    ]);
     let eff = u64::from_str_radix(out.split_whitespace().nth(1).unwrap(), 16).unwrap();
     assert!(eff & (1 << 12) != 0, "CAP_NET_ADMIN added: {out}");
     ctx.cleanup(&id, &b);

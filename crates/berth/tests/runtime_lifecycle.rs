@@ -71,7 +71,10 @@ fn run_reports_death_by_signal() {
     let ctx = Ctx::new();
     let (id, mut b) = ctx.bundle("sig", &["sh", "-c", "kill -9 $$"]);
     // Without a pid namespace of its own: a namespace's init cannot SIGKILL itself.
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().retain(|n| n["type"] != "pid");
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .retain(|n| n["type"] != "pid");
     b.write();
     let (code, _, _) = ctx.run(&id, &b);
     assert_eq!(code, 128 + 9);
@@ -82,7 +85,8 @@ fn run_reports_death_by_signal() {
 fn run_detached_then_force_delete() {
     let ctx = Ctx::new();
     let (id, b) = ctx.bundle("detach", &["sleep", "1000"]);
-    ctx.berth.ok(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
+    ctx.berth
+        .ok(&["run", "-d", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert_eq!(ctx.berth.status(&id), "running");
     ctx.cleanup(&id, &b);
 }
@@ -91,7 +95,8 @@ fn run_detached_then_force_delete() {
 fn delete_created_container_without_force() {
     let ctx = Ctx::new();
     let (id, b) = ctx.bundle("delcreated", &["true"]);
-    ctx.berth.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    ctx.berth
+        .ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     ctx.berth.ok(&["delete", &id]);
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
@@ -100,7 +105,9 @@ fn delete_created_container_without_force() {
 fn start_of_program_that_does_not_exist_fails_at_create() {
     let ctx = Ctx::new();
     let (id, b) = ctx.bundle("noprog", &["/no/such/program"]);
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("/no/such/program"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "one line: {err}");
     assert_no_leaks(&ctx.root.path, &id, &b);
@@ -109,14 +116,23 @@ fn start_of_program_that_does_not_exist_fails_at_create() {
 #[test]
 fn kill_by_name_and_number_and_all() {
     let ctx = Ctx::new();
-    let (id, b) = ctx.start("kill", &["sh", "-c", "trap 'exit 42' USR1; sleep 1000 & wait"], |_| {});
+    let (id, b) = ctx.start(
+        "kill",
+        &["sh", "-c", "trap 'exit 42' USR1; sleep 1000 & wait"],
+        |_| {},
+    );
     ctx.berth.ok(&["kill", &id, "USR1"]);
     ctx.berth.wait_status(&id, "stopped");
     ctx.cleanup(&id, &b);
 
-    let (id, b) = ctx.start("killall", &["sh", "-c", "sleep 1000 & sleep 1000 & wait"], |_| {});
+    let (id, b) = ctx.start(
+        "killall",
+        &["sh", "-c", "sleep 1000 & sleep 1000 & wait"],
+        |_| {},
+    );
     std::thread::sleep(Duration::from_millis(100));
-    let pids: Vec<i64> = serde_json::from_str(&ctx.berth.ok(&["ps", "--format", "json", &id])).unwrap();
+    let pids: Vec<i64> =
+        serde_json::from_str(&ctx.berth.ok(&["ps", "--format", "json", &id])).unwrap();
     assert_eq!(pids.len(), 3, "{pids:?}");
     ctx.berth.ok(&["kill", "--all", &id, "9"]);
     ctx.berth.wait_status(&id, "stopped");
@@ -133,10 +149,14 @@ fn list_table_and_json() {
     let table = ctx.berth.ok(&["list"]);
     let mut lines = table.lines();
     let header: Vec<&str> = lines.next().unwrap().split_whitespace().collect();
-    assert_eq!(header, ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]);
+    assert_eq!(
+        header,
+        ["ID", "PID", "STATUS", "BUNDLE", "CREATED", "OWNER"]
+    );
     let row = lines.next().unwrap();
     assert!(row.starts_with(&id) && row.contains("running"), "{row}");
-    let list: serde_json::Value = serde_json::from_str(&ctx.berth.ok(&["list", "--format", "json"])).unwrap();
+    let list: serde_json::Value =
+        serde_json::from_str(&ctx.berth.ok(&["list", "--format", "json"])).unwrap();
     assert_eq!(list[0]["id"], id.as_str());
     assert_eq!(list[0]["status"], "running");
     assert_eq!(ctx.berth.ok(&["list", "-q"]).trim(), id);
@@ -151,7 +171,9 @@ fn list_table_and_json() {
 fn bad_input_is_a_clear_error_and_leaves_nothing() {
     let ctx = Ctx::new();
     let check = |id: &str, b: &Bundle, needle: &str| {
-        let out = ctx.berth.run(&["create", "--bundle", b.dir.to_str().unwrap(), id]);
+        let out = ctx
+            .berth
+            .run(&["create", "--bundle", b.dir.to_str().unwrap(), id]);
         assert!(!out.status.success());
         let err = String::from_utf8_lossy(&out.stderr);
         assert!(err.contains(needle), "expected {needle:?} in {err:?}");
@@ -178,7 +200,10 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
     check(&id, &b, "root.path");
     // Invalid id mappings.
     let (id, mut b) = ctx.bundle("maps", &["true"]);
-    b.config["linux"]["namespaces"].as_array_mut().unwrap().push(json!({"type": "user"}));
+    b.config["linux"]["namespaces"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"type": "user"}));
     b.config["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 0}]);
     b.config["linux"]["gidMappings"] = json!([{"containerID": 0, "hostID": 1000, "size": 10}]);
     b.write();
@@ -190,13 +215,18 @@ fn bad_input_is_a_clear_error_and_leaves_nothing() {
     check(&id, &b, "malformed config");
     // An id with path characters.
     let (_, b) = ctx.bundle("badid", &["true"]);
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), "../escape"]);
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), "../escape"]);
     assert!(err.contains("invalid container id"), "{err}");
     assert!(!ctx.root.path.parent().unwrap().join("escape").exists());
     // A duplicate id.
     let (id, b) = ctx.bundle("dup", &["sleep", "100"]);
-    ctx.berth.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    ctx.berth
+        .ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(ctx.berth.status(&id), "created");
     ctx.berth.ok(&["delete", &id]);
@@ -219,7 +249,9 @@ fn create_killed_midway_is_removed_by_force_delete() {
     child.kill().unwrap();
     child.wait().unwrap();
     // The hook's sleep outlives the runtime; it is not the container's business.
-    let _ = std::process::Command::new("pkill").args(["-f", "^sleep 97$"]).status();
+    let _ = std::process::Command::new("pkill")
+        .args(["-f", "^sleep 97$"])
+        .status();
     assert_eq!(ctx.berth.status(&id), "stopped");
     ctx.berth.ok(&["delete", "--force", &id]);
     assert_no_leaks(&ctx.root.path, &id, &b);
@@ -251,7 +283,10 @@ fn berth_runc_link_speaks_runc() {
     let dir = tempfile::tempdir().unwrap();
     let link = dir.path().join("berth-runc");
     std::os::unix::fs::symlink(berth_bin(), &link).unwrap();
-    let out = std::process::Command::new(&link).arg("--version").output().unwrap();
+    let out = std::process::Command::new(&link)
+        .arg("--version")
+        .output()
+        .unwrap();
     assert!(out.status.success());
     assert!(String::from_utf8_lossy(&out.stdout).contains("spec: 1.2"));
     let (id, b) = ctx.bundle("link", &["sh", "-c", "exit 3"]);
@@ -269,20 +304,39 @@ fn berth_runc_link_speaks_runc() {
 fn spec_and_features() {
     let ctx = Ctx::new();
     let dir = tempfile::tempdir().unwrap();
-    ctx.berth.ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
+    ctx.berth
+        .ok(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir.path().join("config.json")).unwrap()).unwrap();
     assert_eq!(spec["root"]["path"], "rootfs");
     assert_eq!(spec["process"]["terminal"], true);
     // A second spec refuses to overwrite.
-    ctx.berth.fails(&["spec", "--bundle", dir.path().to_str().unwrap()]);
+    ctx.berth
+        .fails(&["spec", "--bundle", dir.path().to_str().unwrap()]);
     let dir2 = tempfile::tempdir().unwrap();
-    ctx.berth.ok(&["spec", "--rootless", "--bundle", dir2.path().to_str().unwrap()]);
-    let spec: serde_json::Value = serde_json::from_slice(&std::fs::read(dir2.path().join("config.json")).unwrap()).unwrap();
+    ctx.berth.ok(&[
+        "spec",
+        "--rootless",
+        "--bundle",
+        dir2.path().to_str().unwrap(),
+    ]);
+    let spec: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(dir2.path().join("config.json")).unwrap()).unwrap();
     assert!(spec["linux"]["uidMappings"].is_array());
     let f: serde_json::Value = serde_json::from_str(&ctx.berth.ok(&["features"])).unwrap();
     assert_eq!(f["ociVersionMin"], "1.0.0");
-    assert!(f["linux"]["namespaces"].as_array().unwrap().contains(&json!("time")));
-    assert!(f["linux"]["seccomp"]["actions"].as_array().unwrap().contains(&json!("SCMP_ACT_NOTIFY")));
+    assert!(
+        f["linux"]["namespaces"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("time"))
+    );
+    assert!(
+        f["linux"]["seccomp"]["actions"]
+            .as_array()
+            .unwrap()
+            .contains(&json!("SCMP_ACT_NOTIFY"))
+    );
 }
 
 #[test]
@@ -291,7 +345,15 @@ fn preserve_fds_and_no_pivot() {
     let (id, b) = ctx.bundle("fds", &["sh", "-c", "echo through-fd3 >&3"]);
     let out_file = b.dir.join("fd3.txt");
     let f = std::fs::File::create(&out_file).unwrap();
-    let mut cmd = ctx.berth.cmd(&["run", "--preserve-fds", "1", "--no-pivot", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let mut cmd = ctx.berth.cmd(&[
+        "run",
+        "--preserve-fds",
+        "1",
+        "--no-pivot",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        &id,
+    ]);
     use std::os::fd::AsRawFd;
     use std::os::unix::process::CommandExt;
     let raw = f.as_raw_fd();
@@ -299,7 +361,11 @@ fn preserve_fds_and_no_pivot() {
     unsafe {
         cmd.pre_exec(move || {
             // dup2 onto itself keeps close-on-exec: clear it by hand then.
-            let r = if raw == 3 { libc::fcntl(3, libc::F_SETFD, 0) } else { libc::dup2(raw, 3) };
+            let r = if raw == 3 {
+                libc::fcntl(3, libc::F_SETFD, 0)
+            } else {
+                libc::dup2(raw, 3)
+            };
             if r < 0 {
                 return Err(std::io::Error::last_os_error());
             }
@@ -307,7 +373,11 @@ fn preserve_fds_and_no_pivot() {
         });
     }
     let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "through-fd3\n");
     assert_no_leaks(&ctx.root.path, &id, &b);
 }

@@ -38,7 +38,11 @@ fn shared_host_network_namespace() {
     // /proc/net shows the reader's network namespace (sysfs shows the mounter's, which under
     // `unshare --net` is not the test's).
     let names = |dev: &str| -> Vec<String> {
-        dev.lines().skip(2).filter_map(|l| l.split(':').next()).map(|n| n.trim().to_string()).collect()
+        dev.lines()
+            .skip(2)
+            .filter_map(|l| l.split(':').next())
+            .map(|n| n.trim().to_string())
+            .collect()
     };
     let host = names(&std::fs::read_to_string("/proc/net/dev").unwrap());
     let out = ctx.output("hostnet", &["cat", "/proc/net/dev"], |c| {
@@ -55,7 +59,12 @@ fn join_namespace_by_path() {
     let ctx = Ctx::new();
     // A network namespace held by another process, with a dummy link to recognise it.
     let mut holder = std::process::Command::new("unshare")
-        .args(["--net", "sh", "-c", "ip link add berthdummy0 type veth peer name berthdummy1 && exec sleep 1000"])
+        .args([
+            "--net",
+            "sh",
+            "-c",
+            "ip link add berthdummy0 type veth peer name berthdummy1 && exec sleep 1000",
+        ])
         .spawn()
         .unwrap();
     let pid = holder.id();
@@ -85,7 +94,14 @@ fn join_namespace_by_path() {
 #[test]
 fn user_namespace_with_mappings() {
     let ctx = Ctx::new();
-    let (id, mut b) = ctx.bundle("userns", &["sh", "-c", "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/x && stat -c %u /tmp/x"]);
+    let (id, mut b) = ctx.bundle(
+        "userns",
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/uid_map /proc/self/gid_map; id -u; touch /tmp/x && stat -c %u /tmp/x",
+        ],
+    );
     let c = &mut b.config;
     ns_list(c).push(json!({"type": "user"}));
     c["linux"]["uidMappings"] = json!([{"containerID": 0, "hostID": 100000, "size": 65536}]);
@@ -99,7 +115,10 @@ fn user_namespace_with_mappings() {
     b.write();
     let (code, out, err) = ctx.run(&id, &b);
     assert_eq!(code, 0, "{out} {err}");
-    let lines: Vec<Vec<&str>> = out.lines().map(|l| l.split_whitespace().collect()).collect();
+    let lines: Vec<Vec<&str>> = out
+        .lines()
+        .map(|l| l.split_whitespace().collect())
+        .collect();
     assert_eq!(lines[0], ["0", "100000", "65536"]);
     assert_eq!(lines[1], ["0", "100000", "65536"]);
     assert_eq!(lines[2], ["0"]);
@@ -149,7 +168,14 @@ fn mounts_bind_tmpfs_and_readonly_root() {
     let lines: Vec<&str> = out.lines().collect();
     assert_eq!(lines[0], "from host");
     assert_eq!(lines[1], "1", "the ro bind mount refuses writes");
-    assert!(lines[2].contains("tmpfs") && lines[2].contains("nosuid") && lines[2].contains("size=1024k") && lines[2].contains("mode=700"), "{}", lines[2]);
+    assert!(
+        lines[2].contains("tmpfs")
+            && lines[2].contains("nosuid")
+            && lines[2].contains("size=1024k")
+            && lines[2].contains("mode=700"),
+        "{}",
+        lines[2]
+    );
     assert_eq!(lines[3], "1", "the root is read-only");
     assert_eq!(lines[4], "tmpfs-writable");
     assert!(!host_dir.path().join("new").exists());
@@ -158,17 +184,31 @@ fn mounts_bind_tmpfs_and_readonly_root() {
 #[test]
 fn symlinked_mount_destination_stays_inside_rootfs() {
     let ctx = Ctx::new();
-    let (id, mut b) = ctx.bundle("symlink", &["sh", "-c", "grep -c ' /etc/evil ' /proc/self/mounts || true"]);
+    let (id, mut b) = ctx.bundle(
+        "symlink",
+        &[
+            "sh",
+            "-c",
+            "grep -c ' /etc/evil ' /proc/self/mounts || true",
+        ],
+    );
     // The image has a symlink pointing outside; the mount must land inside the rootfs.
     let outside = tempfile::tempdir().unwrap();
     std::os::unix::fs::symlink(outside.path(), b.rootfs().join("etc/evil")).unwrap();
-    b.config["mounts"].as_array_mut().unwrap().push(json!({"destination": "/etc/evil", "type": "tmpfs", "source": "tmpfs"}));
+    b.config["mounts"]
+        .as_array_mut()
+        .unwrap()
+        .push(json!({"destination": "/etc/evil", "type": "tmpfs", "source": "tmpfs"}));
     b.write();
     // Either the link is followed inside the rootfs, or (berth's choice: it does not create
     // directories through a dangling link) the mount is refused with a clear error.
     let (code, _, err) = ctx.run(&id, &b);
     assert!(code == 0 || err.contains("/etc/evil"), "{code} {err}");
-    assert_eq!(std::fs::read_dir(outside.path()).unwrap().count(), 0, "nothing written outside");
+    assert_eq!(
+        std::fs::read_dir(outside.path()).unwrap().count(),
+        0,
+        "nothing written outside"
+    );
     let host_mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(!host_mounts.contains(outside.path().to_str().unwrap()));
     assert_no_leaks(&ctx.root.path, &id, &b);
@@ -191,7 +231,16 @@ fn dev_is_populated() {
     assert_eq!(lines[3], "/dev/random 1:8 666");
     assert_eq!(lines[4], "/dev/urandom 1:9 666");
     assert_eq!(lines[5], "/dev/tty 5:0 666");
-    assert_eq!(&lines[6..11], ["pts/ptmx", "/proc/self/fd", "/proc/self/fd/0", "/proc/self/fd/1", "/proc/self/fd/2"]);
+    assert_eq!(
+        &lines[6..11],
+        [
+            "pts/ptmx",
+            "/proc/self/fd",
+            "/proc/self/fd/0",
+            "/proc/self/fd/1",
+            "/proc/self/fd/2"
+        ]
+    );
     assert_eq!(lines[11], "/dev/mydev 1:3 640 1000:5");
     assert_eq!(lines[12], "null-ok");
 }
@@ -215,7 +264,11 @@ fn process_user_env_cwd_umask_rlimits() {
     let ctx = Ctx::new();
     let out = ctx.output(
         "process",
-        &["sh", "-c", "id -u; id -g; id -G; echo $FOO; pwd; umask; ulimit -n; ulimit -Hn"],
+        &[
+            "sh",
+            "-c",
+            "id -u; id -g; id -G; echo $FOO; pwd; umask; ulimit -n; ulimit -Hn",
+        ],
         |c| {
             let p = &mut c["process"];
             p["user"] = json!({"uid": 1000, "gid": 1000, "additionalGids": [5, 1], "umask": 0o027});
@@ -240,19 +293,32 @@ fn process_user_env_cwd_umask_rlimits() {
 fn rlimit_above_the_host_is_a_clear_error() {
     let ctx = Ctx::new();
     let (id, mut b) = ctx.bundle("rlimit", &["true"]);
-    let host_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).unwrap().1;
-    b.config["process"]["rlimits"] = json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": host_hard + 1000}]);
+    let host_hard = nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE)
+        .unwrap()
+        .1;
+    b.config["process"]["rlimits"] =
+        json!([{"type": "RLIMIT_NOFILE", "soft": 1024, "hard": host_hard + 1000}]);
     b.write();
     // Where the runtime holds CAP_SYS_RESOURCE (the test VMs) the limit can be raised; where
     // it does not (this development host) the error must say why.
     let status = std::fs::read_to_string("/proc/self/status").unwrap();
-    let cap_eff = status.lines().find_map(|l| l.strip_prefix("CapEff:")).unwrap().trim();
+    let cap_eff = status
+        .lines()
+        .find_map(|l| l.strip_prefix("CapEff:"))
+        .unwrap()
+        .trim();
     let has_sys_resource = u64::from_str_radix(cap_eff, 16).unwrap() & (1 << 24) != 0; // CAP_SYS_RESOURCE
     if has_sys_resource {
-        ctx.berth.ok(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+        ctx.berth
+            .ok(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
     } else {
-        let err = ctx.berth.fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
-        assert!(err.contains("RLIMIT_NOFILE") && err.contains("CAP_SYS_RESOURCE"), "{err}");
+        let err = ctx
+            .berth
+            .fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+        assert!(
+            err.contains("RLIMIT_NOFILE") && err.contains("CAP_SYS_RESOURCE"),
+            "{err}"
+        );
     }
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
@@ -285,7 +351,11 @@ fn oom_score_personality_and_sysctl() {
     let ctx = Ctx::new();
     let out = ctx.output(
         "misc",
-        &["sh", "-c", "cat /proc/self/oom_score_adj; uname -m; cat /proc/sys/net/ipv4/ip_forward"],
+        &[
+            "sh",
+            "-c",
+            "cat /proc/self/oom_score_adj; uname -m; cat /proc/sys/net/ipv4/ip_forward",
+        ],
         |c| {
             c["process"]["oomScoreAdj"] = json!(500);
             c["linux"]["personality"] = json!({"domain": "LINUX32"});
@@ -304,7 +374,9 @@ fn host_sysctl_is_refused() {
     let (id, mut b) = ctx.bundle("hostsysctl", &["true"]);
     b.config["linux"]["sysctl"] = json!({"vm.swappiness": "10"});
     b.write();
-    let err = ctx.berth.fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let err = ctx
+        .berth
+        .fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("not namespaced"), "{err}");
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
@@ -341,9 +413,7 @@ fn hooks_run_in_order_with_state() {
     let ctx = Ctx::new();
     let (id, mut b) = ctx.bundle("hooks", &["sleep", "1000"]);
     let log = b.dir.join("hooks.log");
-    let hook = |name: &str| {
-        json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo \"{name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') $HOOKVAR\" >> {}", log.display())], "env": ["HOOKVAR=v"], "timeout": 10})
-    };
+    let hook = |name: &str| json!({"path": "/bin/sh", "args": ["sh", "-c", format!("read -r s; echo \"{name} $(echo \"$s\" | grep -o '\"status\":\"[a-z]*\"') $HOOKVAR\" >> {}", log.display())], "env": ["HOOKVAR=v"], "timeout": 10});
     b.config["hooks"] = json!({
         "prestart": [hook("prestart")],
         "createRuntime": [hook("createRuntime")],
@@ -353,7 +423,8 @@ fn hooks_run_in_order_with_state() {
         "poststop": [hook("poststop")]
     });
     b.write();
-    ctx.berth.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    ctx.berth
+        .ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     let after_create = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         after_create,
@@ -362,9 +433,17 @@ fn hooks_run_in_order_with_state() {
     ctx.berth.ok(&["start", &id]);
     let hooked = ctx.berth.ok(&["exec", &id, "cat", "/tmp/hooked"]);
     assert_eq!(hooked, "startContainer-in-container\n");
-    assert!(std::fs::read_to_string(&log).unwrap().ends_with("poststart \"status\":\"running\" v\n"));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("poststart \"status\":\"running\" v\n")
+    );
     ctx.berth.ok(&["delete", "--force", &id]);
-    assert!(std::fs::read_to_string(&log).unwrap().ends_with("poststop \"status\":\"stopped\" v\n"));
+    assert!(
+        std::fs::read_to_string(&log)
+            .unwrap()
+            .ends_with("poststop \"status\":\"stopped\" v\n")
+    );
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
 
@@ -375,14 +454,22 @@ fn failing_and_slow_hooks() {
     let (id, mut b) = ctx.bundle("hookfail", &["true"]);
     b.config["hooks"] = json!({"createRuntime": [{"path": "/bin/false"}]});
     b.write();
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
-    assert!(err.contains("createRuntime hook /bin/false") && err.contains("status 1"), "{err}");
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(
+        err.contains("createRuntime hook /bin/false") && err.contains("status 1"),
+        "{err}"
+    );
     assert_no_leaks(&ctx.root.path, &id, &b);
     // A hook over its timeout is killed.
     let (id, mut b) = ctx.bundle("hooktimeout", &["true"]);
-    b.config["hooks"] = json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
+    b.config["hooks"] =
+        json!({"prestart": [{"path": "/bin/sleep", "args": ["sleep", "30"], "timeout": 1}]});
     b.write();
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("timed out"), "{err}");
     assert_no_leaks(&ctx.root.path, &id, &b);
     // A failing poststart hook only warns.
@@ -391,7 +478,10 @@ fn failing_and_slow_hooks() {
     b.write();
     let (code, _, err) = ctx.run(&id, &b);
     assert_eq!(code, 0);
-    assert!(err.contains("warning") && err.contains("poststart"), "{err}");
+    assert!(
+        err.contains("warning") && err.contains("poststart"),
+        "{err}"
+    );
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
 
@@ -408,7 +498,14 @@ fn terminal_through_console_socket() {
         let (conn, _) = listener.accept().unwrap();
         recv_fd(conn.as_raw_fd())
     });
-    ctx.berth.ok(&["create", "--bundle", b.dir.to_str().unwrap(), "--console-socket", sock_path.to_str().unwrap(), &id]);
+    ctx.berth.ok(&[
+        "create",
+        "--bundle",
+        b.dir.to_str().unwrap(),
+        "--console-socket",
+        sock_path.to_str().unwrap(),
+        &id,
+    ]);
     let master = receiver.join().unwrap();
     ctx.berth.ok(&["start", &id]);
     let mut f = std::fs::File::from(master);
@@ -421,7 +518,10 @@ fn terminal_through_console_socket() {
         }
     }
     let out = String::from_utf8_lossy(&out).replace('\r', "");
-    assert!(out.contains("/dev/console") || out.contains("/dev/pts/0"), "{out}");
+    assert!(
+        out.contains("/dev/console") || out.contains("/dev/pts/0"),
+        "{out}"
+    );
     assert!(out.contains("30 100"), "{out}");
     ctx.berth.wait_status(&id, "stopped");
     ctx.cleanup(&id, &b);
@@ -429,7 +529,9 @@ fn terminal_through_console_socket() {
     let (id, mut b) = ctx.bundle("tty2", &["true"]);
     b.config["process"]["terminal"] = json!(true);
     b.write();
-    let err = ctx.berth.fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let err = ctx
+        .berth
+        .fails(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
     assert!(err.contains("console-socket"), "{err}");
     assert_no_leaks(&ctx.root.path, &id, &b);
 }

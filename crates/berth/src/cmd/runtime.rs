@@ -256,13 +256,20 @@ pub fn main(args: Vec<OsString>) -> ExitCode {
         Ok(c) => c,
         Err(e) => {
             let _ = e.print();
-            return if e.use_stderr() { ExitCode::from(1) } else { ExitCode::SUCCESS };
+            return if e.use_stderr() {
+                ExitCode::from(1)
+            } else {
+                ExitCode::SUCCESS
+            };
         }
     };
     let json = cli.global.log_format == "json";
     let mut log = Logger::new(cli.global.log.as_deref(), json, cli.global.debug);
     if cli.global.log_format != "json" && cli.global.log_format != "text" {
-        log.error(&format!("invalid --log-format {:?}: text or json", cli.global.log_format));
+        log.error(&format!(
+            "invalid --log-format {:?}: text or json",
+            cli.global.log_format
+        ));
         return ExitCode::from(1);
     }
     log.debug(&format!("command: {:?}", cli.command));
@@ -288,7 +295,11 @@ fn dispatch(cli: RuntimeCli) -> Result<u8> {
             rt.create(&id, &create_options(a))?;
         }
         Cmd::Start { id } => rt.start(&id)?,
-        Cmd::Run { create, detach, keep } => {
+        Cmd::Run {
+            create,
+            detach,
+            keep,
+        } => {
             let id = create.id.clone();
             let code = rt.run(&id, create_options(create), RunOptions { detach, keep })?;
             return Ok(code.clamp(0, 255) as u8);
@@ -300,15 +311,26 @@ fn dispatch(cli: RuntimeCli) -> Result<u8> {
         Cmd::Kill { all, id, signal } => rt.kill(&id, parse_signal(&signal)?, all)?,
         Cmd::Delete { force, id } => rt.delete(&id, force)?,
         Cmd::List { format, quiet } => list(&rt, &format, quiet)?,
-        Cmd::Ps { format, id, ps_args } => ps(&rt, &id, &format, &ps_args)?,
+        Cmd::Ps {
+            format,
+            id,
+            ps_args,
+        } => ps(&rt, &id, &format, &ps_args)?,
         Cmd::Exec(a) => return exec(&rt, a),
         Cmd::Pause { id } => rt.pause(&id)?,
         Cmd::Resume { id } => rt.resume(&id)?,
         Cmd::Update(a) => update(&rt, a)?,
-        Cmd::Events { stats, interval, id } => events(&rt, &id, stats, &interval)?,
+        Cmd::Events {
+            stats,
+            interval,
+            id,
+        } => events(&rt, &id, stats, &interval)?,
         Cmd::Spec { bundle, rootless } => spec(&bundle, rootless)?,
         Cmd::Features => {
-            println!("{}", serde_json::to_string_pretty(&berth_runtime::features::features())?);
+            println!(
+                "{}",
+                serde_json::to_string_pretty(&berth_runtime::features::features())?
+            );
         }
     }
     Ok(0)
@@ -336,7 +358,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
     let up = s.to_ascii_uppercase();
     let name = up.strip_prefix("SIG").unwrap_or(&up);
     if let Some(rest) = name.strip_prefix("RTMIN") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().map_err(|_| anyhow!("unknown signal {s:?}"))? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().map_err(|_| anyhow!("unknown signal {s:?}"))?
+        };
         let n = libc::SIGRTMIN() + off;
         if n <= libc::SIGRTMAX() && off >= 0 {
             return Ok(n);
@@ -344,7 +370,11 @@ pub fn parse_signal(s: &str) -> Result<i32> {
         bail!("unknown signal {s:?}");
     }
     if let Some(rest) = name.strip_prefix("RTMAX") {
-        let off: i32 = if rest.is_empty() { 0 } else { rest.parse().map_err(|_| anyhow!("unknown signal {s:?}"))? };
+        let off: i32 = if rest.is_empty() {
+            0
+        } else {
+            rest.parse().map_err(|_| anyhow!("unknown signal {s:?}"))?
+        };
         let n = libc::SIGRTMAX() + off;
         if n >= libc::SIGRTMIN() && off <= 0 {
             return Ok(n);
@@ -383,7 +413,11 @@ fn list(rt: &Runtime, format: &str, quiet: bool) -> Result<()> {
                     s.status.to_string(),
                     s.bundle.display().to_string(),
                     s.created.clone(),
-                    if s.owner.is_empty() { "root".into() } else { s.owner.clone() },
+                    if s.owner.is_empty() {
+                        "root".into()
+                    } else {
+                        s.owner.clone()
+                    },
                 ]);
             }
             print_table(&rows);
@@ -419,13 +453,21 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
     match format {
         "json" => println!("{}", serde_json::to_string(&pids)?),
         "table" => {
-            let args: Vec<String> = if ps_args.is_empty() { vec!["-ef".into()] } else { ps_args.to_vec() };
+            let args: Vec<String> = if ps_args.is_empty() {
+                vec!["-ef".into()]
+            } else {
+                ps_args.to_vec()
+            };
             let out = std::process::Command::new("ps")
                 .args(&args)
                 .output()
                 .context("running ps")?;
             if !out.status.success() {
-                bail!("ps {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr).trim());
+                bail!(
+                    "ps {}: {}",
+                    args.join(" "),
+                    String::from_utf8_lossy(&out.stderr).trim()
+                );
             }
             let text = String::from_utf8_lossy(&out.stdout);
             let mut lines = text.lines();
@@ -436,7 +478,10 @@ fn ps(rt: &Runtime, id: &str, format: &str, ps_args: &[String]) -> Result<()> {
                 .ok_or_else(|| anyhow!("ps output has no PID column"))?;
             println!("{header}");
             for l in lines {
-                if let Some(p) = l.split_whitespace().nth(col).and_then(|p| p.parse::<i32>().ok())
+                if let Some(p) = l
+                    .split_whitespace()
+                    .nth(col)
+                    .and_then(|p| p.parse::<i32>().ok())
                     && pids.contains(&p)
                 {
                     println!("{l}");
@@ -459,7 +504,10 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
                 bail!("exec needs a command (or --process)");
             }
             let spec = rt.spec(&a.id)?;
-            let mut p = spec.process().clone().ok_or_else(|| anyhow!("the container has no process"))?;
+            let mut p = spec
+                .process()
+                .clone()
+                .ok_or_else(|| anyhow!("the container has no process"))?;
             p.set_args(Some(a.command.clone()));
             let mut env = p.env().clone().unwrap_or_default();
             env.extend(a.env.iter().cloned());
@@ -475,9 +523,15 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
                     Some((u, g)) => (u, Some(g)),
                     None => (u.as_str(), None),
                 };
-                user.set_uid(uid.parse().with_context(|| format!("--user {u:?}: a numeric uid[:gid]"))?);
+                user.set_uid(
+                    uid.parse()
+                        .with_context(|| format!("--user {u:?}: a numeric uid[:gid]"))?,
+                );
                 if let Some(g) = gid {
-                    user.set_gid(g.parse().with_context(|| format!("--user {u:?}: a numeric uid[:gid]"))?);
+                    user.set_gid(
+                        g.parse()
+                            .with_context(|| format!("--user {u:?}: a numeric uid[:gid]"))?,
+                    );
                 }
                 p.set_user(user);
             }
@@ -498,8 +552,9 @@ fn exec(rt: &Runtime, a: ExecArgs) -> Result<u8> {
             if !a.cap.is_empty() {
                 let mut caps = p.capabilities().clone().unwrap_or_default();
                 for c in &a.cap {
-                    let cap: oci_spec::runtime::Capability = serde_json::from_value(serde_json::Value::String(c.clone()))
-                        .map_err(|_| anyhow!("unknown capability {c:?}"))?;
+                    let cap: oci_spec::runtime::Capability =
+                        serde_json::from_value(serde_json::Value::String(c.clone()))
+                            .map_err(|_| anyhow!("unknown capability {c:?}"))?;
                     let add = |s: &Option<oci_spec::runtime::Capabilities>| {
                         let mut s = s.clone().unwrap_or_default();
                         s.insert(cap);
@@ -553,7 +608,7 @@ fn parse_bytes(s: &str) -> Result<i64> {
 }
 
 fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
-    use oci_spec::runtime::{LinuxBlockIo, LinuxMemory, LinuxPids};
+    use oci_spec::runtime::{LinuxMemory, LinuxPids};
     let mut r: LinuxResources = match &a.resources {
         Some(p) => {
             let mut data = Vec::new();
@@ -566,10 +621,13 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         }
         None => LinuxResources::default(),
     };
-    let mut mem = r.memory().clone().unwrap_or_default();
+    let mut mem = r.memory().unwrap_or_default();
     let mut mem_set = r.memory().is_some();
     for (v, f) in [
-        (&a.memory, LinuxMemory::set_limit as fn(&mut LinuxMemory, Option<i64>) -> &mut LinuxMemory),
+        (
+            &a.memory,
+            LinuxMemory::set_limit as fn(&mut LinuxMemory, Option<i64>) -> &mut LinuxMemory,
+        ),
         (&a.memory_reservation, LinuxMemory::set_reservation),
         (&a.memory_swap, LinuxMemory::set_swap),
         (&a.kernel_memory, LinuxMemory::set_kernel),
@@ -622,7 +680,7 @@ fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
         r.set_pids(Some(p));
     }
     if let Some(w) = a.blkio_weight {
-        let mut b = r.block_io().clone().unwrap_or_else(LinuxBlockIo::default);
+        let mut b = r.block_io().clone().unwrap_or_default();
         b.set_weight(Some(w));
         r.set_block_io(Some(b));
     }
@@ -661,9 +719,15 @@ fn events(rt: &Runtime, id: &str, stats_once: bool, interval: &str) -> Result<()
         }
         let now = std::time::Instant::now();
         let wait = next.saturating_duration_since(now);
-        let mut fds = [nix::poll::PollFd::new(oom.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let mut fds = [nix::poll::PollFd::new(
+            oom.as_fd(),
+            nix::poll::PollFlags::POLLIN,
+        )];
         let ms = wait.as_millis().min(i32::MAX as u128) as i32;
-        let ready = nix::poll::poll(&mut fds, nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX));
+        let ready = nix::poll::poll(
+            &mut fds,
+            nix::poll::PollTimeout::try_from(ms).unwrap_or(nix::poll::PollTimeout::MAX),
+        );
         if matches!(ready, Ok(n) if n > 0) {
             let n = oom.read()?;
             for _ in 0..n {
@@ -674,7 +738,14 @@ fn events(rt: &Runtime, id: &str, stats_once: bool, interval: &str) -> Result<()
         if std::time::Instant::now() >= next {
             match stats_event(rt) {
                 Ok(v) => emit(v)?,
-                Err(_) if rt.state(id).map(|s| s.status == berth_runtime::Status::Stopped).unwrap_or(true) => return Ok(()),
+                Err(_)
+                    if rt
+                        .state(id)
+                        .map(|s| s.status == berth_runtime::Status::Stopped)
+                        .unwrap_or(true) =>
+                {
+                    return Ok(());
+                }
                 Err(e) => return Err(e),
             }
             next += interval;
@@ -687,7 +758,11 @@ fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     if path.exists() {
         bail!("{} already exists; remove it first", path.display());
     }
-    let v = berth_runtime::template::default_spec(rootless, nix::unistd::getuid().as_raw(), nix::unistd::getgid().as_raw());
+    let v = berth_runtime::template::default_spec(
+        rootless,
+        nix::unistd::getuid().as_raw(),
+        nix::unistd::getgid().as_raw(),
+    );
     std::fs::write(&path, serde_json::to_string_pretty(&v)? + "\n")
         .with_context(|| format!("writing {}", path.display()))?;
     Ok(())
@@ -724,4 +799,3 @@ mod tests {
         assert!(parse_bytes("x").is_err());
     }
 }
-

@@ -22,7 +22,10 @@ pub struct Ctx {
 
 impl Ctx {
     pub fn new() -> Ctx {
-        assert!(berth_testkit::is_root(), "the runtime integration tests must run as root");
+        assert!(
+            berth_testkit::is_root(),
+            "the runtime integration tests must run as root"
+        );
         let root = RuntimeRoot::new();
         let berth = Berth::new(berth_bin(), &root);
         Ctx { root, berth }
@@ -54,17 +57,26 @@ impl Ctx {
         edit(&mut b.config);
         b.write();
         let (code, out, err) = self.run(&id, &b);
-        assert_eq!(code, 0, "container {args:?} failed: stdout {out:?} stderr {err:?}");
+        assert_eq!(
+            code, 0,
+            "container {args:?} failed: stdout {out:?} stderr {err:?}"
+        );
         assert_no_leaks(&self.root.path, &id, &b);
         out
     }
 
     /// Create a detached container (`create` + `start`) running `args`.
-    pub fn start(&self, prefix: &str, args: &[&str], edit: impl FnOnce(&mut Value)) -> (String, Bundle) {
+    pub fn start(
+        &self,
+        prefix: &str,
+        args: &[&str],
+        edit: impl FnOnce(&mut Value),
+    ) -> (String, Bundle) {
         let (id, mut b) = self.bundle(prefix, args);
         edit(&mut b.config);
         b.write();
-        self.berth.ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+        self.berth
+            .ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
         self.berth.ok(&["start", &id]);
         (id, b)
     }
