@@ -9,6 +9,7 @@
 # and prints the median ratios to crun, then each runtime's peak memory (max RSS of the
 # runtime process, GNU time) over a `run`.
 #
+# The bundle says ociVersion 1.0.2, which all three accept (crun 1.8.1 refuses 1.2.x).
 # crun 1.8.1 refuses to start containers on a cgroup v1 host that also mounts cgroup2 (a
 # "hybrid" host, like this one), so everything runs inside a private mount namespace where
 # /sys/fs/cgroup/unified is unmounted: the three runtimes see the same pure-v1 host.
@@ -40,7 +41,7 @@ cp /bin/busybox "$bundle/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
 (cd "$bundle" && "$BERTH" runtime spec)
-jq '.process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPath = "berth-bench"' \
+jq '.ociVersion = "1.0.2" | .process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPath = "berth-bench"' \
   "$bundle/config.json" > "$work/c.json" && mv "$work/c.json" "$bundle/config.json"
 
 declare -A RT=(

@@ -173,6 +173,8 @@ pub fn prepare_process(
     let args = process.args().as_deref().unwrap_or_default();
     let exe = process::find_executable(&args[0], &env, process.cwd())?;
 
+    // Before any seccomp filter: a profile need not allow close_range.
+    process::cloexec_from(3 + preserve_fds)?;
     let mut seccomp = seccomp;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before dropping it.
     if !nnp && let Some(f) = seccomp.take() {
@@ -196,7 +198,6 @@ pub fn prepare_process(
     if let Some(f) = seccomp.take() {
         load_seccomp(f, ch)?;
     }
-    process::cloexec_from(3 + preserve_fds)?;
     process::cstring(exe.as_os_str())
 }
 

@@ -504,11 +504,24 @@ pub fn cloexec_from(first: u32) -> Result<()> {
             CLOSE_RANGE_CLOEXEC,
         )
     };
-    if r != 0 {
-        return Err(Error::io(
-            "marking fds close-on-exec",
-            std::io::Error::last_os_error(),
-        ));
+    if r == 0 {
+        return Ok(());
+    }
+    let err = std::io::Error::last_os_error();
+    if err.raw_os_error() != Some(libc::ENOSYS) {
+        return Err(Error::io("marking fds close-on-exec", err));
+    }
+    // Kernels before 5.11: one fcntl per open fd.
+    let fds: Vec<i32> = std::fs::read_dir("/proc/self/fd")
+        .ctx(|| "listing /proc/self/fd".into())?
+        .flatten()
+        .filter_map(|e| e.file_name().to_str()?.parse().ok())
+        .filter(|&fd: &i32| fd >= first as i32)
+        .collect();
+    for fd in fds {
+        // SAFETY: fcntl on an fd number; an fd that closed meanwhile (the directory's own)
+        // just fails with EBADF, which is ignored.
+        unsafe { libc::fcntl(fd, libc::F_SETFD, libc::FD_CLOEXEC) };
     }
     Ok(())
 }

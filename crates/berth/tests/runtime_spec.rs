@@ -535,3 +535,20 @@ fn terminal_through_console_socket() {
     assert!(err.contains("console-socket"), "{err}");
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
+
+#[test]
+fn seccomp_profile_that_denies_close_range_still_starts() {
+    // Profiles built from an allow list (runtime-tools', many images') need not allow
+    // close_range: the runtime must be done with it before the filter is loaded.
+    let ctx = Ctx::new();
+    for nnp in [false, true] {
+        let out = ctx.output("closerange", &["echo", "started"], |c| {
+            c["process"]["noNewPrivileges"] = json!(nnp);
+            c["linux"]["seccomp"] = json!({
+                "defaultAction": "SCMP_ACT_ALLOW",
+                "syscalls": [{"names": ["close_range"], "action": "SCMP_ACT_ERRNO"}]
+            });
+        });
+        assert_eq!(out.trim(), "started");
+    }
+}
