@@ -25,14 +25,15 @@ if [ -z "${BERTH_BENCH_INNER:-}" ]; then
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then apt-get update -qq && apt-get install -y -qq $need >/dev/null; fi
-  cargo build --release -p berth >/dev/null
+  BERTH_BIN=$(scripts/build-release.sh)
+  export BERTH_BIN
   export BERTH_BENCH_INNER=1
   exec unshare --mount --propagation private -- "$0" "$@"
 fi
 
 if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
 
-BERTH=$PWD/target/release/berth
+BERTH=$BERTH_BIN
 work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle

@@ -12,7 +12,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc >/dev/null
 
-cargo install --quiet --locked --path crates/berth --root /usr/local
+install -m 0755 "$(scripts/build-release.sh)" /usr/local/bin/berth
 ln -sf berth /usr/local/bin/berth-runc
 
 bundle=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
