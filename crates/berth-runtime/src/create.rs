@@ -147,10 +147,19 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
     let spec = &bundle.spec;
     let ns = Namespaces::from_spec(spec);
     if !ns.has(LinuxNamespaceType::Mount) {
-        return Err(Error::InvalidConfig(
-            "the container needs a mount namespace (add {\"type\": \"mount\"} to linux.namespaces)"
-                .into(),
-        ));
+        // Without a mount namespace the container shares the runtime's mounts and root: the
+        // rootfs and mounts are not set up (as runc does), and nothing that would change the
+        // host's mounts is accepted.
+        let l = spec.linux().as_ref();
+        let nonempty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
+        if nonempty(l.and_then(|l| l.masked_paths().as_ref()))
+            || nonempty(l.and_then(|l| l.readonly_paths().as_ref()))
+            || spec.root().as_ref().and_then(|r| r.readonly()) == Some(true)
+        {
+            return Err(Error::InvalidConfig(
+                "maskedPaths, readonlyPaths and a read-only root need a mount namespace of the container's own (add {\"type\": \"mount\"} to linux.namespaces)".into(),
+            ));
+        }
     }
     let process = spec
         .process()

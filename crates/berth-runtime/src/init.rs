@@ -70,7 +70,11 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
         cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
         no_pivot: ctx.no_pivot,
     };
-    rootfs::prepare(&plan)?;
+    // Without a mount namespace of its own the container keeps the runtime's root and mounts.
+    let own_mounts = ctx.ns.has(LinuxNamespaceType::Mount);
+    if own_mounts {
+        rootfs::prepare(&plan)?;
+    }
 
     // prestart and createRuntime hooks run in the runtime's namespaces, in the parent.
     ch.send(&Msg::RunHooks)?;
@@ -85,7 +89,9 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
         &state_json,
     )?;
 
-    rootfs::pivot(&plan)?;
+    if own_mounts {
+        rootfs::pivot(&plan)?;
+    }
 
     if process.terminal() == Some(true) {
         let sock = ctx.console_socket.ok_or_else(|| {
@@ -110,7 +116,9 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
     if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
         rootfs::write_sysctls(sysctl)?;
     }
-    rootfs::finalize(&plan)?;
+    if own_mounts {
+        rootfs::finalize(&plan)?;
+    }
     if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
         process::set_personality(p)?;
     }

@@ -552,3 +552,32 @@ fn seccomp_profile_that_denies_close_range_still_starts() {
         assert_eq!(out.trim(), "started");
     }
 }
+
+#[test]
+fn without_a_mount_namespace_the_runtime_root_is_shared() {
+    let ctx = Ctx::new();
+    // The process runs in the runtime's root and mount namespace (as runc does): use the
+    // host's busybox by absolute path.
+    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
+    let out = ctx.output(
+        "nomnt",
+        &["/bin/busybox", "readlink", "/proc/self/ns/mnt"],
+        |c| {
+            ns_list(c).retain(|n| n["type"] != "mount" && n["type"] != "cgroup");
+            c["linux"]["maskedPaths"] = json!([]);
+            c["linux"]["readonlyPaths"] = json!([]);
+            c["mounts"] = json!([]);
+        },
+    );
+    assert_eq!(out.trim(), host_mnt.to_str().unwrap());
+
+    // Paths that would change the host's mounts are refused.
+    let (id, mut b) = ctx.bundle("nomnt-masked", &["true"]);
+    ns_list(&mut b.config).retain(|n| n["type"] != "mount");
+    b.write();
+    let err = ctx
+        .berth
+        .fails(&["run", "--bundle", b.dir.to_str().unwrap(), &id]);
+    assert!(err.contains("mount namespace"), "{err}");
+    assert_no_leaks(&ctx.root.path, &id, &b);
+}
