@@ -147,9 +147,9 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
     let spec = &bundle.spec;
     let ns = Namespaces::from_spec(spec);
     if !ns.has(LinuxNamespaceType::Mount) {
-        // Without a mount namespace the container shares the runtime's mounts and root: the
-        // rootfs and mounts are not set up (as runc does), and nothing that would change the
-        // host's mounts is accepted.
+        // Without a mount namespace the container shares the runtime's mounts: its mounts are
+        // not made (they would land in the host's namespace), the init chroots into the
+        // rootfs, and nothing that would change the host's mounts is accepted.
         let l = spec.linux().as_ref();
         let nonempty = |v: Option<&Vec<String>>| v.is_some_and(|v| !v.is_empty());
         if nonempty(l.and_then(|l| l.masked_paths().as_ref()))

@@ -70,7 +70,8 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
         cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
         no_pivot: ctx.no_pivot,
     };
-    // Without a mount namespace of its own the container keeps the runtime's root and mounts.
+    // Without a mount namespace of its own the container shares the runtime's mounts: none
+    // are made for it (they would land in the host's namespace); it is chrooted instead.
     let own_mounts = ctx.ns.has(LinuxNamespaceType::Mount);
     if own_mounts {
         rootfs::prepare(&plan)?;
@@ -91,6 +92,10 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
 
     if own_mounts {
         rootfs::pivot(&plan)?;
+    } else {
+        // Shared mounts: no mount is made for the container, but it still sees its rootfs.
+        nix::unistd::chroot(ctx.bundle.rootfs.as_path()).ctx(|| "chroot into the rootfs".into())?;
+        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
     }
 
     if process.terminal() == Some(true) {

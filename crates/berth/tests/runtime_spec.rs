@@ -554,22 +554,27 @@ fn seccomp_profile_that_denies_close_range_still_starts() {
 }
 
 #[test]
-fn without_a_mount_namespace_the_runtime_root_is_shared() {
+fn without_a_mount_namespace_mounts_are_shared() {
     let ctx = Ctx::new();
-    // The process runs in the runtime's root and mount namespace (as runc does): use the
-    // host's busybox by absolute path.
-    let host_mnt = std::fs::read_link("/proc/self/ns/mnt").unwrap();
-    let out = ctx.output(
-        "nomnt",
-        &["/bin/busybox", "readlink", "/proc/self/ns/mnt"],
-        |c| {
-            ns_list(c).retain(|n| n["type"] != "mount" && n["type"] != "cgroup");
-            c["linux"]["maskedPaths"] = json!([]);
-            c["linux"]["readonlyPaths"] = json!([]);
-            c["mounts"] = json!([]);
-        },
-    );
-    assert_eq!(out.trim(), host_mnt.to_str().unwrap());
+    // The init shares the runtime's mount namespace, chrooted into the rootfs; no mount is
+    // made for it (the spec's mounts would land in the host's namespace).
+    let (id, mut b) = ctx.bundle("nomnt", &["cat", "/etc/hostname"]);
+    ns_list(&mut b.config).retain(|n| n["type"] != "mount" && n["type"] != "cgroup");
+    b.config["linux"]["maskedPaths"] = json!([]);
+    b.config["linux"]["readonlyPaths"] = json!([]);
+    b.config["mounts"] = json!([]);
+    b.write();
+    ctx.berth
+        .ok(&["create", "--bundle", b.dir.to_str().unwrap(), &id]);
+    let pid = ctx.berth.state(&id)["pid"].as_i64().unwrap();
+    let theirs = std::fs::read_link(format!("/proc/{pid}/ns/mnt")).unwrap();
+    assert_eq!(theirs, std::fs::read_link("/proc/self/ns/mnt").unwrap());
+    let root = std::fs::read_link(format!("/proc/{pid}/root")).unwrap();
+    assert_eq!(root, b.rootfs().canonicalize().unwrap());
+    ctx.berth.ok(&["start", &id]);
+    ctx.berth.wait_status(&id, "stopped");
+    ctx.berth.ok(&["delete", &id]);
+    assert_no_leaks(&ctx.root.path, &id, &b);
 
     // Paths that would change the host's mounts are refused.
     let (id, mut b) = ctx.bundle("nomnt-masked", &["true"]);
