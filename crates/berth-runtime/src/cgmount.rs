@@ -190,12 +190,10 @@ pub fn mount_cgroups(
     opts: &MountOptions,
     _typ: &str,
 ) -> Result<()> {
-    let perm = |m| <std::fs::Permissions as std::os::unix::fs::PermissionsExt>::from_mode(m);
     let flags = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
-    let target = root
-        .mkdir_all(dest, &perm(0o755))
+    let target = crate::inroot::mkdir_all(&root, Path::new(dest), 0o755)
         .ctx(|| "creating the cgroup mount point".into())?;
     let tpath = format!(
         "/proc/self/fd/{}",
@@ -223,16 +221,15 @@ pub fn mount_cgroups(
     let base = root
         .resolve(dest)
         .ctx(|| "resolving the cgroup tmpfs".into())?;
-    let base_root = Root::from_fd(
-        base.reopen(pathrs::flags::OpenFlags::O_PATH | pathrs::flags::OpenFlags::O_DIRECTORY)
+    let base_root = Root::from_fd(std::os::fd::OwnedFd::from(
+        root.resolve(dest)
             .ctx(|| "opening the cgroup tmpfs".into())?,
-    );
+    ));
     for h in &cg.hierarchies {
         if h.name.is_empty() {
             continue;
         }
-        let sub = base_root
-            .mkdir_all(&h.name, &perm(0o755))
+        let sub = crate::inroot::mkdir_all(&base_root, Path::new(&h.name), 0o755)
             .ctx(|| format!("creating {}", h.name))?;
         let spath = format!(
             "/proc/self/fd/{}",

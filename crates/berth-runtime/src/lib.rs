@@ -20,6 +20,7 @@ pub mod features;
 pub mod foreground;
 pub mod hooks;
 pub mod init;
+mod inroot;
 pub mod launch;
 pub mod mountopts;
 pub mod process;

@@ -128,7 +128,7 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     if let Some(p) = plan.spec.process() {
         let cwd = rel(p.cwd());
         if !cwd.as_os_str().is_empty() {
-            root.mkdir_all(&cwd, &perm(0o755))
+            crate::inroot::mkdir_all(&root, Path::new(&cwd), 0o755)
                 .ctx(|| format!("creating the working directory {}", p.cwd().display()))?;
         }
     }
@@ -163,7 +163,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         };
         let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display()))?;
         let target = if meta.is_dir() {
-            root.mkdir_all(&dest, &perm(0o755))
+            crate::inroot::mkdir_all(&root, Path::new(&dest), 0o755)
                 .ctx(|| "creating the destination directory".into())?
         } else {
             ensure_file(root, &dest)?
@@ -209,8 +209,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         return Ok(());
     }
 
-    let target = root
-        .mkdir_all(&dest, &perm(0o755))
+    let target = crate::inroot::mkdir_all(&root, Path::new(&dest), 0o755)
         .ctx(|| "creating the destination directory".into())?;
     let tpath = fd_path(&target);
     let source = m
@@ -339,7 +338,7 @@ fn ensure_file(root: &Root, dest: &Path) -> Result<pathrs::Handle> {
     if let Some(parent) = dest.parent()
         && !parent.as_os_str().is_empty()
     {
-        root.mkdir_all(parent, &perm(0o755))
+        crate::inroot::mkdir_all(&root, Path::new(parent), 0o755)
             .ctx(|| format!("creating {}", parent.display()))?;
     }
     root.create_file(
@@ -432,13 +431,10 @@ fn make_device(
         .ok_or_else(|| Error::InvalidConfig(format!("device path {} has no name", path.display())))?
         .to_owned();
     let parent = dest.parent().unwrap_or(Path::new(""));
-    let dir = root
-        .mkdir_all(parent, &perm(0o755))
+    let dir = crate::inroot::mkdir_all(&root, Path::new(parent), 0o755)
         .ctx(|| format!("creating the directory of device {}", path.display()))?;
-    let dirfd: OwnedFd = dir
-        .reopen(OpenFlags::O_DIRECTORY | OpenFlags::O_RDONLY | OpenFlags::O_CLOEXEC)
-        .ctx(|| format!("opening the directory of device {}", path.display()))?
-        .into();
+    let dirfd: OwnedFd = crate::inroot::reopen_dir(&dir)
+        .ctx(|| format!("opening the directory of device {}", path.display()))?;
     // Replace whatever is there (an image may ship a stale /dev entry).
     let _ = nix::unistd::unlinkat(
         &dirfd,
@@ -521,8 +517,7 @@ fn dev_symlinks(root: &Root) -> Result<()> {
     if root.resolve("dev/pts/ptmx").is_ok() {
         links.push(("dev/ptmx", "pts/ptmx"));
     }
-    root.mkdir_all("dev", &perm(0o755))
-        .ctx(|| "creating /dev".into())?;
+    crate::inroot::mkdir_all(&root, Path::new("dev"), 0o755).ctx(|| "creating /dev".into())?;
     for (link, target) in links {
         if let Ok(h) = root.resolve_nofollow(link) {
             drop(h);
