@@ -193,7 +193,7 @@ pub fn mount_cgroups(
     let flags = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
-    let target = crate::inroot::mkdir_all(&root, Path::new(dest), 0o755)
+    let target = crate::inroot::mkdir_all(root, Path::new(dest), 0o755)
         .ctx(|| "creating the cgroup mount point".into())?;
     let tpath = format!(
         "/proc/self/fd/{}",

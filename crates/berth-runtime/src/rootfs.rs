@@ -163,7 +163,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         };
         let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display()))?;
         let target = if meta.is_dir() {
-            crate::inroot::mkdir_all(&root, Path::new(&dest), 0o755)
+            crate::inroot::mkdir_all(root, Path::new(&dest), 0o755)
                 .ctx(|| "creating the destination directory".into())?
         } else {
             ensure_file(root, &dest)?
@@ -209,7 +209,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         return Ok(());
     }
 
-    let target = crate::inroot::mkdir_all(&root, Path::new(&dest), 0o755)
+    let target = crate::inroot::mkdir_all(root, Path::new(&dest), 0o755)
         .ctx(|| "creating the destination directory".into())?;
     let tpath = fd_path(&target);
     let source = m
@@ -338,7 +338,7 @@ fn ensure_file(root: &Root, dest: &Path) -> Result<pathrs::Handle> {
     if let Some(parent) = dest.parent()
         && !parent.as_os_str().is_empty()
     {
-        crate::inroot::mkdir_all(&root, Path::new(parent), 0o755)
+        crate::inroot::mkdir_all(root, Path::new(parent), 0o755)
             .ctx(|| format!("creating {}", parent.display()))?;
     }
     root.create_file(
@@ -431,7 +431,7 @@ fn make_device(
         .ok_or_else(|| Error::InvalidConfig(format!("device path {} has no name", path.display())))?
         .to_owned();
     let parent = dest.parent().unwrap_or(Path::new(""));
-    let dir = crate::inroot::mkdir_all(&root, Path::new(parent), 0o755)
+    let dir = crate::inroot::mkdir_all(root, Path::new(parent), 0o755)
         .ctx(|| format!("creating the directory of device {}", path.display()))?;
     let dirfd: OwnedFd = crate::inroot::reopen_dir(&dir)
         .ctx(|| format!("opening the directory of device {}", path.display()))?;
@@ -517,7 +517,7 @@ fn dev_symlinks(root: &Root) -> Result<()> {
     if root.resolve("dev/pts/ptmx").is_ok() {
         links.push(("dev/ptmx", "pts/ptmx"));
     }
-    crate::inroot::mkdir_all(&root, Path::new("dev"), 0o755).ctx(|| "creating /dev".into())?;
+    crate::inroot::mkdir_all(root, Path::new("dev"), 0o755).ctx(|| "creating /dev".into())?;
     for (link, target) in links {
         if let Ok(h) = root.resolve_nofollow(link) {
             drop(h);
