@@ -323,7 +323,15 @@ fn create_in(
         match msg {
             Msg::RunHooks => {
                 let st = hook_state(saved, Status::Creating);
-                hooks::run_all("prestart", hooks.and_then(|h| h.prestart().as_ref()), &st)?;
+                // prestart (deprecated) belongs to the old model, where it ran once the
+                // container was created; its callers (and runtime-tools, and crun) expect
+                // "created" on its stdin. createRuntime is part of creating.
+                let prestart_st = hook_state(saved, Status::Created);
+                hooks::run_all(
+                    "prestart",
+                    hooks.and_then(|h| h.prestart().as_ref()),
+                    &prestart_st,
+                )?;
                 hooks::run_all(
                     "createRuntime",
                     hooks.and_then(|h| h.create_runtime().as_ref()),

@@ -428,7 +428,7 @@ fn hooks_run_in_order_with_state() {
     let after_create = std::fs::read_to_string(&log).unwrap();
     assert_eq!(
         after_create,
-        "prestart \"status\":\"creating\" v\ncreateRuntime \"status\":\"creating\" v\ncreateContainer \"status\":\"creating\" v\n"
+        "prestart \"status\":\"created\" v\ncreateRuntime \"status\":\"creating\" v\ncreateContainer \"status\":\"creating\" v\n"
     );
     ctx.berth.ok(&["start", &id]);
     let hooked = ctx.berth.ok(&["exec", &id, "cat", "/tmp/hooked"]);
