@@ -470,4 +470,16 @@ mod tests {
         assert!(validate_mappings("u", &[m(0, 1000, 10), m(20, 1005, 5)]).is_err());
         assert!(validate_mappings("u", &[m(u32::MAX - 1, 0, 10)]).is_err());
     }
+
+    #[test]
+    fn exec_cpu_affinity_is_validated() {
+        let p = |v: &str| {
+            serde_json::from_value::<oci_spec::runtime::Process>(serde_json::json!({
+                "cwd": "/", "args": ["x"], "user": {"uid": 0, "gid": 0},
+                "execCPUAffinity": {"initial": v}
+            }))
+        };
+        assert!(p("0-1,3").is_ok());
+        assert!(p("zero").is_err());
+    }
 }
