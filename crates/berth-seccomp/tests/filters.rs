@@ -349,3 +349,22 @@ fn notify_reaches_the_agent() {
         String::from_utf8_lossy(&o.stderr)
     );
 }
+
+#[test]
+fn trace_without_a_tracer_is_enosys_and_flags_load() {
+    // SCMP_ACT_TRACE with no ptrace tracer attached: the kernel fails the call with ENOSYS.
+    let o = spawn_child(
+        "mkdir",
+        json!({
+            "defaultAction": "SCMP_ACT_ALLOW",
+            "flags": ["SECCOMP_FILTER_FLAG_LOG", "SECCOMP_FILTER_FLAG_SPEC_ALLOW"],
+            "syscalls": [{"names": ["mkdir", "mkdirat"], "action": "SCMP_ACT_TRACE", "errnoRet": 5}]
+        }),
+        &[],
+    );
+    assert!(
+        stdout(&o).contains(&format!("RESULT mkdir=-1 errno={}", libc::ENOSYS)),
+        "{}",
+        stdout(&o)
+    );
+}

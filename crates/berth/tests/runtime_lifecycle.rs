@@ -381,3 +381,30 @@ fn preserve_fds_and_no_pivot() {
     assert_eq!(std::fs::read_to_string(&out_file).unwrap(), "through-fd3\n");
     assert_no_leaks(&ctx.root.path, &id, &b);
 }
+
+#[test]
+fn session_keyring_is_new_unless_no_new_keyring() {
+    let ctx = Ctx::new();
+    // /proc/keys lists the keyrings the process may see; it is masked by default.
+    let show = |extra: &[&str], prefix: &str| -> String {
+        let (id, mut b) = ctx.bundle(prefix, &["cat", "/proc/keys"]);
+        b.config["linux"]["maskedPaths"] = json!([]);
+        b.write();
+        let mut args = vec!["run"];
+        args.extend_from_slice(extra);
+        args.extend(["--bundle", b.dir.to_str().unwrap(), &id]);
+        let out = ctx.berth.ok(&args);
+        assert_no_leaks(&ctx.root.path, &id, &b);
+        out.lines()
+            .filter(|l| l.contains("keyring"))
+            .map(|l| format!("{l}\n"))
+            .collect::<String>()
+            + &format!("id={id}")
+    };
+    let with_new = show(&[], "keyring");
+    let id = with_new.rsplit("id=").next().unwrap().to_string();
+    assert!(with_new.contains(&format!("_ses.{id}")), "{with_new}");
+    let inherited = show(&["--no-new-keyring"], "nokeyring");
+    let id2 = inherited.rsplit("id=").next().unwrap().to_string();
+    assert!(!inherited.contains(&format!("_ses.{id2}")), "{inherited}");
+}
