@@ -5,6 +5,8 @@
 //! container ids, cgroup path (beneath the test process's own cgroup) and bundle directory,
 //! so tests can run in parallel.
 
+pub mod images;
+
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
 use std::path::{Path, PathBuf};

@@ -1,0 +1,205 @@
+//! Image fixtures: a real registry (Debian's `docker-registry`) on 127.0.0.1 with its own port
+//! and storage, and OCI image layouts built from the busybox fixture.
+
+use std::io::{Read, Write};
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+/// A `docker-registry` serving plain HTTP on 127.0.0.1, stopped (and its storage removed) on
+/// drop.
+pub struct Registry {
+    /// `127.0.0.1:PORT`.
+    pub addr: String,
+    child: Child,
+    _dir: tempfile::TempDir,
+}
+
+impl Registry {
+    /// Start a registry on a free port and wait until it answers `/v2/`.
+    pub fn start() -> Registry {
+        let dir = tempfile::Builder::new()
+            .prefix("berth-registry-")
+            .tempdir()
+            .expect("tempdir");
+        // A free port: bind port 0, note it, let it go.
+        let port = TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        let addr = format!("127.0.0.1:{port}");
+        let config = dir.path().join("config.yml");
+        std::fs::write(
+            &config,
+            format!(
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
+                dir.path().join("storage").display()
+            ),
+        )
+        .expect("registry config");
+        let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
+        let child = Command::new("docker-registry")
+            .arg("serve")
+            .arg(&config)
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("starting docker-registry (apt-get install docker-registry)");
+        let r = Registry {
+            addr,
+            child,
+            _dir: dir,
+        };
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while r.get("/v2/").map(|(s, _)| s) != Some(200) {
+            assert!(
+                Instant::now() < deadline,
+                "the registry did not come up on {}",
+                r.addr
+            );
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        r
+    }
+
+    /// A plain HTTP GET accepting every manifest type; (status, body).
+    pub fn get(&self, path: &str) -> Option<(u16, String)> {
+        let mut s = TcpStream::connect(&self.addr).ok()?;
+        s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
+        write!(
+            s,
+            "GET {path} HTTP/1.0\r\nHost: {}\r\nAccept: {}\r\n\r\n",
+            self.addr, MANIFEST_TYPES
+        )
+        .ok()?;
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).ok()?;
+        let status = resp.split_whitespace().nth(1)?.parse().ok()?;
+        let body = resp
+            .split_once("\r\n\r\n")
+            .map(|(_, b)| b.to_string())
+            .unwrap_or_default();
+        Some((status, body))
+    }
+}
+
+impl Drop for Registry {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// Every manifest media type, for an Accept header.
+pub const MANIFEST_TYPES: &str = "application/vnd.oci.image.manifest.v1+json, application/vnd.oci.image.index.v1+json, application/vnd.docker.distribution.manifest.v2+json, application/vnd.docker.distribution.manifest.list.v2+json";
+
+fn sha256(b: &[u8]) -> String {
+    format!(
+        "sha256:{}",
+        Sha256::digest(b)
+            .iter()
+            .map(|x| format!("{x:02x}"))
+            .collect::<String>()
+    )
+}
+
+/// A tar (uncompressed) of the directory `root`, entries relative to it, in a stable order.
+pub fn tar_dir(root: &Path) -> Vec<u8> {
+    let mut b = tar::Builder::new(Vec::new());
+    b.follow_symlinks(false);
+    b.mode(tar::HeaderMode::Deterministic);
+    b.append_dir_all(".", root).expect("tar");
+    b.into_inner().expect("tar")
+}
+
+/// Write an OCI image layout at `dir` holding one image, tagged `tag`, whose single layer is
+/// the tree at `rootfs`, with the process `cmd`. Returns the manifest's digest.
+pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String {
+    let blobs = dir.join("blobs/sha256");
+    std::fs::create_dir_all(&blobs).expect("mkdir");
+    let put = |bytes: &[u8]| -> String {
+        let d = sha256(bytes);
+        std::fs::write(blobs.join(d.trim_start_matches("sha256:")), bytes).expect("blob");
+        d
+    };
+    let tar = tar_dir(rootfs);
+    let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+    gz.write_all(&tar).expect("gzip");
+    let layer = gz.finish().expect("gzip");
+    let layer_digest = put(&layer);
+    let config = json!({
+        "architecture": "amd64", "os": "linux",
+        "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
+        "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
+        "history": [{"created_by": "berth-testkit: busybox", "created": "2026-01-01T00:00:00Z"}]
+    });
+    let config = serde_json::to_vec(&config).expect("json");
+    let config_digest = put(&config);
+    let manifest = json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": config_digest, "size": config.len()},
+        "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}]
+    });
+    let manifest = serde_json::to_vec(&manifest).expect("json");
+    let manifest_digest = put(&manifest);
+    let index = json!({
+        "schemaVersion": 2,
+        "manifests": [{
+            "mediaType": "application/vnd.oci.image.manifest.v1+json",
+            "digest": manifest_digest, "size": manifest.len(),
+            "annotations": {"org.opencontainers.image.ref.name": tag}
+        }]
+    });
+    std::fs::write(
+        dir.join("index.json"),
+        serde_json::to_vec(&index).expect("json"),
+    )
+    .expect("index");
+    std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
+        .expect("oci-layout");
+    manifest_digest
+}
+
+/// The busybox fixture as an OCI layout in a new temporary directory (tag `latest`).
+pub fn busybox_layout() -> (tempfile::TempDir, PathBuf, String) {
+    let dir = tempfile::Builder::new()
+        .prefix("berth-oci-")
+        .tempdir()
+        .expect("tempdir");
+    let layout = dir.path().join("busybox");
+    let digest = oci_layout(&layout, "latest", &crate::busybox_rootfs(), &["sh"]);
+    (dir, layout, digest)
+}
+
+/// `skopeo copy` between two transports, plain HTTP allowed; panics with skopeo's output on
+/// failure.
+pub fn skopeo_copy(from: &str, to: &str) {
+    let o = Command::new("skopeo")
+        .args([
+            "copy",
+            "--quiet",
+            "--src-tls-verify=false",
+            "--dest-tls-verify=false",
+            from,
+            to,
+        ])
+        .output()
+        .expect("running skopeo (apt-get install skopeo)");
+    assert!(
+        o.status.success(),
+        "skopeo copy {from} {to}: {}",
+        String::from_utf8_lossy(&o.stderr)
+    );
+}
+
+/// Parse a registry JSON body.
+pub fn json_body(body: &str) -> Value {
+    serde_json::from_str(body).expect("registry JSON")
+}
