@@ -1,6 +1,7 @@
-//! Image references and the OCI distribution client (the client is still to come; see
-//! issue #3).
+//! Image references and the OCI distribution client.
 
+pub mod client;
 pub mod reference;
 
+pub use client::{Client, Credentials, Descriptor, Manifest, Options, Platform, Resolved};
 pub use reference::{Reference, ReferenceError};

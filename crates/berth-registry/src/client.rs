@@ -1,0 +1,535 @@
+//! The OCI distribution client: manifests and blobs over HTTP(S), with anonymous, Bearer-token
+//! and Basic authentication, streaming blobs into the verified blob store.
+
+use std::collections::HashMap;
+use std::io::Read;
+use std::sync::Mutex;
+use std::time::Duration;
+
+use base64::Engine as _;
+use berth_store::{BlobStore, Digest};
+use serde::Deserialize;
+
+use crate::reference::Reference;
+
+/// The manifest media types berth reads.
+pub mod media {
+    /// OCI image manifest.
+    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
+    /// OCI image index.
+    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
+    /// Docker schema 2 manifest.
+    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
+    /// Docker manifest list.
+    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
+}
+
+/// What can go wrong talking to a registry.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// The registry could not be reached.
+    #[error("registry {registry} is unreachable: {why}")]
+    Unreachable {
+        /// host[:port].
+        registry: String,
+        /// The transport error.
+        why: String,
+    },
+    /// The registry answered with an error status.
+    #[error("{what}: the registry answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    Status {
+        /// What was asked.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of the response body (the registry's error JSON).
+        body: String,
+    },
+    /// Authentication was refused.
+    #[error("{registry}: authentication failed ({status}); check the credentials (berth login)")]
+    Unauthorized {
+        /// host[:port].
+        registry: String,
+        /// HTTP status.
+        status: u16,
+    },
+    /// The registry sent something berth does not understand.
+    #[error("{0}")]
+    Protocol(String),
+    /// The manifest's media type is not an image manifest or index.
+    #[error("unsupported manifest media type {0:?}")]
+    UnknownMediaType(String),
+    /// No manifest in the index matches the platform.
+    #[error("no image for platform {wanted} (the index has {have})")]
+    NoPlatform {
+        /// The platform asked for.
+        wanted: String,
+        /// The platforms offered.
+        have: String,
+    },
+    /// Storing a blob failed (digest or size mismatch included).
+    #[error(transparent)]
+    Store(#[from] berth_store::Error),
+}
+
+/// Result with this module's error.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A content descriptor.
+#[derive(Debug, Clone, Deserialize, PartialEq)]
+pub struct Descriptor {
+    /// Media type.
+    #[serde(rename = "mediaType", default)]
+    pub media_type: String,
+    /// Digest, `sha256:…`.
+    pub digest: String,
+    /// Size in bytes.
+    pub size: u64,
+    /// Platform, in an index.
+    #[serde(default)]
+    pub platform: Option<Platform>,
+}
+
+/// An image platform.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct Platform {
+    /// e.g. "linux".
+    pub os: String,
+    /// e.g. "amd64".
+    pub architecture: String,
+    /// e.g. "v8".
+    #[serde(default)]
+    pub variant: Option<String>,
+}
+
+impl Platform {
+    /// Parse `os/arch[/variant]`.
+    pub fn parse(s: &str) -> Option<Platform> {
+        let mut it = s.split('/');
+        let os = it.next().filter(|s| !s.is_empty())?.to_string();
+        let architecture = it.next().filter(|s| !s.is_empty())?.to_string();
+        let variant = it.next().map(str::to_string);
+        it.next().is_none().then_some(Platform {
+            os,
+            architecture,
+            variant,
+        })
+    }
+
+    /// The platform berth runs on.
+    pub fn host() -> Platform {
+        let architecture = match std::env::consts::ARCH {
+            "x86_64" => "amd64",
+            "aarch64" => "arm64",
+            "x86" => "386",
+            other => other,
+        };
+        Platform {
+            os: "linux".into(),
+            architecture: architecture.into(),
+            variant: None,
+        }
+    }
+
+    fn matches(&self, other: &Platform) -> bool {
+        self.os == other.os
+            && self.architecture == other.architecture
+            && (self.variant.is_none() || self.variant == other.variant)
+    }
+}
+
+impl std::fmt::Display for Platform {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{}/{}", self.os, self.architecture)?;
+        if let Some(v) = &self.variant {
+            write!(f, "/{v}")?;
+        }
+        Ok(())
+    }
+}
+
+/// An image manifest.
+#[derive(Debug, Clone, Deserialize)]
+pub struct Manifest {
+    /// The config blob.
+    pub config: Descriptor,
+    /// The layers, bottom first.
+    pub layers: Vec<Descriptor>,
+}
+
+#[derive(Deserialize)]
+struct Index {
+    manifests: Vec<Descriptor>,
+}
+
+/// Credentials for one registry.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Credentials {
+    /// User name.
+    pub username: String,
+    /// Password or token.
+    pub password: String,
+}
+
+/// How to reach registries.
+#[derive(Debug, Clone, Default)]
+pub struct Options {
+    /// Registries spoken to in plain HTTP (besides localhost and 127.0.0.0/8, always allowed).
+    pub insecure: Vec<String>,
+    /// Credentials by registry host.
+    pub credentials: HashMap<String, Credentials>,
+}
+
+/// A client for one or more registries. Tokens are cached per registry and scope.
+pub struct Client {
+    agent: ureq::Agent,
+    opts: Options,
+    tokens: Mutex<HashMap<(String, String), String>>,
+}
+
+/// The result of resolving a reference to one image manifest.
+#[derive(Debug, Clone)]
+pub struct Resolved {
+    /// The manifest's digest.
+    pub digest: Digest,
+    /// Its media type.
+    pub media_type: String,
+    /// Its bytes, as served (and stored).
+    pub bytes: Vec<u8>,
+    /// Parsed.
+    pub manifest: Manifest,
+}
+
+fn is_local(host: &str) -> bool {
+    let h = host.rsplit_once(':').map_or(host, |(h, _)| h);
+    h == "localhost" || h.starts_with("127.") || h == "[::1]"
+}
+
+impl Client {
+    /// A client with these options.
+    pub fn new(opts: Options) -> Client {
+        let agent = ureq::AgentBuilder::new()
+            .timeout_connect(Duration::from_secs(15))
+            .timeout_read(Duration::from_secs(60))
+            .redirects(5)
+            .build();
+        Client {
+            agent,
+            opts,
+            tokens: Mutex::new(HashMap::new()),
+        }
+    }
+
+    fn base(&self, r: &Reference) -> String {
+        let host = r.api_host();
+        let scheme = if is_local(host)
+            || self
+                .opts
+                .insecure
+                .iter()
+                .any(|i| i == host || *i == r.registry)
+        {
+            "http"
+        } else {
+            "https"
+        };
+        format!("{scheme}://{host}/v2/{}", r.repository)
+    }
+
+    /// GET with authentication: anonymous first, then whatever the registry's challenge asks.
+    fn get(
+        &self,
+        r: &Reference,
+        url: &str,
+        accept: Option<&str>,
+        what: &str,
+    ) -> Result<ureq::Response> {
+        let scope = format!("repository:{}:pull", r.repository);
+        let key = (r.registry.clone(), scope.clone());
+        let mut auth = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
+        for attempt in 0..2 {
+            let mut req = self.agent.get(url);
+            if let Some(a) = accept {
+                req = req.set("Accept", a);
+            }
+            if let Some(h) = &auth {
+                req = req.set("Authorization", h);
+            }
+            match req.call() {
+                Ok(resp) => return Ok(resp),
+                Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
+                    let challenge = resp
+                        .header("WWW-Authenticate")
+                        .unwrap_or_default()
+                        .to_string();
+                    let header = self.authenticate(r, &challenge, &scope)?;
+                    if let Ok(mut t) = self.tokens.lock() {
+                        t.insert(key.clone(), header.clone());
+                    }
+                    auth = Some(header);
+                }
+                Err(ureq::Error::Status(code @ (401 | 403), _)) => {
+                    return Err(Error::Unauthorized {
+                        registry: r.registry.clone(),
+                        status: code,
+                    });
+                }
+                Err(ureq::Error::Status(status, resp)) => {
+                    let mut body = resp.into_string().unwrap_or_default();
+                    body.truncate(300);
+                    return Err(Error::Status {
+                        what: what.to_string(),
+                        status,
+                        body: body.trim().to_string(),
+                    });
+                }
+                Err(e) => {
+                    return Err(Error::Unreachable {
+                        registry: r.registry.clone(),
+                        why: e.to_string(),
+                    });
+                }
+            }
+        }
+        Err(Error::Unauthorized {
+            registry: r.registry.clone(),
+            status: 401,
+        })
+    }
+
+    /// The Authorization header answering a challenge.
+    fn authenticate(&self, r: &Reference, challenge: &str, scope: &str) -> Result<String> {
+        let creds = self.opts.credentials.get(&r.registry);
+        let basic = |c: &Credentials| {
+            let raw = format!("{}:{}", c.username, c.password);
+            format!(
+                "Basic {}",
+                base64::engine::general_purpose::STANDARD.encode(raw)
+            )
+        };
+        let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
+        if scheme.eq_ignore_ascii_case("basic") {
+            return creds.map(basic).ok_or(Error::Unauthorized {
+                registry: r.registry.clone(),
+                status: 401,
+            });
+        }
+        if !scheme.eq_ignore_ascii_case("bearer") {
+            return Err(Error::Protocol(format!(
+                "unsupported authentication challenge {challenge:?}"
+            )));
+        }
+        let params = parse_challenge(params);
+        let realm = params.get("realm").ok_or_else(|| {
+            Error::Protocol(format!("Bearer challenge without realm: {challenge:?}"))
+        })?;
+        let mut req = self.agent.get(realm).query("scope", scope);
+        if let Some(service) = params.get("service") {
+            req = req.query("service", service);
+        }
+        if let Some(c) = creds {
+            req = req.set("Authorization", &basic(c));
+        }
+        let resp = match req.call() {
+            Ok(resp) => resp,
+            Err(ureq::Error::Status(code, _)) => {
+                return Err(Error::Unauthorized {
+                    registry: r.registry.clone(),
+                    status: code,
+                });
+            }
+            Err(e) => {
+                return Err(Error::Unreachable {
+                    registry: realm.clone(),
+                    why: e.to_string(),
+                });
+            }
+        };
+        #[derive(Deserialize)]
+        struct Token {
+            #[serde(default)]
+            token: Option<String>,
+            #[serde(default)]
+            access_token: Option<String>,
+        }
+        let t: Token = serde_json::from_reader(resp.into_reader().take(1024 * 1024))
+            .map_err(|e| Error::Protocol(format!("token response from {realm}: {e}")))?;
+        let token = t
+            .token
+            .or(t.access_token)
+            .ok_or_else(|| Error::Protocol(format!("token response from {realm} has no token")))?;
+        Ok(format!("Bearer {token}"))
+    }
+
+    /// Fetch the manifest `r` names; an index is resolved to the manifest for `platform`.
+    pub fn resolve(&self, r: &Reference, platform: &Platform) -> Result<Resolved> {
+        let accept = [
+            media::OCI_MANIFEST,
+            media::OCI_INDEX,
+            media::DOCKER_MANIFEST,
+            media::DOCKER_LIST,
+        ]
+        .join(", ");
+        let mut want = r.manifest_ref();
+        for _ in 0..2 {
+            let url = format!("{}/manifests/{want}", self.base(r));
+            let resp = self.get(r, &url, Some(&accept), &format!("manifest {r}"))?;
+            let media_type = resp
+                .header("Content-Type")
+                .unwrap_or_default()
+                .split(';')
+                .next()
+                .unwrap_or_default()
+                .trim()
+                .to_string();
+            let mut bytes = Vec::new();
+            resp.into_reader()
+                .take(16 * 1024 * 1024)
+                .read_to_end(&mut bytes)
+                .map_err(|e| Error::Unreachable {
+                    registry: r.registry.clone(),
+                    why: e.to_string(),
+                })?;
+            let digest = Digest::of(&bytes);
+            if want.starts_with("sha256:") && want != digest.to_string() {
+                return Err(Error::Protocol(format!(
+                    "manifest {want} from {} hashes to {digest}: refused",
+                    r.registry
+                )));
+            }
+            match media_type.as_str() {
+                media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
+                    let manifest: Manifest = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Protocol(format!("manifest {want}: {e}")))?;
+                    return Ok(Resolved {
+                        digest,
+                        media_type,
+                        bytes,
+                        manifest,
+                    });
+                }
+                media::OCI_INDEX | media::DOCKER_LIST => {
+                    let index: Index = serde_json::from_slice(&bytes)
+                        .map_err(|e| Error::Protocol(format!("index {want}: {e}")))?;
+                    let chosen = index
+                        .manifests
+                        .iter()
+                        .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
+                        .ok_or_else(|| Error::NoPlatform {
+                            wanted: platform.to_string(),
+                            have: index
+                                .manifests
+                                .iter()
+                                .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
+                                .collect::<Vec<_>>()
+                                .join(", "),
+                        })?;
+                    want = chosen.digest.clone();
+                }
+                other => return Err(Error::UnknownMediaType(other.to_string())),
+            }
+        }
+        Err(Error::Protocol(format!(
+            "{r}: an index points to another index"
+        )))
+    }
+
+    /// Stream blob `d` of `r`'s repository into the store, verifying digest and size.
+    pub fn fetch_blob(&self, r: &Reference, d: &Descriptor, store: &BlobStore) -> Result<Digest> {
+        let digest = Digest::parse(&d.digest)?;
+        if store.contains(&digest) {
+            return Ok(digest);
+        }
+        let url = format!("{}/blobs/{digest}", self.base(r));
+        let resp = self.get(r, &url, None, &format!("blob {digest}"))?;
+        store.put(&digest, Some(d.size), resp.into_reader())?;
+        Ok(digest)
+    }
+
+    /// Pull the image `r` names (for `platform`) into `store`: manifest, config and layers,
+    /// layers several at a time. Returns what was resolved.
+    pub fn pull(&self, r: &Reference, platform: &Platform, store: &BlobStore) -> Result<Resolved> {
+        let resolved = self.resolve(r, platform)?;
+        self.fetch_blob(r, &resolved.manifest.config, store)?;
+        let layers = &resolved.manifest.layers;
+        let next = std::sync::atomic::AtomicUsize::new(0);
+        let first_error: Mutex<Option<Error>> = Mutex::new(None);
+        std::thread::scope(|s| {
+            for _ in 0..layers.len().clamp(1, 4) {
+                s.spawn(|| {
+                    loop {
+                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+                        let Some(layer) = layers.get(i) else { break };
+                        if let Err(e) = self.fetch_blob(r, layer, store)
+                            && let Ok(mut slot) = first_error.lock()
+                        {
+                            slot.get_or_insert(e);
+                            break;
+                        }
+                    }
+                });
+            }
+        });
+        if let Some(e) = first_error.into_inner().ok().flatten() {
+            return Err(e);
+        }
+        // The manifest goes in last: a manifest in the store means its blobs are there.
+        store.put(
+            &resolved.digest,
+            Some(resolved.bytes.len() as u64),
+            &resolved.bytes[..],
+        )?;
+        Ok(resolved)
+    }
+}
+
+/// `realm="…",service="…",scope="…"` into a map.
+fn parse_challenge(s: &str) -> HashMap<String, String> {
+    let mut out = HashMap::new();
+    let mut rest = s.trim();
+    while !rest.is_empty() {
+        let Some((k, v)) = rest.split_once('=') else {
+            break;
+        };
+        let k = k.trim().trim_start_matches(',').trim().to_ascii_lowercase();
+        let v = v.trim_start();
+        let (val, after) = if let Some(q) = v.strip_prefix('"') {
+            let end = q.find('"').unwrap_or(q.len());
+            (&q[..end], q.get(end + 1..).unwrap_or(""))
+        } else {
+            let end = v.find(',').unwrap_or(v.len());
+            (&v[..end], &v[end..])
+        };
+        out.insert(k, val.to_string());
+        rest = after.trim_start().trim_start_matches(',').trim_start();
+    }
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn challenges_and_platforms_parse() {
+        let c = parse_challenge(
+            r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
+        );
+        assert_eq!(c["realm"], "https://auth.example/token");
+        assert_eq!(c["service"], "registry.example");
+        assert_eq!(c["scope"], "repository:a/b:pull");
+        let p = Platform::parse("linux/arm64/v8").unwrap();
+        assert_eq!(p.to_string(), "linux/arm64/v8");
+        assert!(Platform::parse("linux").is_none());
+        assert!(
+            Platform::parse("linux/amd64")
+                .unwrap()
+                .matches(&Platform::parse("linux/amd64").unwrap())
+        );
+        assert!(
+            !Platform::parse("linux/arm64")
+                .unwrap()
+                .matches(&Platform::parse("linux/amd64").unwrap())
+        );
+    }
+}
