@@ -73,3 +73,62 @@ fn missing_images_and_unreachable_registries_are_clear_errors() {
         "a failed pull stores nothing"
     );
 }
+
+#[test]
+fn an_index_resolves_to_the_asked_platform() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    // One image per architecture (the same busybox files), pushed by skopeo, then an index
+    // over both put as multi:1.
+    let mut descs = Vec::new();
+    let mut by_arch = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layout = tmp.path().join(arch);
+        let desc = berth_testkit::images::oci_layout_for(
+            &layout,
+            "latest",
+            arch,
+            &berth_testkit::busybox_rootfs(),
+            &["sh"],
+        );
+        skopeo_copy(
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{}/multi:{arch}", reg.addr),
+        );
+        by_arch.push((
+            arch.to_string(),
+            desc["digest"].as_str().unwrap().to_string(),
+        ));
+        descs.push(desc);
+    }
+    let index = berth_testkit::images::image_index(&descs);
+    assert_eq!(
+        reg.put_manifest(
+            "multi",
+            "1",
+            "application/vnd.oci.image.index.v1+json",
+            &index
+        ),
+        201
+    );
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(store_dir.path()).unwrap();
+    let client = Client::new(Options::default());
+    let r = Reference::parse(&format!("{}/multi:1", reg.addr)).unwrap();
+    for (arch, digest) in &by_arch {
+        let p = Platform::parse(&format!("linux/{arch}")).unwrap();
+        assert_eq!(
+            &client.pull(&r, &p, &store).unwrap().digest.to_string(),
+            digest,
+            "{arch} {by_arch:?}"
+        );
+    }
+    let err = client
+        .resolve(&r, &Platform::parse("linux/s390x").unwrap())
+        .unwrap_err()
+        .to_string();
+    assert!(
+        err.contains("linux/s390x") && err.contains("linux/amd64") && err.contains("linux/arm64"),
+        "{err}"
+    );
+}

@@ -68,6 +68,25 @@ impl Registry {
         r
     }
 
+    /// PUT a manifest (or index) `bytes` of `media_type` as `repo:reference`; the status.
+    pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> u16 {
+        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        write!(
+            s,
+            "PUT /v2/{repo}/manifests/{reference} HTTP/1.0\r\nHost: {}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\n\r\n",
+            self.addr,
+            bytes.len()
+        )
+        .expect("write");
+        s.write_all(bytes).expect("write");
+        let mut resp = String::new();
+        s.read_to_string(&mut resp).expect("read");
+        resp.split_whitespace()
+            .nth(1)
+            .and_then(|c| c.parse().ok())
+            .unwrap_or(0)
+    }
+
     /// A plain HTTP GET accepting every manifest type; (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
         let mut s = TcpStream::connect(&self.addr).ok()?;
@@ -118,9 +137,9 @@ pub fn tar_dir(root: &Path) -> Vec<u8> {
     b.into_inner().expect("tar")
 }
 
-/// Write an OCI image layout at `dir` holding one image, tagged `tag`, whose single layer is
-/// the tree at `rootfs`, with the process `cmd`. Returns the manifest's digest.
-pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String {
+/// Write one image (layer, config, manifest) into the layout's blobs for `arch`; returns the
+/// manifest's descriptor (JSON) with its platform.
+fn write_image(dir: &Path, arch: &str, rootfs: &Path, cmd: &[&str]) -> Value {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).expect("mkdir");
     let put = |bytes: &[u8]| -> String {
@@ -134,7 +153,7 @@ pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String 
     let layer = gz.finish().expect("gzip");
     let layer_digest = put(&layer);
     let config = json!({
-        "architecture": "amd64", "os": "linux",
+        "architecture": arch, "os": "linux",
         "config": {"Cmd": cmd, "Env": ["PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"]},
         "rootfs": {"type": "layers", "diff_ids": [sha256(&tar)]},
         "history": [{"created_by": "berth-testkit: busybox", "created": "2026-01-01T00:00:00Z"}]
@@ -148,15 +167,20 @@ pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String 
         "layers": [{"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": layer_digest, "size": layer.len()}]
     });
     let manifest = serde_json::to_vec(&manifest).expect("json");
-    let manifest_digest = put(&manifest);
-    let index = json!({
-        "schemaVersion": 2,
-        "manifests": [{
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "digest": manifest_digest, "size": manifest.len(),
-            "annotations": {"org.opencontainers.image.ref.name": tag}
-        }]
-    });
+    json!({
+        "mediaType": "application/vnd.oci.image.manifest.v1+json",
+        "digest": put(&manifest), "size": manifest.len(),
+        "platform": {"os": "linux", "architecture": arch}
+    })
+}
+
+fn write_index_json(dir: &Path, top: Value, tag: &str) {
+    let mut top = top;
+    if let Some(o) = top.as_object_mut() {
+        o.remove("platform");
+    }
+    top["annotations"] = json!({"org.opencontainers.image.ref.name": tag});
+    let index = json!({"schemaVersion": 2, "manifests": [top]});
     std::fs::write(
         dir.join("index.json"),
         serde_json::to_vec(&index).expect("json"),
@@ -164,7 +188,31 @@ pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String 
     .expect("index");
     std::fs::write(dir.join("oci-layout"), br#"{"imageLayoutVersion":"1.0.0"}"#)
         .expect("oci-layout");
-    manifest_digest
+}
+
+/// Write an OCI image layout at `dir` holding one image, tagged `tag`, whose single layer is
+/// the tree at `rootfs`, with the process `cmd`. Returns the manifest's digest.
+pub fn oci_layout(dir: &Path, tag: &str, rootfs: &Path, cmd: &[&str]) -> String {
+    let desc = oci_layout_for(dir, tag, "amd64", rootfs, cmd);
+    desc["digest"].as_str().expect("digest").to_string()
+}
+
+/// As [`oci_layout`], for architecture `arch`; returns the manifest's descriptor (with its
+/// platform), ready to go into an image index.
+pub fn oci_layout_for(dir: &Path, tag: &str, arch: &str, rootfs: &Path, cmd: &[&str]) -> Value {
+    let desc = write_image(dir, arch, rootfs, cmd);
+    write_index_json(dir, desc.clone(), tag);
+    desc
+}
+
+/// An OCI image index over these manifest descriptors.
+pub fn image_index(manifests: &[Value]) -> Vec<u8> {
+    serde_json::to_vec(&json!({
+        "schemaVersion": 2,
+        "mediaType": "application/vnd.oci.image.index.v1+json",
+        "manifests": manifests
+    }))
+    .expect("json")
 }
 
 /// The busybox fixture as an OCI layout in a new temporary directory (tag `latest`).
