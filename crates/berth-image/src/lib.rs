@@ -11,6 +11,8 @@
 //!
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 
+pub mod config;
+
 use std::path::{Path, PathBuf};
 
 use berth_registry::{Client, Platform, Reference};
