@@ -12,6 +12,7 @@
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 
 pub mod config;
+pub mod rootfs;
 
 use std::path::{Path, PathBuf};
 

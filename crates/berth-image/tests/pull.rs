@@ -69,3 +69,51 @@ fn a_failed_pull_leaves_the_store_as_it_was() {
         0
     );
 }
+
+#[test]
+fn copy_on_write_rootfs_over_shared_layers() {
+    let reg = Registry::start();
+    let (_tmp, layout, _) = busybox_layout();
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{}/bb:1", reg.addr),
+    );
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+    let img = store
+        .pull(
+            &Client::new(Options::default()),
+            &Reference::parse(&format!("{}/bb:1", reg.addr)).unwrap(),
+            &Platform::host(),
+        )
+        .unwrap();
+    let layer = store.layer_path(&img.diff_ids[0]);
+    let c1 = store.create_rootfs(&img, &root.path().join("c1")).unwrap();
+    let c2 = store.create_rootfs(&img, &root.path().join("c2")).unwrap();
+    assert!(c1.merged().join("bin/busybox").is_file());
+    // Writes land in the container's upper directory only.
+    std::fs::write(c1.merged().join("etc/hostname"), "changed\n").unwrap();
+    std::fs::remove_file(c1.merged().join("etc/passwd")).unwrap();
+    assert_eq!(
+        std::fs::read_to_string(c1.upper().join("etc/hostname")).unwrap(),
+        "changed\n"
+    );
+    assert_eq!(
+        std::fs::read_to_string(c2.merged().join("etc/hostname")).unwrap(),
+        "busybox\n"
+    );
+    assert!(
+        layer.join("etc/passwd").is_file(),
+        "the shared layer is untouched"
+    );
+    assert!(c2.merged().join("etc/passwd").is_file());
+    for c in [c1, c2] {
+        c.remove().unwrap();
+        assert!(!c.dir.exists());
+    }
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(root.path().to_str().unwrap()),
+        "no mount left"
+    );
+}
