@@ -93,7 +93,7 @@ impl ImageStore {
             })?;
             rustix::mount::mount(
                 "overlay",
-                &rootfs.merged(),
+                rootfs.merged(),
                 "overlay",
                 rustix::mount::MountFlags::empty(),
                 Some(data.as_c_str()),

@@ -251,3 +251,14 @@ pub fn skopeo_copy(from: &str, to: &str) {
 pub fn json_body(body: &str) -> Value {
     serde_json::from_str(body).expect("registry JSON")
 }
+
+/// Build the busybox layout and push it with skopeo as `repo:tag` on `reg`; returns the
+/// manifest digest.
+pub fn push_busybox(reg: &Registry, repo_tag: &str) -> String {
+    let (_tmp, layout, digest) = busybox_layout();
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{}/{repo_tag}", reg.addr),
+    );
+    digest
+}
