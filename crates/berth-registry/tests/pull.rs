@@ -132,3 +132,47 @@ fn an_index_resolves_to_the_asked_platform() {
         "{err}"
     );
 }
+
+#[test]
+fn basic_auth_with_and_without_credentials() {
+    let reg = Registry::start_with_basic_auth("tester", "s3cret");
+    let digest =
+        berth_testkit::images::push_busybox_as(&reg, "private/bb:1", Some("tester:s3cret"));
+    let r = Reference::parse(&format!("{}/private/bb:1", reg.addr)).unwrap();
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(store_dir.path()).unwrap();
+
+    let anonymous = Client::new(Options::default());
+    let err = anonymous
+        .pull(&r, &Platform::host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("authentication failed"), "{err}");
+
+    let mut opts = Options::default();
+    opts.credentials.insert(
+        reg.addr.clone(),
+        berth_registry::Credentials {
+            username: "tester".into(),
+            password: "wrong".into(),
+        },
+    );
+    let err = Client::new(opts.clone())
+        .pull(&r, &Platform::host(), &store)
+        .unwrap_err()
+        .to_string();
+    assert!(err.contains("authentication failed"), "{err}");
+    assert!(store.list().unwrap().is_empty());
+
+    opts.credentials.insert(
+        reg.addr.clone(),
+        berth_registry::Credentials {
+            username: "tester".into(),
+            password: "s3cret".into(),
+        },
+    );
+    let pulled = Client::new(opts)
+        .pull(&r, &Platform::host(), &store)
+        .unwrap();
+    assert_eq!(pulled.digest.to_string(), digest);
+}

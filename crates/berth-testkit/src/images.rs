@@ -22,6 +22,16 @@ pub struct Registry {
 impl Registry {
     /// Start a registry on a free port and wait until it answers `/v2/`.
     pub fn start() -> Registry {
+        Registry::start_with(None)
+    }
+
+    /// A registry that wants HTTP Basic authentication as `user`/`password` (htpasswd, bcrypt
+    /// hash made with Python's crypt module).
+    pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Some((user, password)))
+    }
+
+    fn start_with(basic: Option<(&str, &str)>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -37,8 +47,21 @@ impl Registry {
         std::fs::write(
             &config,
             format!(
-                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n",
-                dir.path().join("storage").display()
+                "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
+                dir.path().join("storage").display(),
+                match basic {
+                    None => String::new(),
+                    Some((user, password)) => {
+                        let out = Command::new("python3")
+                            .args(["-c", "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))", password])
+                            .output()
+                            .expect("python3 for a bcrypt hash");
+                        let hash = String::from_utf8_lossy(&out.stdout).trim().to_string();
+                        let file = dir.path().join("htpasswd");
+                        std::fs::write(&file, format!("{user}:{hash}\n")).expect("htpasswd");
+                        format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", file.display())
+                    }
+                }
             ),
         )
         .expect("registry config");
@@ -57,7 +80,8 @@ impl Registry {
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        while r.get("/v2/").map(|(s, _)| s) != Some(200) {
+        let ready = if basic.is_some() { 401 } else { 200 };
+        while r.get("/v2/").map(|(s, _)| s) != Some(ready) {
             assert!(
                 Instant::now() < deadline,
                 "the registry did not come up on {}",
@@ -229,20 +253,26 @@ pub fn busybox_layout() -> (tempfile::TempDir, PathBuf, String) {
 /// `skopeo copy` between two transports, plain HTTP allowed; panics with skopeo's output on
 /// failure.
 pub fn skopeo_copy(from: &str, to: &str) {
+    skopeo_copy_with(from, to, &[]);
+}
+
+/// `skopeo copy` with extra options (e.g. `--dest-creds user:pass`).
+pub fn skopeo_copy_with(from: &str, to: &str, extra: &[&str]) {
+    let mut args = vec![
+        "copy",
+        "--quiet",
+        "--src-tls-verify=false",
+        "--dest-tls-verify=false",
+    ];
+    args.extend_from_slice(extra);
+    args.extend([from, to]);
     let o = Command::new("skopeo")
-        .args([
-            "copy",
-            "--quiet",
-            "--src-tls-verify=false",
-            "--dest-tls-verify=false",
-            from,
-            to,
-        ])
+        .args(&args)
         .output()
         .expect("running skopeo (apt-get install skopeo)");
     assert!(
         o.status.success(),
-        "skopeo copy {from} {to}: {}",
+        "skopeo {args:?}: {}",
         String::from_utf8_lossy(&o.stderr)
     );
 }
@@ -255,10 +285,17 @@ pub fn json_body(body: &str) -> Value {
 /// Build the busybox layout and push it with skopeo as `repo:tag` on `reg`; returns the
 /// manifest digest.
 pub fn push_busybox(reg: &Registry, repo_tag: &str) -> String {
+    push_busybox_as(reg, repo_tag, None)
+}
+
+/// As [`push_busybox`], logging in to the registry as `user:password`.
+pub fn push_busybox_as(reg: &Registry, repo_tag: &str, creds: Option<&str>) -> String {
     let (_tmp, layout, digest) = busybox_layout();
-    skopeo_copy(
+    let extra: Vec<&str> = creds.map(|c| vec!["--dest-creds", c]).unwrap_or_default();
+    skopeo_copy_with(
         &format!("oci:{}:latest", layout.display()),
         &format!("docker://{}/{repo_tag}", reg.addr),
+        &extra,
     );
     digest
 }
