@@ -81,10 +81,12 @@ pub fn mkdir_all(root: &Root, path: &Path, mode: u32) -> io::Result<Handle> {
             Err(e) => return Err(e),
         }
     };
+    // The path walked so far, for "..": the kernel resolves it from the root, in the root.
+    let mut walked: std::path::PathBuf = comps[..have].iter().collect();
     for name in &comps[have..] {
+        walked.push(name);
         if *name == ".." {
-            // ".." of a directory we just made, or beyond the root: resolve it in the root.
-            dir = open_in_root(dir.as_raw_fd(), Path::new(".."), flags)?;
+            dir = open_in_root(rootfd, &walked, flags)?;
             continue;
         }
         let c = cstr(Path::new(name))?;
@@ -156,7 +158,9 @@ mod tests {
                 .join("x")
                 .is_dir()
         );
-        // ".." cannot climb out.
+        // ".." after a new directory goes back up; it cannot climb out of the root.
+        mkdir_all(&root, Path::new("a/new/../sibling"), 0o755).unwrap();
+        assert!(rootp.join("a/sibling").is_dir() && rootp.join("a/new").is_dir());
         mkdir_all(&root, Path::new("../../escape"), 0o755).unwrap();
         assert!(rootp.join("escape").is_dir());
         assert!(!t.path().join("escape").exists());
