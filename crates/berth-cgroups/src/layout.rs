@@ -7,7 +7,6 @@
 //!   controllers no v1 hierarchy took (hugetlb on this project's development host);
 //! - pure v2: the unified hierarchy mounted at /sys/fs/cgroup holds every controller.
 
-use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 use crate::error::{Error, Result, io};
@@ -90,36 +89,22 @@ impl Layout {
     /// Parse the layout from the text of /proc/self/mountinfo and /proc/self/cgroup. The
     /// unified hierarchy's controllers are left empty (they come from a file).
     pub fn parse(mountinfo: &str, proc_cgroup: &str) -> Layout {
-        let mut own_v1: BTreeMap<Vec<String>, PathBuf> = BTreeMap::new();
-        let mut own_v2 = PathBuf::from("/");
-        for line in proc_cgroup.lines() {
-            let mut it = line.splitn(3, ':');
-            let (Some(_), Some(ctrls), Some(path)) = (it.next(), it.next(), it.next()) else {
-                continue;
-            };
-            if ctrls.is_empty() {
-                own_v2 = PathBuf::from(path);
-            } else {
-                let mut c: Vec<String> = ctrls.split(',').map(str::to_string).collect();
-                c.sort();
-                own_v1.insert(c, PathBuf::from(path));
-            }
-        }
+        let own = parse_proc_cgroup(proc_cgroup);
+        let own_v2 = own
+            .iter()
+            .find(|(c, _)| c.is_empty())
+            .map_or_else(|| PathBuf::from("/"), |(_, p)| p.clone());
         let mut layout = Layout::default();
-        for line in mountinfo.lines() {
-            let Some((pre, post)) = line.split_once(" - ") else {
-                continue;
-            };
-            let pre: Vec<&str> = pre.split(' ').collect();
-            let post: Vec<&str> = post.split(' ').collect();
-            if pre.len() < 5 || post.len() < 3 {
-                continue;
-            }
-            let root = PathBuf::from(unescape(pre[3]));
-            let point = PathBuf::from(unescape(pre[4]));
-            match post[0] {
+        for m in cgroup_mounts(mountinfo) {
+            let CgroupMount {
+                root,
+                point,
+                v2,
+                options,
+            } = m;
+            if v2 {
                 // The first cgroup2 mount wins; a later one is usually a bind of it.
-                "cgroup2" if layout.unified.is_none() => {
+                if layout.unified.is_none() {
                     layout.unified = Some(UnifiedMount {
                         point,
                         root,
@@ -127,39 +112,34 @@ impl Layout {
                         own: own_v2.clone(),
                     });
                 }
-                "cgroup" => {
-                    let mut controllers: Vec<String> = post[2]
-                        .split(',')
-                        .filter(|o| V1_CONTROLLERS.contains(o))
-                        .map(str::to_string)
-                        .collect();
-                    if controllers.is_empty()
-                        || layout.v1.iter().any(|m| m.controllers == controllers)
-                    {
-                        continue;
-                    }
-                    controllers.sort();
-                    // /proc/self/cgroup lists a hierarchy's controllers; name= options are not
-                    // controllers, so compare the controller sets only.
-                    let own = own_v1
-                        .iter()
-                        .find(|(k, _)| {
-                            let k: Vec<&String> =
-                                k.iter().filter(|c| !c.starts_with("name=")).collect();
-                            k.len() == controllers.len()
-                                && k.iter().all(|c| controllers.contains(c))
-                        })
-                        .map(|(_, p)| p.clone())
-                        .unwrap_or_else(|| PathBuf::from("/"));
-                    layout.v1.push(V1Mount {
-                        point,
-                        root,
-                        controllers,
-                        own,
-                    });
-                }
-                _ => {}
+                continue;
             }
+            let mut controllers: Vec<String> = options
+                .split(',')
+                .filter(|o| V1_CONTROLLERS.contains(o))
+                .map(str::to_string)
+                .collect();
+            controllers.sort();
+            if controllers.is_empty() || layout.v1.iter().any(|m| m.controllers == controllers) {
+                continue;
+            }
+            // /proc/self/cgroup lists a hierarchy's controllers; name= options are not
+            // controllers, so compare the controller sets only.
+            let own = own
+                .iter()
+                .find(|(k, _)| {
+                    let mut k: Vec<&str> =
+                        k.split(',').filter(|c| !c.starts_with("name=")).collect();
+                    k.sort_unstable();
+                    !k.is_empty() && k == controllers
+                })
+                .map_or_else(|| PathBuf::from("/"), |(_, p)| p.clone());
+            layout.v1.push(V1Mount {
+                point,
+                root,
+                controllers,
+                own,
+            });
         }
         layout
     }
@@ -168,6 +148,58 @@ impl Layout {
     pub fn is_pure_v2(&self) -> bool {
         self.v1.is_empty() && self.unified.is_some()
     }
+}
+
+/// One cgroup file system mount, as /proc/self/mountinfo lists it.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CgroupMount {
+    /// The cgroup mounted (usually "/").
+    pub root: PathBuf,
+    /// Where.
+    pub point: PathBuf,
+    /// cgroup2 rather than a v1 hierarchy.
+    pub v2: bool,
+    /// The super-block options ("rw,cpu,cpuacct", "rw,name=systemd").
+    pub options: String,
+}
+
+/// Every cgroup (v1 or v2) mount in the text of a mountinfo file, in order.
+pub fn cgroup_mounts(mountinfo: &str) -> Vec<CgroupMount> {
+    let mut out = Vec::new();
+    for line in mountinfo.lines() {
+        let Some((pre, post)) = line.split_once(" - ") else {
+            continue;
+        };
+        let pre: Vec<&str> = pre.split(' ').collect();
+        let post: Vec<&str> = post.split(' ').collect();
+        if pre.len() < 5 || post.len() < 3 {
+            continue;
+        }
+        let v2 = match post[0] {
+            "cgroup2" => true,
+            "cgroup" => false,
+            _ => continue,
+        };
+        out.push(CgroupMount {
+            root: PathBuf::from(unescape(pre[3])),
+            point: PathBuf::from(unescape(pre[4])),
+            v2,
+            options: post[2].to_string(),
+        });
+    }
+    out
+}
+
+/// The lines of a /proc/PID/cgroup file: (controllers, path); controllers are empty for the
+/// unified hierarchy.
+pub fn parse_proc_cgroup(data: &str) -> Vec<(String, PathBuf)> {
+    data.lines()
+        .filter_map(|l| {
+            let mut it = l.splitn(3, ':');
+            let _id = it.next()?;
+            Some((it.next()?.to_string(), PathBuf::from(it.next()?)))
+        })
+        .collect()
 }
 
 /// Undo mountinfo's octal escapes (\040 for a space and so on).
@@ -267,5 +299,6 @@ mod tests {
             Path::new("/x/y/z")
         );
         assert_eq!(unescape(r"/a\040b"), "/a b");
+        assert_eq!(unescape("/plain"), "/plain");
     }
 }

@@ -27,7 +27,7 @@ use oci_spec::runtime::LinuxResources;
 use serde::{Deserialize, Serialize};
 
 pub use error::{Error, Result};
-pub use layout::{Layout, UnifiedMount, V1Mount};
+pub use layout::{CgroupMount, Layout, UnifiedMount, V1Mount, cgroup_mounts, parse_proc_cgroup};
 pub use stats::*;
 
 /// Where a container's cgroup lives in every hierarchy. Saved in the container's state.

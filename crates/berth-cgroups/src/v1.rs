@@ -88,33 +88,25 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
             || c.idle().is_some()
             || c.burst().is_some();
         if wants_cpu && let Some(d) = need(paths, "cpu", "a cpu limit")? {
-            if let Some(v) = c.shares()
-                && v != 0
-            {
-                fsutil::write(d, "cpu.shares", v.to_string())?;
-            }
-            if let Some(v) = c.period()
-                && v != 0
-            {
-                fsutil::write(d, "cpu.cfs_period_us", v.to_string())?;
-            }
-            if let Some(v) = c.quota()
-                && v != 0
-            {
-                fsutil::write(d, "cpu.cfs_quota_us", limit(v))?;
-            }
-            if let Some(v) = c.burst() {
-                fsutil::write(d, "cpu.cfs_burst_us", v.to_string())?;
-            }
-            if let Some(v) = c.realtime_period()
-                && v != 0
-            {
-                fsutil::write(d, "cpu.rt_period_us", v.to_string())?;
-            }
-            if let Some(v) = c.realtime_runtime()
-                && v != 0
-            {
-                fsutil::write(d, "cpu.rt_runtime_us", v.to_string())?;
+            // Zero means unset for these, as in runc; the period goes before the quota.
+            let nonzero = |v: Option<u64>| v.filter(|&v| v != 0).map(|v| v.to_string());
+            let values = [
+                ("cpu.shares", nonzero(c.shares())),
+                ("cpu.cfs_period_us", nonzero(c.period())),
+                ("cpu.cfs_quota_us", c.quota().filter(|&v| v != 0).map(limit)),
+                ("cpu.cfs_burst_us", c.burst().map(|v| v.to_string())),
+                ("cpu.rt_period_us", nonzero(c.realtime_period())),
+                (
+                    "cpu.rt_runtime_us",
+                    c.realtime_runtime()
+                        .filter(|&v| v != 0)
+                        .map(|v| v.to_string()),
+                ),
+            ];
+            for (file, value) in values {
+                if let Some(v) = value {
+                    fsutil::write(d, file, v)?;
+                }
             }
             if let Some(v) = c.idle() {
                 if fsutil::exists(d, "cpu.idle") {

@@ -34,92 +34,24 @@ pub struct CgroupMounts {
     pub hierarchies: Vec<Hierarchy>,
 }
 
-/// One cgroup mount from mountinfo.
-#[derive(Debug, Clone, PartialEq)]
-struct CgMount {
-    root: PathBuf,
-    point: PathBuf,
-    v2: bool,
-    options: String,
-}
-
-fn parse_mountinfo(data: &str) -> Vec<CgMount> {
-    let mut out = Vec::new();
-    for line in data.lines() {
-        let Some((pre, post)) = line.split_once(" - ") else {
-            continue;
-        };
-        let pre: Vec<&str> = pre.split(' ').collect();
-        let post: Vec<&str> = post.split(' ').collect();
-        if pre.len() < 5 || post.len() < 3 {
-            continue;
-        }
-        let v2 = match post[0] {
-            "cgroup2" => true,
-            "cgroup" => false,
-            _ => continue,
-        };
-        let options = if v2 {
-            String::new()
-        } else {
-            post[2]
-                .split(',')
-                .filter(|o| {
-                    !matches!(
-                        *o,
-                        "rw" | "ro"
-                            | "clone_children"
-                            | "xattr"
-                            | "noprefix"
-                            | "cpuset_v2_mode"
-                            | "favordynmods"
-                    ) && !o.starts_with("release_agent=")
-                })
-                .collect::<Vec<_>>()
-                .join(",")
-        };
-        out.push(CgMount {
-            root: PathBuf::from(unescape(pre[3])),
-            point: PathBuf::from(unescape(pre[4])),
-            v2,
-            options,
-        });
-    }
-    out
-}
-
-/// mountinfo escapes space, tab, newline and backslash as \ooo.
-fn unescape(s: &str) -> String {
-    let b = s.as_bytes();
-    let mut out = Vec::with_capacity(b.len());
-    let mut i = 0;
-    while i < b.len() {
-        if b[i] == b'\\'
-            && i + 3 < b.len()
-            && b[i + 1..i + 4].iter().all(|c| (b'0'..=b'7').contains(c))
-        {
-            let v = (b[i + 1] - b'0') * 64 + (b[i + 2] - b'0') * 8 + (b[i + 3] - b'0');
-            out.push(v);
-            i += 4;
-        } else {
-            out.push(b[i]);
-            i += 1;
-        }
-    }
-    String::from_utf8_lossy(&out).into_owned()
-}
-
-/// A process's cgroup per hierarchy: (hierarchy id, controllers, path).
-fn parse_proc_cgroup(data: &str) -> Vec<(String, String)> {
-    data.lines()
-        .filter_map(|l| {
-            let mut it = l.splitn(3, ':');
-            let _id = it.next()?;
-            let ctrls = it.next()?.to_string();
-            let path = it.next()?.to_string();
-            Some((ctrls, path))
+/// The options to mount a v1 hierarchy anew: its controllers and name=, without generic or
+/// per-superblock flags.
+fn mount_options(super_options: &str) -> String {
+    super_options
+        .split(',')
+        .filter(|o| {
+            !matches!(
+                *o,
+                "rw" | "ro"
+                    | "clone_children"
+                    | "xattr"
+                    | "noprefix"
+                    | "cpuset_v2_mode"
+                    | "favordynmods"
+            ) && !o.starts_with("release_agent=")
         })
-        .collect()
+        .collect::<Vec<_>>()
+        .join(",")
 }
 
 impl CgroupMounts {
@@ -134,9 +66,14 @@ impl CgroupMounts {
     }
 
     fn compute_from(mountinfo: &str, own_cgroup: &str, dirs: &[PathBuf]) -> CgroupMounts {
-        let own = parse_proc_cgroup(own_cgroup);
+        let own = berth_cgroups::parse_proc_cgroup(own_cgroup);
         let mut out = CgroupMounts::default();
-        for m in parse_mountinfo(mountinfo) {
+        for m in berth_cgroups::cgroup_mounts(mountinfo) {
+            let options = if m.v2 {
+                String::new()
+            } else {
+                mount_options(&m.options)
+            };
             if !m.point.starts_with("/sys/fs/cgroup") {
                 continue;
             }
@@ -155,11 +92,11 @@ impl CgroupMounts {
                         } else {
                             !c.is_empty()
                                 && c.split(',').collect::<Vec<_>>()
-                                    == m.options.split(',').collect::<Vec<_>>()
+                                    == options.split(',').collect::<Vec<_>>()
                         }
                     });
-                    let p = mine.map(|(_, p)| p.as_str()).unwrap_or("/");
-                    let relp = Path::new(p).strip_prefix(&m.root).unwrap_or(Path::new(""));
+                    let p = mine.map_or(Path::new("/"), |(_, p)| p.as_path());
+                    let relp = p.strip_prefix(&m.root).unwrap_or(Path::new(""));
                     m.point.join(relp)
                 });
             let name = if m.point == Path::new("/sys/fs/cgroup") {
@@ -173,7 +110,7 @@ impl CgroupMounts {
             out.hierarchies.push(Hierarchy {
                 name,
                 v2: m.v2,
-                options: m.options,
+                options,
                 dir,
             });
         }
@@ -372,11 +309,5 @@ mod tests {
         let m = CgroupMounts::compute_from(info, "0::/x\n", &dirs);
         assert!(m.unified_only);
         assert_eq!(m.hierarchies[0].dir, PathBuf::from("/sys/fs/cgroup/x/c1"));
-    }
-
-    #[test]
-    fn escapes() {
-        assert_eq!(unescape("/a\\040b"), "/a b");
-        assert_eq!(unescape("/plain"), "/plain");
     }
 }
