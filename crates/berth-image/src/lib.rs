@@ -12,12 +12,13 @@
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 
 pub mod config;
+mod pull;
 pub mod rootfs;
 
 use std::path::{Path, PathBuf};
 
-use berth_registry::{Client, Platform, Reference};
-use berth_store::{BlobStore, Digest};
+use berth_registry::Reference;
+use berth_store::BlobStore;
 use redb::{ReadableTable, TableDefinition};
 use serde::{Deserialize, Serialize};
 
@@ -102,19 +103,19 @@ pub struct ImageRecord {
 
 /// The image store at a data root.
 pub struct ImageStore {
-    root: PathBuf,
-    blobs: BlobStore,
-    db: redb::Database,
+    pub(crate) root: PathBuf,
+    pub(crate) blobs: BlobStore,
+    pub(crate) db: redb::Database,
 }
 
 #[derive(Deserialize)]
-struct ConfigRootfs {
-    diff_ids: Vec<String>,
+pub(crate) struct ConfigRootfs {
+    pub(crate) diff_ids: Vec<String>,
 }
 
 #[derive(Deserialize)]
-struct ConfigHead {
-    rootfs: ConfigRootfs,
+pub(crate) struct ConfigHead {
+    pub(crate) rootfs: ConfigRootfs,
 }
 
 impl ImageStore {
@@ -157,91 +158,8 @@ impl ImageStore {
         berth_layer::layer_dir(&self.root.join("layers"), diff_id)
     }
 
-    /// Pull `r` for `platform` and record it under its tag.
-    pub fn pull(&self, client: &Client, r: &Reference, platform: &Platform) -> Result<ImageRecord> {
-        let resolved = client.pull(r, platform, &self.blobs)?;
-        let config_digest = Digest::parse(&resolved.manifest.config.digest)?;
-        let config_bytes =
-            std::fs::read(self.blobs.path(&config_digest)).map_err(|source| Error::Io {
-                op: "reading",
-                path: self.blobs.path(&config_digest),
-                source,
-            })?;
-        let bad = |why: String| Error::BadConfig {
-            digest: config_digest.to_string(),
-            why,
-        };
-        let head: ConfigHead =
-            serde_json::from_slice(&config_bytes).map_err(|e| bad(e.to_string()))?;
-        let layers = &resolved.manifest.layers;
-        if head.rootfs.diff_ids.len() != layers.len() {
-            return Err(bad(format!(
-                "{} diff IDs for {} layers",
-                head.rootfs.diff_ids.len(),
-                layers.len()
-            )));
-        }
-        for (layer, diff_id) in layers.iter().zip(&head.rootfs.diff_ids) {
-            self.unpack_layer(&layer.digest, diff_id)?;
-        }
-        let tag = r.tag_or_latest().map(|_| r.to_string());
-        let record = ImageRecord {
-            id: config_digest.to_string(),
-            manifest: resolved.digest.to_string(),
-            repo_tags: Vec::new(),
-            diff_ids: head.rootfs.diff_ids.clone(),
-            size: layers.iter().map(|l| l.size).sum(),
-        };
-        self.record(record, tag.as_deref())
-    }
-
-    /// Unpack the layer blob `digest` as `diff_id`, unless it is there already.
-    fn unpack_layer(&self, digest: &str, diff_id: &str) -> Result<()> {
-        let dest = self.layer_path(diff_id);
-        if dest.is_dir() {
-            return Ok(());
-        }
-        let layer_err = |source| Error::Layer {
-            digest: digest.to_string(),
-            source,
-        };
-        let d = Digest::parse(digest)?;
-        let blob = self.blobs.open_blob(&d)?;
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let tmp = self.root.join("layers").join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let io = |op, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { op, path, source }
-        };
-        std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
-        let result = berth_layer::unpack(
-            std::io::BufReader::new(blob),
-            &tmp,
-            berth_layer::Mode::Overlay,
-        )
-        .map_err(layer_err)
-        .and_then(|u| {
-            if u.diff_id != diff_id {
-                return Err(Error::DiffIdMismatch {
-                    digest: digest.to_string(),
-                    expected: diff_id.to_string(),
-                    actual: u.diff_id,
-                });
-            }
-            std::fs::rename(&tmp, &dest).map_err(io("storing the layer in", &dest))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
-        }
-        result
-    }
-
     /// Store the record, moving `tag` to it.
-    fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
+    pub(crate) fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
         let txn = self.db.begin_write().map_err(db_err)?;
         {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
