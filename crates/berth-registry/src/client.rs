@@ -30,7 +30,7 @@ pub enum Error {
     /// The registry could not be reached.
     #[error("registry {registry} is unreachable: {why}")]
     Unreachable {
-        /// host[:port].
+        /// host\[:port\].
         registry: String,
         /// The transport error.
         why: String,
@@ -48,11 +48,48 @@ pub enum Error {
     /// Authentication was refused.
     #[error("{registry}: authentication failed ({status}); check the credentials (berth login)")]
     Unauthorized {
-        /// host[:port].
+        /// host\[:port\].
         registry: String,
         /// HTTP status.
         status: u16,
     },
+    /// The registry wants credentials and none are set for it.
+    #[error(
+        "{registry}: authentication failed: the registry requires credentials and none are set for it (berth login {registry})"
+    )]
+    NoCredentials {
+        /// host\[:port\].
+        registry: String,
+    },
+    /// A blob to push is not in the local blob store (nothing was pushed).
+    #[error("blob {digest} is not in the local store: nothing pushed")]
+    BlobMissing {
+        /// The blob.
+        digest: Digest,
+    },
+    /// The registry refused an upload (a blob or a manifest).
+    #[error("{what}: the registry refused the upload ({status}){}", if body.is_empty() { String::new() } else { format!(": {body}") })]
+    UploadRefused {
+        /// What was being uploaded.
+        what: String,
+        /// HTTP status.
+        status: u16,
+        /// The start of the response body (the registry's error JSON).
+        body: String,
+    },
+    /// The registry stored something under another digest than berth computed.
+    #[error("{what}: berth computed {expected} but the registry reports {actual}")]
+    DigestMismatch {
+        /// What was uploaded.
+        what: String,
+        /// The digest of the bytes sent.
+        expected: String,
+        /// The registry's Docker-Content-Digest.
+        actual: String,
+    },
+    /// The request cannot be made as asked (refused before anything is sent).
+    #[error("invalid request: {0}")]
+    BadRequest(String),
     /// The registry sent something berth does not understand.
     #[error("{0}")]
     Protocol(String),
@@ -176,9 +213,16 @@ pub struct Credentials {
 pub struct Options {
     /// Registries spoken to in plain HTTP (besides localhost and 127.0.0.0/8, always allowed).
     pub insecure: Vec<String>,
-    /// Credentials by registry host.
+    /// Credentials by registry host (as in [`Reference::registry`]: `docker.io` for Docker
+    /// Hub); [`crate::credentials::CredentialsFile::all`] gives them in this form.
     pub credentials: HashMap<String, Credentials>,
+    /// Blobs larger than this are pushed in chunks of this size (PATCH requests), smaller ones
+    /// in one PUT. `None`: [`DEFAULT_CHUNK_SIZE`].
+    pub chunk_size: Option<u64>,
 }
+
+/// The push chunk size when [`Options::chunk_size`] is not set: 16 MiB.
+pub const DEFAULT_CHUNK_SIZE: u64 = 16 * 1024 * 1024;
 
 /// A client for one or more registries. Tokens are cached per registry and scope.
 pub struct Client {
@@ -205,6 +249,41 @@ fn is_local(host: &str) -> bool {
     h == "localhost" || h.starts_with("127.") || h == "[::1]"
 }
 
+/// Who a request authenticates as: the registry (the key of its credentials and tokens) and
+/// the token scope wanted (`repository:NAME:pull`, several separated by spaces, or none).
+pub(crate) struct Auth<'a> {
+    pub(crate) registry: &'a str,
+    pub(crate) scope: String,
+}
+
+/// A request body, re-creatable so a request can be repeated after an auth challenge.
+pub(crate) enum Body<'a> {
+    /// No body.
+    Empty,
+    /// These bytes.
+    Bytes(&'a [u8]),
+    /// A section of a stored blob (opened afresh for each attempt, sent with its
+    /// Content-Length).
+    Blob(&'a crate::push::BlobSection<'a>),
+}
+
+/// An error status as [`Error::Status`], with the start of the registry's error body.
+pub(crate) fn status_error(what: &str, resp: ureq::Response) -> Error {
+    let status = resp.status();
+    Error::Status {
+        what: what.to_string(),
+        status,
+        body: error_body(resp),
+    }
+}
+
+/// The start of a response body (a registry's error JSON), trimmed.
+pub(crate) fn error_body(resp: ureq::Response) -> String {
+    let mut body = Vec::new();
+    let _ = resp.into_reader().take(300).read_to_end(&mut body);
+    String::from_utf8_lossy(&body).trim().to_string()
+}
+
 impl Client {
     /// A client with these options.
     pub fn new(opts: Options) -> Client {
@@ -220,23 +299,37 @@ impl Client {
         }
     }
 
-    fn base(&self, r: &Reference) -> String {
-        let host = r.api_host();
-        let scheme = if is_local(host)
+    /// `http(s)://host`: plain HTTP for localhost, 127.0.0.0/8 and registries marked insecure.
+    pub(crate) fn origin(&self, registry: &str, api_host: &str) -> String {
+        let scheme = if is_local(api_host)
             || self
                 .opts
                 .insecure
                 .iter()
-                .any(|i| i == host || *i == r.registry)
+                .any(|i| i == api_host || i == registry)
         {
             "http"
         } else {
             "https"
         };
-        format!("{scheme}://{host}/v2/{}", r.repository)
+        format!("{scheme}://{api_host}")
     }
 
-    /// GET with authentication: anonymous first, then whatever the registry's challenge asks.
+    /// `http(s)://host/v2/<repository>`.
+    pub(crate) fn base(&self, r: &Reference) -> String {
+        format!(
+            "{}/v2/{}",
+            self.origin(&r.registry, r.api_host()),
+            r.repository
+        )
+    }
+
+    /// The options this client was made with.
+    pub(crate) fn options(&self) -> &Options {
+        &self.opts
+    }
+
+    /// GET with authentication; an error status is an error.
     fn get(
         &self,
         r: &Reference,
@@ -244,62 +337,87 @@ impl Client {
         accept: Option<&str>,
         what: &str,
     ) -> Result<ureq::Response> {
-        let scope = format!("repository:{}:pull", r.repository);
-        let key = (r.registry.clone(), scope.clone());
-        let mut auth = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
+        let auth = Auth {
+            registry: &r.registry,
+            scope: format!("repository:{}:pull", r.repository),
+        };
+        let headers: Vec<(&str, &str)> = accept.map(|a| ("Accept", a)).into_iter().collect();
+        let resp = self.send(&auth, "GET", url, &headers, &Body::Empty)?;
+        if resp.status() >= 400 {
+            return Err(status_error(what, resp));
+        }
+        Ok(resp)
+    }
+
+    /// One authenticated request: sent with the cached Authorization for the registry and
+    /// scope, or anonymously; on a 401 the challenge is answered (a token or Basic
+    /// credentials, then cached) and the request is sent once more. Every status except 401 and
+    /// 403 (which are [`Error::Unauthorized`]) comes back as a response for the caller to judge.
+    pub(crate) fn send(
+        &self,
+        auth: &Auth<'_>,
+        method: &str,
+        url: &str,
+        headers: &[(&str, &str)],
+        body: &Body<'_>,
+    ) -> Result<ureq::Response> {
+        let key = (auth.registry.to_string(), auth.scope.clone());
+        let mut header = self.tokens.lock().ok().and_then(|t| t.get(&key).cloned());
         for attempt in 0..2 {
-            let mut req = self.agent.get(url);
-            if let Some(a) = accept {
-                req = req.set("Accept", a);
+            let mut req = self.agent.request(method, url);
+            for (k, v) in headers {
+                req = req.set(k, v);
             }
-            if let Some(h) = &auth {
+            if let Some(h) = &header {
                 req = req.set("Authorization", h);
             }
-            match req.call() {
+            let sent = match body {
+                Body::Empty => req.call(),
+                Body::Bytes(b) => req.send_bytes(b),
+                Body::Blob(section) => {
+                    let reader = section.open()?;
+                    req.set("Content-Length", &section.len.to_string())
+                        .send(reader)
+                }
+            };
+            match sent {
                 Ok(resp) => return Ok(resp),
                 Err(ureq::Error::Status(401, resp)) if attempt == 0 => {
                     let challenge = resp
                         .header("WWW-Authenticate")
                         .unwrap_or_default()
                         .to_string();
-                    let header = self.authenticate(r, &challenge, &scope)?;
+                    let h = self.authenticate(auth.registry, &challenge, &auth.scope)?;
                     if let Ok(mut t) = self.tokens.lock() {
-                        t.insert(key.clone(), header.clone());
+                        t.insert(key.clone(), h.clone());
                     }
-                    auth = Some(header);
+                    header = Some(h);
                 }
                 Err(ureq::Error::Status(code @ (401 | 403), _)) => {
                     return Err(Error::Unauthorized {
-                        registry: r.registry.clone(),
+                        registry: auth.registry.to_string(),
                         status: code,
                     });
                 }
-                Err(ureq::Error::Status(status, resp)) => {
-                    let mut body = resp.into_string().unwrap_or_default();
-                    body.truncate(300);
-                    return Err(Error::Status {
-                        what: what.to_string(),
-                        status,
-                        body: body.trim().to_string(),
-                    });
-                }
+                Err(ureq::Error::Status(_, resp)) => return Ok(resp),
                 Err(e) => {
                     return Err(Error::Unreachable {
-                        registry: r.registry.clone(),
+                        registry: auth.registry.to_string(),
                         why: e.to_string(),
                     });
                 }
             }
         }
         Err(Error::Unauthorized {
-            registry: r.registry.clone(),
+            registry: auth.registry.to_string(),
             status: 401,
         })
     }
 
-    /// The Authorization header answering a challenge.
-    fn authenticate(&self, r: &Reference, challenge: &str, scope: &str) -> Result<String> {
-        let creds = self.opts.credentials.get(&r.registry);
+    /// The Authorization header answering a challenge for `scope` (space-separated scopes;
+    /// empty for none, as a login asks).
+    fn authenticate(&self, registry: &str, challenge: &str, scope: &str) -> Result<String> {
+        let creds = self.opts.credentials.get(registry);
         let basic = |c: &Credentials| {
             let raw = format!("{}:{}", c.username, c.password);
             format!(
@@ -309,9 +427,8 @@ impl Client {
         };
         let (scheme, params) = challenge.split_once(' ').unwrap_or((challenge, ""));
         if scheme.eq_ignore_ascii_case("basic") {
-            return creds.map(basic).ok_or(Error::Unauthorized {
-                registry: r.registry.clone(),
-                status: 401,
+            return creds.map(basic).ok_or_else(|| Error::NoCredentials {
+                registry: registry.to_string(),
             });
         }
         if !scheme.eq_ignore_ascii_case("bearer") {
@@ -323,7 +440,10 @@ impl Client {
         let realm = params.get("realm").ok_or_else(|| {
             Error::Protocol(format!("Bearer challenge without realm: {challenge:?}"))
         })?;
-        let mut req = self.agent.get(realm).query("scope", scope);
+        let mut req = self.agent.get(realm);
+        for s in scope.split_whitespace() {
+            req = req.query("scope", s);
+        }
         if let Some(service) = params.get("service") {
             req = req.query("service", service);
         }
@@ -334,7 +454,7 @@ impl Client {
             Ok(resp) => resp,
             Err(ureq::Error::Status(code, _)) => {
                 return Err(Error::Unauthorized {
-                    registry: r.registry.clone(),
+                    registry: registry.to_string(),
                     status: code,
                 });
             }
@@ -359,6 +479,42 @@ impl Client {
             .or(t.access_token)
             .ok_or_else(|| Error::Protocol(format!("token response from {realm} has no token")))?;
         Ok(format!("Bearer {token}"))
+    }
+
+    /// Check that the registry accepts this client's credentials for it: `GET /v2/`, answering
+    /// the challenge (a token for no scope, or Basic). `registry` is a host\[:port\] or a
+    /// config.json key (`https://index.docker.io/v1/` is Docker Hub). A registry that asks for
+    /// no authentication is accepted as it is.
+    pub fn check_login(&self, registry: &str) -> Result<()> {
+        let registry = crate::credentials::normalize_registry(registry);
+        if registry.is_empty()
+            || !registry
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
+        {
+            return Err(Error::BadRequest(format!(
+                "{registry:?} is not a registry host[:port]"
+            )));
+        }
+        let api_host = if registry == crate::reference::DOCKER_HUB {
+            "registry-1.docker.io"
+        } else {
+            &registry
+        };
+        let url = format!("{}/v2/", self.origin(&registry, api_host));
+        let auth = Auth {
+            registry: &registry,
+            scope: String::new(),
+        };
+        // A login is a fresh check, never a cached answer.
+        if let Ok(mut t) = self.tokens.lock() {
+            t.remove(&(registry.clone(), String::new()));
+        }
+        let resp = self.send(&auth, "GET", &url, &[], &Body::Empty)?;
+        if resp.status() >= 300 {
+            return Err(status_error(&format!("login to {registry}"), resp));
+        }
+        Ok(())
     }
 
     /// Fetch the manifest `r` names; an index is resolved to the manifest for `platform`.
