@@ -14,6 +14,9 @@ use clap::{Parser, Subcommand};
 #[derive(Parser, Debug)]
 #[command(name = "berth", version, about, long_about = None)]
 struct Cli {
+    /// Where images and containers are kept [env: BERTH_DATA_ROOT] [default: /var/lib/berth].
+    #[arg(long = "data-root", global = true, value_name = "DIR")]
+    data_root: Option<std::path::PathBuf>,
     #[command(subcommand)]
     command: Command,
 }
@@ -27,6 +30,10 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Pull an image from a registry.
+    Pull(cmd::image::PullArgs),
+    /// List images.
+    Images(cmd::image::ImagesArgs),
 }
 
 fn main() -> ExitCode {
@@ -40,12 +47,32 @@ fn main() -> ExitCode {
         args[0] = argv0.into();
         return cmd::runtime::main(args);
     }
+    // The runtime's path does not build the engine's command tree: a runtime call is short-
+    // lived and its memory is a goal, so it touches as little code as possible (ARCHITECTURE.md,
+    // "Code layout").
+    if args.get(1).is_some_and(|a| a == "runtime") {
+        let mut full = vec![std::ffi::OsString::from("berth runtime")];
+        full.extend(args.drain(2..));
+        return cmd::runtime::main(full);
+    }
     let cli = Cli::parse_from(args);
     match cli.command {
         Command::Runtime { args } => {
             let mut full = vec![std::ffi::OsString::from("berth runtime")];
             full.extend(args);
             cmd::runtime::main(full)
+        }
+        command => {
+            let root = cmd::image::data_root(cli.data_root);
+            let result = match command {
+                Command::Pull(a) => cmd::image::pull(&root, &a),
+                Command::Images(a) => cmd::image::images(&root, &a),
+                Command::Runtime { .. } => unreachable!("handled above"),
+            };
+            result.unwrap_or_else(|e| {
+                eprintln!("berth: {e:#}");
+                ExitCode::FAILURE
+            })
         }
     }
 }
