@@ -32,8 +32,14 @@ enum Command {
     },
     /// Pull an image from a registry.
     Pull(cmd::image::PullArgs),
+    /// Push an image to a registry.
+    Push(cmd::image::PushArgs),
     /// List images.
     Images(cmd::image::ImagesArgs),
+    /// Log in to a registry (credentials stored like Docker's, in ~/.docker/config.json).
+    Login(cmd::image::LoginArgs),
+    /// Log out of a registry.
+    Logout(cmd::image::LogoutArgs),
 }
 
 fn main() -> ExitCode {
@@ -67,6 +73,9 @@ fn main() -> ExitCode {
             let result = match command {
                 Command::Pull(a) => cmd::image::pull(&root, &a),
                 Command::Images(a) => cmd::image::images(&root, &a),
+                Command::Push(a) => cmd::image::push(&root, &a),
+                Command::Login(a) => cmd::image::login(&a),
+                Command::Logout(a) => cmd::image::logout(&a),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {

@@ -3,10 +3,43 @@
 use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
-use anyhow::{Context, Result};
+use std::io::Read;
+
+use anyhow::{Context, Result, bail};
 use berth_image::ImageStore;
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{
+    Client, Credentials, CredentialsFile, Options, Platform, PushEvent, PushImage, Reference,
+};
 use clap::Args;
+
+use super::progress::Progress;
+
+/// Options every registry command takes.
+#[derive(Args, Debug, Clone, Default)]
+pub struct RegistryArgs {
+    /// Speak plain HTTP to this registry (localhost and 127.0.0.0/8 always may); repeatable.
+    #[arg(long = "insecure-registry", value_name = "HOST[:PORT]")]
+    pub insecure: Vec<String>,
+}
+
+/// Docker's credentials file: `$DOCKER_CONFIG/config.json`, else `~/.docker/config.json`.
+fn credentials_path() -> Result<PathBuf> {
+    berth_registry::credentials::default_path()
+        .context("cannot tell where the credentials file is: set DOCKER_CONFIG or HOME")
+}
+
+/// A registry client with the stored credentials.
+fn client(reg: &RegistryArgs) -> Result<Client> {
+    let path = credentials_path()?;
+    let credentials = CredentialsFile::load(&path)
+        .and_then(|f| f.all())
+        .with_context(|| format!("reading credentials from {}", path.display()))?;
+    Ok(Client::new(Options {
+        insecure: reg.insecure.clone(),
+        credentials,
+        chunk_size: None,
+    }))
+}
 
 /// `berth pull`.
 #[derive(Args, Debug)]
@@ -19,6 +52,45 @@ pub struct PullArgs {
     /// Print only the image ID.
     #[arg(short, long)]
     pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `berth push`.
+#[derive(Args, Debug)]
+pub struct PushArgs {
+    /// The image to push, by the name it is to have in the registry: `HOST[:PORT]/NAME[:TAG]`.
+    pub reference: String,
+    /// Print only the pushed manifest's digest.
+    #[arg(short, long)]
+    pub quiet: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `berth login`.
+#[derive(Args, Debug)]
+pub struct LoginArgs {
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
+    /// User name.
+    #[arg(short, long)]
+    pub username: Option<String>,
+    /// Password (prefer --password-stdin: a command line is visible to other users).
+    #[arg(short, long)]
+    pub password: Option<String>,
+    /// Read the password from standard input.
+    #[arg(long = "password-stdin")]
+    pub password_stdin: bool,
+    #[command(flatten)]
+    pub registry: RegistryArgs,
+}
+
+/// `berth logout`.
+#[derive(Args, Debug)]
+pub struct LogoutArgs {
+    /// The registry (default: Docker Hub).
+    pub server: Option<String>,
 }
 
 /// `berth images`.
@@ -48,7 +120,7 @@ pub fn pull(data_root: &Path, a: &PullArgs) -> Result<ExitCode> {
         None => Platform::host(),
     };
     let store = open(data_root)?;
-    let client = Client::new(Options::default());
+    let client = client(&a.registry)?;
     let img = store
         .pull(&client, &r, &platform)
         .with_context(|| format!("pulling {r}"))?;
@@ -112,4 +184,121 @@ pub fn images(data_root: &Path, a: &ImagesArgs) -> Result<ExitCode> {
 pub fn data_root(flag: Option<PathBuf>) -> PathBuf {
     flag.or_else(|| std::env::var_os("BERTH_DATA_ROOT").map(PathBuf::from))
         .unwrap_or_else(|| PathBuf::from("/var/lib/berth"))
+}
+
+/// Run `push`.
+pub fn push(data_root: &Path, a: &PushArgs) -> Result<ExitCode> {
+    let r = Reference::parse(&a.reference)?;
+    let store = open(data_root)?;
+    let img = store
+        .lookup(&a.reference)?
+        .with_context(|| format!("No such image: {}", a.reference))?;
+    let manifest_digest = berth_store::Digest::parse(&img.manifest)?;
+    let bytes = std::fs::read(store.blobs().path(&manifest_digest))
+        .with_context(|| format!("reading the manifest of {}", a.reference))?;
+    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
+        .ok()
+        .and_then(|v| {
+            v.get("mediaType")
+                .and_then(|m| m.as_str())
+                .map(str::to_string)
+        })
+        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
+    let mut image = PushImage::from_manifest(bytes, &media_type)?;
+    // Other repositories of the same registry this image came from or went to may lend blobs.
+    image.mount_from = img
+        .repo_tags
+        .iter()
+        .filter_map(|t| Reference::parse(t).ok())
+        .filter(|o| o.registry == r.registry && o.repository != r.repository)
+        .map(|o| o.repository)
+        .collect();
+    let progress = Progress::new(a.quiet);
+    progress.line(&format!(
+        "The push refers to repository [{}/{}]",
+        r.registry, r.repository
+    ));
+    let client = client(&a.registry)?;
+    let on_event = |e: PushEvent| match e {
+        PushEvent::Exists { digest } => progress.done(&digest.to_string(), "Layer already exists"),
+        PushEvent::Mounted { digest, from } => {
+            progress.done(&digest.to_string(), &format!("Mounted from {from}"))
+        }
+        PushEvent::Progress {
+            digest,
+            sent,
+            total,
+        } => progress.update(&digest.to_string(), "Pushing", sent, total),
+        PushEvent::Pushed { digest, .. } => progress.done(&digest.to_string(), "Pushed"),
+        PushEvent::ManifestPushed { .. } => {}
+    };
+    let pushed = client
+        .push(&r, &image, store.blobs(), &on_event)
+        .with_context(|| format!("pushing {r}"))?;
+    if a.quiet {
+        println!("{}", pushed.digest);
+    } else {
+        let tag = r.tag_or_latest().unwrap_or("latest");
+        println!("{tag}: digest: {} size: {}", pushed.digest, pushed.size);
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// The registry a login/logout names: Docker Hub when none.
+fn server(s: Option<&str>) -> String {
+    match s {
+        None => "docker.io".to_string(),
+        Some(s) => berth_registry::credentials::normalize_registry(s),
+    }
+}
+
+/// Run `login`: check the credentials with the registry, then store them.
+pub fn login(a: &LoginArgs) -> Result<ExitCode> {
+    let registry = server(a.server.as_deref());
+    let Some(username) = a.username.clone() else {
+        bail!("a user name is needed: --username");
+    };
+    let password = match (&a.password, a.password_stdin) {
+        (Some(_), true) => bail!("--password and --password-stdin are mutually exclusive"),
+        (Some(p), false) => p.clone(),
+        (None, true) => {
+            let mut s = String::new();
+            std::io::stdin()
+                .read_to_string(&mut s)
+                .context("reading the password from standard input")?;
+            s.trim_end_matches(['\n', '\r']).to_string()
+        }
+        (None, false) => bail!("a password is needed: --password-stdin (or --password)"),
+    };
+    if password.is_empty() {
+        bail!("the password is empty");
+    }
+    let creds = Credentials { username, password };
+    let mut opts = Options {
+        insecure: a.registry.insecure.clone(),
+        ..Options::default()
+    };
+    opts.credentials.insert(registry.clone(), creds.clone());
+    Client::new(opts)
+        .check_login(&registry)
+        .with_context(|| format!("logging in to {registry}"))?;
+    let path = credentials_path()?;
+    berth_registry::credentials::store(&path, &registry, &creds)
+        .with_context(|| format!("storing credentials in {}", path.display()))?;
+    println!("Login Succeeded");
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `logout`.
+pub fn logout(a: &LogoutArgs) -> Result<ExitCode> {
+    let registry = server(a.server.as_deref());
+    let path = credentials_path()?;
+    let removed = berth_registry::credentials::erase(&path, &registry)
+        .with_context(|| format!("updating {}", path.display()))?;
+    if removed {
+        println!("Removing login credentials for {registry}");
+    } else {
+        println!("Not logged in to {registry}");
+    }
+    Ok(ExitCode::SUCCESS)
 }

@@ -1,4 +1,5 @@
 //! One module per command group.
 
 pub mod image;
+pub mod progress;
 pub mod runtime;
