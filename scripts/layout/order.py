@@ -32,17 +32,24 @@ def symbols(obj, demangle):
             rows.append((None, None))
     return rows
 
-profiled, rest = [], []
+found, rest = {}, []
 for obj in sys.argv[2:]:
     for (kind, mangled), (_, name) in zip(symbols(obj, False), symbols(obj, True)):
         if kind not in ("t", "T", "w", "W") or COLD.search(mangled):
             continue
         if name in hot_names:
-            profiled.append((hot_names[name], mangled))
+            found.setdefault(name, []).append(mangled)
         else:
             rest.append(mangled)
-profiled.sort()
-for _, m in profiled:
-    print(m)
+# The profiled functions, in the profile's order. Those not in rustc's objects are C (glibc,
+# libseccomp, from archives): their names are not mangled, and lld finds them by name, so the
+# C code the runtime runs joins the compact region instead of trailing after the engine's.
+C_NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.]*$")
+for name in sorted(hot_names, key=hot_names.get):
+    if name in found:
+        for m in found[name]:
+            print(m)
+    elif C_NAME.match(name):
+        print(name)
 for m in rest:
     print(m)
