@@ -7,14 +7,49 @@
 //! - `layers/sha256-<hex>/` — one unpacked layer per diff ID; a layer is unpacked into
 //!   `layers/.tmp-*` and renamed into place only once its diff ID is verified, so a layer
 //!   directory is always complete;
-//! - `metadata.redb` — images by ID (the config digest) and tags.
+//! - `metadata.redb` — images by ID (the config digest), tags, cached layer sizes and the time
+//!   each image was last tagged;
+//! - `tmp/` — scratch files of loads and saves (emptied when the store opens);
+//! - `lock` — the store lock (see below).
 //!
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
+//!
+//! Names: [`ImageStore::lookup`] takes a tag in any form a reference accepts (`busybox`,
+//! `docker.io/library/busybox:latest`), `repo@sha256:<manifest digest>`, a full image ID
+//! (`sha256:<hex>` or the bare hex) or an unambiguous prefix of one (at least
+//! [`MIN_SHORT_ID`] hex digits, with or without `sha256:`), as Docker does.
+//!
+//! Removing an image ([`ImageStore::remove`], [`ImageStore::untag`]) only changes the
+//! database; blobs and unpacked layers nobody refers to any more are deleted by the garbage
+//! collector ([`ImageStore::gc`], run by [`ImageStore::prune`]).
+//!
+//! # Locking
+//!
+//! Adding content and collecting garbage must not overlap: the collector deletes every blob
+//! and layer no recorded image refers to, and the blobs of an image being pulled or loaded
+//! are in the store before the image is recorded. So everything that adds content holds the
+//! store lock *shared* from before its first blob is written until the image is recorded
+//! (`lock_shared`: load and import here; pull should do the same around `Client::pull` and
+//! `add_image`), and the garbage collector holds it *exclusive* (`lock_exclusive`). The lock is
+//! an flock on `<root>/lock`, taken on a fresh open file each time, so it excludes threads of
+//! one process as well as processes. Shared holders never wait for each other, so taking it
+//! shared again while holding it shared (e.g. `add_image` inside a load) is fine; nothing but
+//! the collector may take it exclusive (a shared holder asking for it exclusive would wait
+//! for itself forever).
 
+pub mod archive;
 pub mod config;
+mod import;
+pub mod inspect;
+pub mod manage;
 mod pull;
 pub mod rootfs;
+mod util;
 
+pub use inspect::HistoryEntry;
+pub use manage::{DiskUsage, GcReport, ImageUsage, PruneReport, Removed};
+
+use std::fs::File;
 use std::path::{Path, PathBuf};
 
 use berth_registry::Reference;
@@ -26,6 +61,14 @@ use serde::{Deserialize, Serialize};
 const IMAGES: TableDefinition<&str, &[u8]> = TableDefinition::new("images");
 /// Image ID by tag (the reference's full form, `registry/repo:tag`).
 const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
+/// Bytes on disk of each unpacked layer directory, by diff ID (a cache: layer directories never
+/// change once in place; dropped by the garbage collector with the directory).
+const LAYER_SIZES: TableDefinition<&str, u64> = TableDefinition::new("layer_sizes");
+/// When an image was last tagged here (tag, load, import), RFC 3339, by image ID.
+const TAG_TIMES: TableDefinition<&str, &str> = TableDefinition::new("tag_times");
+
+/// The fewest hex digits a short image ID may have.
+pub const MIN_SHORT_ID: usize = 4;
 
 /// What can go wrong in the image store.
 #[derive(Debug, thiserror::Error)]
@@ -66,6 +109,50 @@ pub enum Error {
     /// The metadata database failed.
     #[error("image metadata database: {0}")]
     Db(String),
+    /// No image has this name or ID.
+    #[error("No such image: {0}")]
+    NoSuchImage(String),
+    /// A short ID matches more than one image.
+    #[error("short image ID {prefix:?} is ambiguous: it matches {count} images; give more digits")]
+    AmbiguousId {
+        /// The prefix given.
+        prefix: String,
+        /// How many images it matches.
+        count: usize,
+    },
+    /// A name that is not a valid image reference.
+    #[error(transparent)]
+    Reference(#[from] berth_registry::ReferenceError),
+    /// Deleting the image by ID would drop several tags: needs `force`.
+    #[error(
+        "conflict: unable to delete {id} (must be forced) - image is referenced in multiple repositories ({tags})"
+    )]
+    Conflict {
+        /// The image's short ID.
+        id: String,
+        /// Its tags.
+        tags: String,
+    },
+    /// An argument that cannot be used.
+    #[error("{0}")]
+    Invalid(String),
+    /// An image archive that is not what it must be (missing blobs, bad JSON, no images).
+    #[error("invalid image archive: {0}")]
+    BadArchive(String),
+    /// Reading an archive failed (truncated or corrupt data included).
+    #[error("reading the archive: {0}")]
+    ArchiveRead(#[source] std::io::Error),
+    /// Writing an archive failed.
+    #[error("writing the archive: {0}")]
+    ArchiveWrite(#[source] std::io::Error),
+    /// An import `--change` that cannot be applied.
+    #[error("invalid change {change:?}: {why}")]
+    InvalidChange {
+        /// The change as given.
+        change: String,
+        /// What is wrong.
+        why: String,
+    },
     /// A file operation failed.
     #[error("{op} {path}: {source}")]
     Io {
@@ -101,6 +188,11 @@ pub struct ImageRecord {
     pub size: u64,
 }
 
+/// An flock on the store's lock file, released when dropped (see the crate docs, "Locking").
+pub(crate) struct StoreLock {
+    _file: File,
+}
+
 /// The image store at a data root.
 pub struct ImageStore {
     pub(crate) root: PathBuf,
@@ -119,14 +211,20 @@ pub(crate) struct ConfigHead {
 }
 
 impl ImageStore {
-    /// Open (creating) the store under `root`.
+    /// Open (creating) the store under `root`. Only one `ImageStore` may have a root open at a
+    /// time (the database is locked: a second open, in this process or another, fails), and
+    /// scratch files of interrupted work are only cleared once that lock is held.
     pub fn open(root: &Path) -> Result<ImageStore> {
         let layers = root.join("layers");
-        std::fs::create_dir_all(&layers).map_err(|source| Error::Io {
-            op: "creating",
-            path: layers.clone(),
-            source,
-        })?;
+        let tmp = root.join("tmp");
+        for dir in [&layers, &tmp] {
+            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
+                op: "creating",
+                path: dir.to_path_buf(),
+                source,
+            })?;
+        }
+        let db = redb::Database::create(root.join("metadata.redb")).map_err(db_err)?;
         // Unpacks that were interrupted.
         if let Ok(rd) = std::fs::read_dir(&layers) {
             for e in rd.flatten() {
@@ -135,17 +233,65 @@ impl ImageStore {
                 }
             }
         }
+        // Scratch files of loads and saves that were interrupted.
+        if let Ok(rd) = std::fs::read_dir(&tmp) {
+            for e in rd.flatten() {
+                let _ = std::fs::remove_file(e.path());
+            }
+        }
         let blobs = BlobStore::open(&root.join("content"))?;
-        let db = redb::Database::create(root.join("metadata.redb")).map_err(db_err)?;
         let txn = db.begin_write().map_err(db_err)?;
         txn.open_table(IMAGES).map_err(db_err)?;
         txn.open_table(TAGS).map_err(db_err)?;
+        txn.open_table(LAYER_SIZES).map_err(db_err)?;
+        txn.open_table(TAG_TIMES).map_err(db_err)?;
         txn.commit().map_err(db_err)?;
         Ok(ImageStore {
             root: root.to_path_buf(),
             blobs,
             db,
         })
+    }
+
+    /// Take the store lock shared: held by whatever adds content (pull, load, import) from
+    /// before its first blob is written until the image is recorded, so the garbage collector
+    /// cannot delete those blobs in between. See the crate docs, "Locking".
+    pub(crate) fn lock_shared(&self) -> Result<StoreLock> {
+        self.lock(rustix::fs::FlockOperation::LockShared)
+    }
+
+    /// Take the store lock exclusive: the garbage collector only. Never call this while holding
+    /// the lock shared on the same thread (it would wait for itself).
+    pub(crate) fn lock_exclusive(&self) -> Result<StoreLock> {
+        self.lock(rustix::fs::FlockOperation::LockExclusive)
+    }
+
+    fn lock(&self, op: rustix::fs::FlockOperation) -> Result<StoreLock> {
+        let path = self.root.join("lock");
+        let io = |op, source| Error::Io {
+            op,
+            path: path.clone(),
+            source,
+        };
+        let file = std::fs::OpenOptions::new()
+            .read(true)
+            .write(true)
+            .create(true)
+            .truncate(false)
+            .open(&path)
+            .map_err(|e| io("opening", e))?;
+        loop {
+            match rustix::fs::flock(&file, op) {
+                Ok(()) => return Ok(StoreLock { _file: file }),
+                Err(rustix::io::Errno::INTR) => continue,
+                Err(e) => return Err(io("locking", e.into())),
+            }
+        }
+    }
+
+    /// The scratch directory (same file system as the content store).
+    pub(crate) fn tmp_dir(&self) -> PathBuf {
+        self.root.join("tmp")
     }
 
     /// The content store.
@@ -158,49 +304,27 @@ impl ImageStore {
         berth_layer::layer_dir(&self.root.join("layers"), diff_id)
     }
 
-    /// Store the record, moving `tag` to it.
+    /// Store the record (keeping the tags of an image already recorded), moving `tag` (full
+    /// form) to it.
     pub(crate) fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
         let txn = self.db.begin_write().map_err(db_err)?;
-        {
+        let stored = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
-            if let Some(existing) = images.get(record.id.as_str()).map_err(db_err)? {
-                let old: ImageRecord = serde_json::from_slice(existing.value()).map_err(db_err)?;
+            if let Some(old) = get_record(&images, &record.id)? {
                 record.repo_tags = old.repo_tags;
-            }
-            if let Some(tag) = tag {
-                // The tag leaves the image it pointed at before.
-                let previous = tags
-                    .get(tag)
-                    .map_err(db_err)?
-                    .map(|v| v.value().to_string());
-                if let Some(prev) = previous.filter(|p| *p != record.id) {
-                    let prev_json = images
-                        .get(prev.as_str())
-                        .map_err(db_err)?
-                        .map(|v| v.value().to_vec());
-                    if let Some(bytes) = prev_json {
-                        let mut old: ImageRecord =
-                            serde_json::from_slice(&bytes).map_err(db_err)?;
-                        old.repo_tags.retain(|t| t != tag);
-                        let json = serde_json::to_vec(&old).map_err(db_err)?;
-                        images
-                            .insert(prev.as_str(), json.as_slice())
-                            .map_err(db_err)?;
-                    }
-                }
-                tags.insert(tag, record.id.as_str()).map_err(db_err)?;
-                if !record.repo_tags.iter().any(|t| t == tag) {
-                    record.repo_tags.push(tag.to_string());
-                }
             }
             let json = serde_json::to_vec(&record).map_err(db_err)?;
             images
                 .insert(record.id.as_str(), json.as_slice())
                 .map_err(db_err)?;
-        }
+            if let Some(tag) = tag {
+                manage::set_tag(&mut images, &mut tags, &record.id, tag)?;
+            }
+            get_record(&images, &record.id)?.unwrap_or(record)
+        };
         txn.commit().map_err(db_err)?;
-        Ok(record)
+        Ok(stored)
     }
 
     /// Every image.
@@ -215,22 +339,116 @@ impl ImageStore {
         Ok(out)
     }
 
-    /// The image a tag (any form a reference accepts) or an ID names.
+    /// The image a name refers to: a tag (any form a reference accepts), `repo@<manifest
+    /// digest>`, a full image ID or an unambiguous short one (see the crate docs). `None` when
+    /// nothing matches; an ambiguous short ID is an error.
     pub fn lookup(&self, name: &str) -> Result<Option<ImageRecord>> {
         let txn = self.db.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let tags = txn.open_table(TAGS).map_err(db_err)?;
-        let by_tag = match Reference::parse(name) {
-            Ok(r) => tags
-                .get(r.to_string().as_str())
-                .map_err(db_err)?
-                .map(|v| v.value().to_string()),
-            Err(_) => None,
-        };
-        let id = by_tag.unwrap_or_else(|| name.to_string());
-        match images.get(id.as_str()).map_err(db_err)? {
-            Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+        match find_id(&images, &tags, name)? {
+            Some(id) => get_record(&images, &id),
             None => Ok(None),
         }
+    }
+
+    /// As [`ImageStore::lookup`], with a "No such image" error when nothing matches.
+    pub fn get(&self, name: &str) -> Result<ImageRecord> {
+        self.lookup(name)?
+            .ok_or_else(|| Error::NoSuchImage(name.to_string()))
+    }
+
+    /// Read a blob the store holds into memory (manifests and configs).
+    pub(crate) fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+        let d = berth_store::Digest::parse(digest)?;
+        let path = self.blobs.path(&d);
+        std::fs::read(&path).map_err(|source| {
+            if source.kind() == std::io::ErrorKind::NotFound {
+                Error::Store(berth_store::Error::NotFound(d))
+            } else {
+                Error::Io {
+                    op: "reading",
+                    path,
+                    source,
+                }
+            }
+        })
+    }
+}
+
+/// The record of image `id`, if any.
+pub(crate) fn get_record(
+    images: &impl ReadableTable<&'static str, &'static [u8]>,
+    id: &str,
+) -> Result<Option<ImageRecord>> {
+    match images.get(id).map_err(db_err)? {
+        Some(v) => Ok(Some(serde_json::from_slice(v.value()).map_err(db_err)?)),
+        None => Ok(None),
+    }
+}
+
+/// The lowercase hex digits of a (short or full) image ID given as `sha256:<hex>` or `<hex>`,
+/// if that is what `name` is.
+fn id_hex(name: &str) -> Option<&str> {
+    let hex = name.strip_prefix("sha256:").unwrap_or(name);
+    (hex.len() >= MIN_SHORT_ID
+        && hex.len() <= 64
+        && hex
+            .bytes()
+            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b)))
+    .then_some(hex)
+}
+
+/// The ID of the image `name` refers to (see [`ImageStore::lookup`]).
+pub(crate) fn find_id(
+    images: &impl ReadableTable<&'static str, &'static [u8]>,
+    tags: &impl ReadableTable<&'static str, &'static str>,
+    name: &str,
+) -> Result<Option<String>> {
+    if let Ok(r) = Reference::parse(name) {
+        if let Some(digest) = &r.digest {
+            // repo@digest: the image with that manifest, preferably one tagged in that repo.
+            let digest = digest.to_string();
+            let mut found: Option<String> = None;
+            for row in images.iter().map_err(db_err)? {
+                let (_, v) = row.map_err(db_err)?;
+                let rec: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+                if rec.manifest != digest {
+                    continue;
+                }
+                let same_repo = rec.repo_tags.iter().any(|t| {
+                    Reference::parse(t)
+                        .is_ok_and(|t| t.registry == r.registry && t.repository == r.repository)
+                });
+                if same_repo {
+                    return Ok(Some(rec.id));
+                }
+                found.get_or_insert(rec.id);
+            }
+            return Ok(found);
+        }
+        if let Some(id) = tags.get(r.to_string().as_str()).map_err(db_err)? {
+            return Ok(Some(id.value().to_string()));
+        }
+    }
+    let Some(hex) = id_hex(name) else {
+        return Ok(None);
+    };
+    let start = format!("sha256:{hex}");
+    let mut matches = Vec::new();
+    for row in images.range(start.as_str()..).map_err(db_err)? {
+        let (k, _) = row.map_err(db_err)?;
+        if !k.value().starts_with(&start) {
+            break;
+        }
+        matches.push(k.value().to_string());
+    }
+    match matches.len() {
+        0 => Ok(None),
+        1 => Ok(matches.pop()),
+        count => Err(Error::AmbiguousId {
+            prefix: name.to_string(),
+            count,
+        }),
     }
 }
