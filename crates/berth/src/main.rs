@@ -40,6 +40,58 @@ enum Command {
     Login(cmd::image::LoginArgs),
     /// Log out of a registry.
     Logout(cmd::image::LogoutArgs),
+    /// Give an image another name.
+    Tag(cmd::image::TagArgs),
+    /// Remove images (untag; delete when the last tag goes).
+    Rmi(cmd::image::RmiArgs),
+    /// Show the steps an image was made of.
+    History(cmd::image::HistoryArgs),
+    /// Write images to a tar archive (docker-archive and OCI layout in one).
+    Save(cmd::image::SaveArgs),
+    /// Load images from a tar archive (docker-archive or OCI layout, as docker/podman save).
+    Load(cmd::image::LoadArgs),
+    /// Make an image from a root file system tarball.
+    Import(cmd::image::ImportArgs),
+    /// Manage images.
+    #[command(subcommand)]
+    Image(ImageCmd),
+    /// The store as a whole.
+    #[command(subcommand)]
+    System(SystemCmd),
+}
+
+#[derive(Subcommand, Debug)]
+enum ImageCmd {
+    /// List images.
+    #[command(alias = "list")]
+    Ls(cmd::image::ImagesArgs),
+    /// Pull an image from a registry.
+    Pull(cmd::image::PullArgs),
+    /// Push an image to a registry.
+    Push(cmd::image::PushArgs),
+    /// Show images' details (JSON, like `docker image inspect`).
+    Inspect(cmd::image::InspectArgs),
+    /// Show the steps an image was made of.
+    History(cmd::image::HistoryArgs),
+    /// Give an image another name.
+    Tag(cmd::image::TagArgs),
+    /// Remove images.
+    #[command(alias = "remove")]
+    Rm(cmd::image::RmiArgs),
+    /// Remove unused images and the layers only they used.
+    Prune(cmd::image::PruneArgs),
+    /// Write images to a tar archive.
+    Save(cmd::image::SaveArgs),
+    /// Load images from a tar archive.
+    Load(cmd::image::LoadArgs),
+    /// Make an image from a root file system tarball.
+    Import(cmd::image::ImportArgs),
+}
+
+#[derive(Subcommand, Debug)]
+enum SystemCmd {
+    /// Disk usage: per image, shared and unique.
+    Df,
 }
 
 fn main() -> ExitCode {
@@ -76,6 +128,22 @@ fn main() -> ExitCode {
                 Command::Push(a) => cmd::image::push(&root, &a),
                 Command::Login(a) => cmd::image::login(&a),
                 Command::Logout(a) => cmd::image::logout(&a),
+                Command::Tag(a) | Command::Image(ImageCmd::Tag(a)) => cmd::image::tag(&root, &a),
+                Command::Rmi(a) | Command::Image(ImageCmd::Rm(a)) => cmd::image::rmi(&root, &a),
+                Command::History(a) | Command::Image(ImageCmd::History(a)) => {
+                    cmd::image::history(&root, &a)
+                }
+                Command::Save(a) | Command::Image(ImageCmd::Save(a)) => cmd::image::save(&root, &a),
+                Command::Load(a) | Command::Image(ImageCmd::Load(a)) => cmd::image::load(&root, &a),
+                Command::Import(a) | Command::Image(ImageCmd::Import(a)) => {
+                    cmd::image::import(&root, &a)
+                }
+                Command::Image(ImageCmd::Ls(a)) => cmd::image::images(&root, &a),
+                Command::Image(ImageCmd::Pull(a)) => cmd::image::pull(&root, &a),
+                Command::Image(ImageCmd::Push(a)) => cmd::image::push(&root, &a),
+                Command::Image(ImageCmd::Inspect(a)) => cmd::image::inspect(&root, &a),
+                Command::Image(ImageCmd::Prune(a)) => cmd::image::prune(&root, &a),
+                Command::System(SystemCmd::Df) => cmd::image::df(&root),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {

@@ -123,3 +123,121 @@ fn login_stores_credentials_that_pull_then_uses_and_logout_removes() {
     ));
     assert!(err.contains("authentication"), "{err}");
 }
+
+#[test]
+fn tag_push_save_load_import_inspect_history_rmi_prune() {
+    let src = Registry::start();
+    let dst = Registry::start();
+    let digest = push_busybox(&src, "tools/busybox:1");
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cfg) = (tmp.path().join("root"), tmp.path().join("docker"));
+    let name = format!("{}/tools/busybox:1", src.addr);
+    ok(&berth(&root, &cfg, &["pull", "-q", &name]));
+
+    // tag + push to another registry; skopeo reads back the same manifest.
+    let target = format!("{}/mirror/busybox:v1", dst.addr);
+    ok(&berth(&root, &cfg, &["tag", &name, &target]));
+    let out = ok(&berth(&root, &cfg, &["push", &target]));
+    assert!(out.contains(&format!("v1: digest: {digest}")), "{out}");
+    let inspect = Command::new("skopeo")
+        .args([
+            "inspect",
+            "--tls-verify=false",
+            &format!("docker://{target}"),
+        ])
+        .output()
+        .unwrap();
+    let v: serde_json::Value = serde_json::from_slice(&ok(&inspect).into_bytes()).unwrap();
+    assert_eq!(v["Digest"], digest.as_str());
+
+    // inspect and history.
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&berth(&root, &cfg, &["image", "inspect", &target]))).unwrap();
+    assert_eq!(v[0]["RootFS"]["Type"], "layers");
+    assert!(v[0]["RepoTags"].as_array().unwrap().len() == 2, "{v}");
+    let hist = ok(&berth(&root, &cfg, &["history", &target]));
+    assert!(hist.lines().count() >= 2, "{hist}");
+
+    // save → load into a fresh store: same image ID and tags.
+    let archive = tmp.path().join("bb.tar");
+    ok(&berth(
+        &root,
+        &cfg,
+        &["save", "-o", archive.to_str().unwrap(), &target],
+    ));
+    let root2 = tmp.path().join("root2");
+    let out = ok(&berth(
+        &root2,
+        &cfg,
+        &["load", "-i", archive.to_str().unwrap()],
+    ));
+    assert!(out.contains("Loaded image: "), "{out}");
+    let id1 = ok(&berth(
+        &root,
+        &cfg,
+        &["images", "-q", "--no-trunc", &target],
+    ));
+    let id2 = ok(&berth(&root2, &cfg, &["images", "-q", "--no-trunc"]));
+    assert_eq!(id1.lines().next(), id2.lines().next());
+    let err = fail(&berth(
+        &root2,
+        &cfg,
+        &[
+            "load",
+            "-i",
+            tmp.path().join("nothing.tar").to_str().unwrap(),
+        ],
+    ));
+    assert!(err.contains("nothing.tar"), "{err}");
+
+    // import of a root file system tarball.
+    let rootfs = tmp.path().join("rootfs");
+    std::fs::create_dir_all(rootfs.join("etc")).unwrap();
+    std::fs::write(rootfs.join("etc/hello"), "hi\n").unwrap();
+    let tarball = tmp.path().join("rootfs.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(&rootfs)
+            .arg("-cf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let id = ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "import",
+            tarball.to_str().unwrap(),
+            "imported:1",
+            "-c",
+            "CMD [\"/bin/sh\"]",
+        ],
+    ));
+    assert!(id.trim().starts_with("sha256:"), "{id}");
+    assert!(ok(&berth(&root, &cfg, &["images"])).contains("imported"));
+
+    // rmi: untag, then delete with the last tag; prune -a removes the rest and its layers.
+    let out = ok(&berth(&root, &cfg, &["rmi", &target]));
+    assert!(out.contains("Untagged:"), "{out}");
+    let out = ok(&berth(&root, &cfg, &["rmi", "imported:1"]));
+    assert!(out.contains("Deleted: sha256:"), "{out}");
+    let err = fail(&berth(&root, &cfg, &["rmi", "imported:1"]));
+    assert!(
+        err.contains("No such image") || err.contains("no such image"),
+        "{err}"
+    );
+    let out = ok(&berth(&root, &cfg, &["image", "prune", "-a", "-f"]));
+    assert!(out.contains("Total reclaimed space"), "{out}");
+    assert_eq!(ok(&berth(&root, &cfg, &["images", "-q"])).trim(), "");
+    let layers = std::fs::read_dir(root.join("layers"))
+        .unwrap()
+        .filter_map(|e| e.ok())
+        .filter(|e| !e.file_name().to_string_lossy().starts_with('.'))
+        .count();
+    assert_eq!(layers, 0, "prune removed the unused layers");
+    ok(&berth(&root, &cfg, &["system", "df"]));
+}

@@ -302,3 +302,348 @@ pub fn logout(a: &LogoutArgs) -> Result<ExitCode> {
     }
     Ok(ExitCode::SUCCESS)
 }
+
+/// `berth tag`.
+#[derive(Args, Debug)]
+pub struct TagArgs {
+    /// The image: a name or an ID.
+    pub source: String,
+    /// The new name: `[HOST[:PORT]/]NAME[:TAG]`.
+    pub target: String,
+}
+
+/// Run `tag`.
+pub fn tag(data_root: &Path, a: &TagArgs) -> Result<ExitCode> {
+    open(data_root)?
+        .tag(&a.source, &a.target)
+        .with_context(|| format!("tagging {} as {}", a.source, a.target))?;
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth rmi`.
+#[derive(Args, Debug)]
+pub struct RmiArgs {
+    /// Images: names or IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Remove an image that has several tags, by ID.
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+fn print_removed(removed: &[berth_image::Removed]) {
+    for r in removed {
+        match r {
+            berth_image::Removed::Untagged(t) => println!("Untagged: {}", familiar(t)),
+            berth_image::Removed::Deleted(id) => println!("Deleted: {id}"),
+        }
+    }
+}
+
+fn familiar(tag: &str) -> String {
+    Reference::parse(tag).map_or_else(|_| tag.to_string(), |r| r.familiar())
+}
+
+/// Run `rmi`: every image is tried; the exit status says whether all went.
+pub fn rmi(data_root: &Path, a: &RmiArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let mut failed = false;
+    for name in &a.images {
+        match store.remove(name, a.force) {
+            Ok(removed) => print_removed(&removed),
+            Err(e) => {
+                eprintln!("berth: removing {name}: {e}");
+                failed = true;
+            }
+        }
+    }
+    // What the removals left unreferenced goes now.
+    store.gc().context("collecting unreferenced layers")?;
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `berth image prune`.
+#[derive(Args, Debug)]
+pub struct PruneArgs {
+    /// Remove all unused images, not only untagged ones.
+    #[arg(short, long)]
+    pub all: bool,
+    /// Do not ask (berth never asks; accepted for Docker's command line).
+    #[arg(short, long)]
+    pub force: bool,
+}
+
+/// Run `image prune`.
+pub fn prune(data_root: &Path, a: &PruneArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    // No containers yet, so no image is in use.
+    let report = store.prune(a.all, &|_| false)?;
+    if !report.removed.is_empty() {
+        println!("Deleted Images:");
+        print_removed(&report.removed);
+        println!();
+    }
+    println!("Total reclaimed space: {}", human(report.gc.reclaimed));
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Sizes as Docker prints them: decimal units, four significant digits (`4.266MB`).
+pub fn human(n: u64) -> String {
+    let units = ["B", "kB", "MB", "GB", "TB"];
+    let mut v = n as f64;
+    let mut i = 0;
+    while v >= 1000.0 && i < units.len() - 1 {
+        v /= 1000.0;
+        i += 1;
+    }
+    let decimals = if v >= 100.0 {
+        1
+    } else if v >= 10.0 {
+        2
+    } else {
+        3
+    };
+    let s = format!("{v:.decimals$}");
+    let s = if i == 0 {
+        n.to_string()
+    } else {
+        s.trim_end_matches('0').trim_end_matches('.').to_string()
+    };
+    format!("{s}{}", units[i])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_print_like_docker() {
+        assert_eq!(super::human(0), "0B");
+        assert_eq!(super::human(999), "999B");
+        assert_eq!(super::human(4_266_120), "4.266MB");
+        assert_eq!(super::human(12_500), "12.5kB");
+        assert_eq!(super::human(2_000_000_000), "2GB");
+    }
+}
+
+/// `berth image inspect`.
+#[derive(Args, Debug)]
+pub struct InspectArgs {
+    /// Images: names or IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+}
+
+/// Run `image inspect`: a JSON array like Docker's.
+pub fn inspect(data_root: &Path, a: &InspectArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let mut out = Vec::new();
+    let mut failed = false;
+    for name in &a.images {
+        match store.inspect(name) {
+            Ok(v) => out.push(v),
+            Err(e) => {
+                eprintln!("berth: {e}");
+                failed = true;
+            }
+        }
+    }
+    println!("{}", serde_json::to_string_pretty(&out)?);
+    Ok(if failed {
+        ExitCode::FAILURE
+    } else {
+        ExitCode::SUCCESS
+    })
+}
+
+/// `berth history`.
+#[derive(Args, Debug)]
+pub struct HistoryArgs {
+    /// The image.
+    pub image: String,
+    /// Do not truncate.
+    #[arg(long = "no-trunc")]
+    pub no_trunc: bool,
+    /// Print only IDs.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Run `history`.
+pub fn history(data_root: &Path, a: &HistoryArgs) -> Result<ExitCode> {
+    let entries = open(data_root)?.history(&a.image)?;
+    let id = |s: &str| {
+        if a.no_trunc || s == "<missing>" {
+            s.to_string()
+        } else {
+            short_id(s)
+        }
+    };
+    if a.quiet {
+        for e in &entries {
+            println!("{}", id(&e.id));
+        }
+        return Ok(ExitCode::SUCCESS);
+    }
+    println!(
+        "{:<14} {:<22} {:<50} {:>10}  COMMENT",
+        "IMAGE", "CREATED", "CREATED BY", "SIZE"
+    );
+    for e in &entries {
+        let mut by = e.created_by.replace('\t', " ");
+        if !a.no_trunc && by.chars().count() > 47 {
+            by = by.chars().take(44).collect::<String>() + "…";
+        }
+        println!(
+            "{:<14} {:<22} {:<50} {:>10}  {}",
+            id(&e.id),
+            e.created.as_deref().unwrap_or(""),
+            by,
+            human(e.size),
+            e.comment
+        );
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+fn short_id(id: &str) -> String {
+    let hex = id.trim_start_matches("sha256:");
+    hex[..12.min(hex.len())].to_string()
+}
+
+/// `berth save`.
+#[derive(Args, Debug)]
+pub struct SaveArgs {
+    /// Images: names or IDs.
+    #[arg(required = true)]
+    pub images: Vec<String>,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `save`: a tar that `docker load`, `podman load` and `berth load` all read (docker-archive
+/// entries and an OCI image layout in one).
+pub fn save(data_root: &Path, a: &SaveArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let names: Vec<&str> = a.images.iter().map(String::as_str).collect();
+    match &a.output {
+        Some(path) => {
+            // Into a temporary file beside it, renamed when whole: a failed save leaves no
+            // truncated archive behind.
+            let dir = path
+                .parent()
+                .filter(|p| !p.as_os_str().is_empty())
+                .unwrap_or(Path::new("."));
+            let mut tmp = tempfile::NamedTempFile::new_in(dir)
+                .with_context(|| format!("creating a file in {}", dir.display()))?;
+            store.save(&names, std::io::BufWriter::new(tmp.as_file_mut()))?;
+            tmp.as_file().sync_all()?;
+            tmp.persist(path)
+                .with_context(|| format!("writing {}", path.display()))?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("refusing to write an archive to a terminal: use --output or a redirection");
+            }
+            store.save(&names, std::io::BufWriter::new(std::io::stdout().lock()))?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth load`.
+#[derive(Args, Debug)]
+pub struct LoadArgs {
+    /// Read from this file instead of standard input.
+    #[arg(short, long)]
+    pub input: Option<PathBuf>,
+    /// Print less.
+    #[arg(short, long)]
+    pub quiet: bool,
+}
+
+/// Run `load`.
+pub fn load(data_root: &Path, a: &LoadArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let loaded = match &a.input {
+        Some(p) => {
+            let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
+            store.load(std::io::BufReader::new(f))
+        }
+        None => store.load(std::io::BufReader::new(std::io::stdin().lock())),
+    }
+    .context("loading the archive")?;
+    for img in &loaded {
+        if img.repo_tags.is_empty() {
+            println!("Loaded image ID: {}", img.id);
+        }
+        for t in &img.repo_tags {
+            println!("Loaded image: {}", familiar(t));
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth import`.
+#[derive(Args, Debug)]
+pub struct ImportArgs {
+    /// The root file system tarball (plain, gzip or zstd); `-` for standard input.
+    pub file: String,
+    /// Name the image.
+    pub reference: Option<String>,
+    /// A Dockerfile instruction for the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, …).
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+}
+
+/// Run `import`.
+pub fn import(data_root: &Path, a: &ImportArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let img = if a.file == "-" {
+        store.import(
+            std::io::BufReader::new(std::io::stdin().lock()),
+            a.reference.as_deref(),
+            &a.changes,
+        )
+    } else {
+        let f = std::fs::File::open(&a.file).with_context(|| format!("opening {}", a.file))?;
+        store.import(
+            std::io::BufReader::new(f),
+            a.reference.as_deref(),
+            &a.changes,
+        )
+    }
+    .with_context(|| format!("importing {}", a.file))?;
+    println!("{}", img.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth system df`.
+pub fn df(data_root: &Path) -> Result<ExitCode> {
+    let du = open(data_root)?.disk_usage()?;
+    println!(
+        "{:<40} {:<14} {:>12} {:>12} {:>12}",
+        "REPOSITORY:TAG", "IMAGE ID", "SIZE", "SHARED", "UNIQUE"
+    );
+    for i in &du.images {
+        let name = i
+            .repo_tags
+            .first()
+            .map_or("<none>".to_string(), |t| familiar(t));
+        println!(
+            "{:<40} {:<14} {:>12} {:>12} {:>12}",
+            name,
+            short_id(&i.id),
+            human(i.size),
+            human(i.shared_size),
+            human(i.unique_size)
+        );
+    }
+    println!();
+    println!("Layers (each counted once): {}", human(du.layers_size));
+    println!("Content (compressed blobs): {}", human(du.content_size));
+    Ok(ExitCode::SUCCESS)
+}
