@@ -72,6 +72,21 @@ pub struct ImageConfig {
     /// e.g. "linux".
     #[serde(default)]
     pub os: String,
+    /// e.g. "v8" for arm64.
+    #[serde(default)]
+    pub variant: Option<String>,
+    /// The operating system's version (Windows images).
+    #[serde(rename = "os.version", default)]
+    pub os_version: Option<String>,
+    /// Operating system features the image needs (Windows images).
+    #[serde(rename = "os.features", default)]
+    pub os_features: Option<Vec<String>>,
+    /// Who made the image.
+    #[serde(default)]
+    pub author: Option<String>,
+    /// When the image was made (RFC 3339).
+    #[serde(default)]
+    pub created: Option<String>,
 }
 
 /// What a `run` overrides.
@@ -87,6 +102,8 @@ pub struct Overrides {
     pub user: Option<String>,
     /// Replaces the image's WorkingDir.
     pub workdir: Option<String>,
+    /// The container's host name (runtime specs and bundles; `berth` when not given).
+    pub hostname: Option<String>,
 }
 
 /// The process to run.

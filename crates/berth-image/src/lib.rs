@@ -38,6 +38,8 @@
 //! for itself forever).
 
 pub mod archive;
+pub mod bundle;
+pub mod commit;
 pub mod config;
 mod import;
 pub mod inspect;

@@ -14,6 +14,9 @@
 //! path, or a path through a symlink the layer itself planted is refused with a clear error
 //! instead of being written anywhere else. Hard links may only point inside the layer.
 
+pub mod pack;
+pub use pack::{PackError, PackOptions, Packed, pack};
+
 use std::collections::HashSet;
 use std::ffi::OsStr;
 use std::io::{self, BufRead, BufReader, Read};
