@@ -15,7 +15,8 @@
 //! A root filesystem's state lives in its directory `dir`: `rootfs.json` (the serialized
 //! [`Rootfs`]: kind, image, layers, where it is mounted) and, for overlayfs, `upper/` and
 //! `work/`. The root filesystem itself is `dir/merged`, or, in a bundle, the bundle's
-//! `rootfs/` (see [`crate::bundle`]). [`Rootfs::open`] finds one again from its directory;
+//! `rootfs/` (see [`crate::bundle`]). [`Rootfs::open`] finds one again from its directory,
+//! [`Rootfs::remount`] mounts an overlay again whose mount is gone (after a reboot), and
 //! [`Rootfs::remove`] unmounts (overlayfs) and deletes both kinds.
 
 use std::collections::HashMap;
@@ -373,6 +374,27 @@ impl Rootfs {
         for d in [self.upper(), self.work()] {
             std::fs::create_dir(&d).map_err(io_err("creating", &d))?;
         }
+        self.mount_overlay()
+    }
+
+    /// Mount an overlay root filesystem again whose mount is gone (e.g. after a reboot), with
+    /// its upper directory as it was. Nothing to do for a copy or a mounted one.
+    pub fn remount(&self) -> Result<(), RootfsError> {
+        match self.check() {
+            Err(RootfsError::NotMounted(_)) => {}
+            other => return other,
+        }
+        if !self.upper().is_dir() {
+            return Err(RootfsError::NotFound(self.upper()));
+        }
+        // overlayfs wants an empty work directory of its own.
+        let work = self.work();
+        let _ = std::fs::remove_dir_all(&work);
+        std::fs::create_dir(&work).map_err(io_err("creating", &work))?;
+        self.mount_overlay()
+    }
+
+    fn mount_overlay(&self) -> Result<(), RootfsError> {
         // overlayfs lists lower directories top first.
         let lower: Vec<String> = self
             .lower_dirs()

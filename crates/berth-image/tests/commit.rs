@@ -607,12 +607,19 @@ fn bad_input_is_refused_with_typed_errors() {
         Err(RootfsError::NotMounted(_))
     ));
     assert_eq!(diff(&r).unwrap(), [change(ChangeKind::Added, "/x")]);
+    // Mounted again, with the container's changes.
+    r.remount().unwrap();
+    r.remount().unwrap(); // mounted: nothing to do
+    assert_eq!(std::fs::read(r.merged().join("x")).unwrap(), b"x");
+    export(&r, std::io::sink()).unwrap();
+    assert_eq!(mounts_under(t.path()).len(), 1);
     // Removed: everything refuses.
     r.remove().unwrap();
     let e = s
         .commit(&r, &base.id, &CommitOptions::default())
         .unwrap_err();
     assert!(matches!(e, RootfsError::NotFound(_)), "{e}");
+    assert!(matches!(r.remount(), Err(RootfsError::NotFound(_))));
     assert!(matches!(diff(&r), Err(RootfsError::NotFound(_))));
     assert!(matches!(
         Rootfs::open(&r.dir),
