@@ -86,6 +86,14 @@ enum ImageCmd {
     Load(cmd::image::LoadArgs),
     /// Make an image from a root file system tarball.
     Import(cmd::image::ImportArgs),
+    /// Write an OCI runtime bundle of an image (config.json + copy-on-write rootfs), which
+    /// `berth runtime run --bundle DIR` runs.
+    Bundle(cmd::image::BundleArgs),
+    /// Unmount and delete a bundle made by `image bundle`.
+    Unbundle {
+        /// The bundle directory.
+        dir: std::path::PathBuf,
+    },
 }
 
 #[derive(Subcommand, Debug)]
@@ -144,6 +152,8 @@ fn main() -> ExitCode {
                 Command::Image(ImageCmd::Inspect(a)) => cmd::image::inspect(&root, &a),
                 Command::Image(ImageCmd::Prune(a)) => cmd::image::prune(&root, &a),
                 Command::System(SystemCmd::Df) => cmd::image::df(&root),
+                Command::Image(ImageCmd::Bundle(a)) => cmd::image::bundle(&root, &a),
+                Command::Image(ImageCmd::Unbundle { dir }) => cmd::image::unbundle(&dir),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {

@@ -241,3 +241,69 @@ fn tag_push_save_load_import_inspect_history_rmi_prune() {
     assert_eq!(layers, 0, "prune removed the unused layers");
     ok(&berth(&root, &cfg, &["system", "df"]));
 }
+
+#[test]
+fn import_then_bundle_then_run_with_the_runtime() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cfg) = (tmp.path().join("root"), tmp.path().join("docker"));
+    let tarball = tmp.path().join("busybox.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(berth_testkit::busybox_rootfs())
+            .arg("-chf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let name = format!("bb-{}:1", std::process::id());
+    ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "import",
+            tarball.to_str().unwrap(),
+            &name,
+            "-c",
+            "CMD [\"/bin/sh\", \"-c\", \"echo from-image $GREETING\"]",
+            "-c",
+            "ENV GREETING=hello",
+        ],
+    ));
+    let bundle = tmp.path().join("bundle");
+    ok(&berth(
+        &root,
+        &cfg,
+        &["image", "bundle", &name, bundle.to_str().unwrap()],
+    ));
+    assert!(bundle.join("config.json").is_file());
+    let id = format!("bundle-cli-{}", std::process::id());
+    let state = tmp.path().join("state");
+    let out = ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "runtime",
+            "--root",
+            state.to_str().unwrap(),
+            "run",
+            "--bundle",
+            bundle.to_str().unwrap(),
+            &id,
+        ],
+    ));
+    assert_eq!(out.trim(), "from-image hello");
+    ok(&berth(
+        &root,
+        &cfg,
+        &["image", "unbundle", bundle.to_str().unwrap()],
+    ));
+    assert!(!bundle.exists());
+    let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+    assert!(
+        !mounts.contains(tmp.path().to_str().unwrap()),
+        "no mount left"
+    );
+}

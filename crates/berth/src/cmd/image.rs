@@ -647,3 +647,64 @@ pub fn df(data_root: &Path) -> Result<ExitCode> {
     println!("Content (compressed blobs): {}", human(du.content_size));
     Ok(ExitCode::SUCCESS)
 }
+
+/// `berth image bundle`.
+#[derive(Args, Debug)]
+pub struct BundleArgs {
+    /// The image: a name or an ID.
+    pub image: String,
+    /// The bundle directory to make (must not exist).
+    pub dir: PathBuf,
+    /// A plain copy of the layers instead of a copy-on-write overlay mount.
+    #[arg(long)]
+    pub copy: bool,
+    /// Replace the image's entrypoint.
+    #[arg(long)]
+    pub entrypoint: Option<String>,
+    /// Set an environment variable (KEY=value); repeatable.
+    #[arg(short, long = "env")]
+    pub env: Vec<String>,
+    /// Run as this user (name or uid, `[:group]`).
+    #[arg(short, long)]
+    pub user: Option<String>,
+    /// Working directory.
+    #[arg(short, long)]
+    pub workdir: Option<String>,
+    /// Hostname.
+    #[arg(long)]
+    pub hostname: Option<String>,
+    /// Replace the image's command.
+    #[arg(trailing_var_arg = true, allow_hyphen_values = true)]
+    pub command: Vec<String>,
+}
+
+/// Run `image bundle`: an OCI runtime bundle (config.json + rootfs) that `berth runtime run`
+/// runs.
+pub fn bundle(data_root: &Path, a: &BundleArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let overrides = berth_image::config::Overrides {
+        cmd: (!a.command.is_empty()).then(|| a.command.clone()),
+        entrypoint: a.entrypoint.as_ref().map(|e| vec![e.clone()]),
+        env: a.env.clone(),
+        user: a.user.clone(),
+        workdir: a.workdir.clone(),
+        hostname: a.hostname.clone(),
+    };
+    let kind = if a.copy {
+        berth_image::rootfs::RootfsKind::Copy
+    } else {
+        berth_image::rootfs::RootfsKind::Auto
+    };
+    let b = store
+        .bundle(&a.image, &a.dir, kind, &overrides)
+        .with_context(|| format!("making a bundle of {} in {}", a.image, a.dir.display()))?;
+    println!("{}", b.dir.display());
+    Ok(ExitCode::SUCCESS)
+}
+
+/// Run `image unbundle`: unmount and delete a bundle `image bundle` made.
+pub fn unbundle(dir: &Path) -> Result<ExitCode> {
+    berth_image::bundle::unbundle(dir)
+        .with_context(|| format!("removing the bundle {}", dir.display()))?;
+    Ok(ExitCode::SUCCESS)
+}
