@@ -3,28 +3,31 @@
 #
 #   scripts/quickstart.sh
 #
-# Builds and installs /usr/local/bin/berth (plus the link berth-runc), makes an OCI bundle
-# from Debian's busybox-static, and runs it with berth's runtime. Needs no registry.
+# Builds and installs /usr/local/bin/berth (plus the link berth-runc), imports an image from
+# Debian's busybox-static, makes an OCI bundle of it and runs it with berth's runtime. Needs
+# no registry (with one, `berth pull` instead of `berth import`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc >/dev/null
+apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc python3 binutils >/dev/null
 
 install -m 0755 "$(scripts/build-release.sh)" /usr/local/bin/berth
 ln -sf berth /usr/local/bin/berth-runc
 
-bundle=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
-trap 'rm -rf "$bundle"' EXIT
-mkdir -p "$bundle/rootfs/bin" "$bundle/rootfs/etc" "$bundle/rootfs/proc" "$bundle/rootfs/sys" "$bundle/rootfs/dev"
-cp /bin/busybox "$bundle/rootfs/bin/"
-for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$applet"; done
-echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
-
-cd "$bundle"
-berth runtime spec
-# No terminal (works without a tty), and a program that shows it is isolated.
-sed -i -e 's/"terminal": true/"terminal": false/' \
-       -e 's|"sh"$|"sh", "-c", "echo hello from $(hostname), pid $$; ls /"|' config.json
-berth runtime run "quickstart-$$"
+work=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
+export BERTH_DATA_ROOT=$work/data
+trap 'berth image unbundle "$work/bundle" 2>/dev/null; rm -rf "$work"' EXIT
+# An image from a root file system tarball (Debian's busybox-static; no registry needed).
+mkdir -p "$work/rootfs/bin" "$work/rootfs/etc"
+cp /bin/busybox "$work/rootfs/bin/"
+for applet in $(/bin/busybox --list); do [ "$applet" = busybox ] || ln -sf busybox "$work/rootfs/bin/$applet"; done
+echo 'root:x:0:0:root:/root:/bin/sh' > "$work/rootfs/etc/passwd"
+tar -C "$work/rootfs" -cf "$work/busybox.tar" .
+berth import "$work/busybox.tar" quickstart/busybox:1 \
+  -c 'CMD ["sh", "-c", "echo hello from $(hostname), pid $$; ls /"]'
+berth images
+# Run it: an OCI bundle (config.json from the image, a copy-on-write root) and the runtime.
+berth image bundle --hostname quickstart quickstart/busybox:1 "$work/bundle"
+berth runtime run --bundle "$work/bundle" "quickstart-$$"
