@@ -602,6 +602,20 @@ impl Client {
         Ok(digest)
     }
 
+    /// Open blob `digest` of `r`'s repository as a byte stream (authenticated like every
+    /// request; an error status is an error). Nothing is verified here: the caller hashes what
+    /// it reads (e.g. through [`BlobStore::ingest`]) and trusts none of it before the digest
+    /// matches. Read errors are the transport's.
+    pub fn blob_reader(
+        &self,
+        r: &Reference,
+        digest: &Digest,
+    ) -> Result<Box<dyn Read + Send + Sync + 'static>> {
+        let url = format!("{}/blobs/{digest}", self.base(r));
+        let resp = self.get(r, &url, None, &format!("blob {digest}"))?;
+        Ok(resp.into_reader())
+    }
+
     /// Pull the image `r` names (for `platform`) into `store`: manifest, config and layers,
     /// layers several at a time. Returns what was resolved.
     pub fn pull(&self, r: &Reference, platform: &Platform, store: &BlobStore) -> Result<Resolved> {

@@ -7,7 +7,7 @@
 //! write leaves nothing in `blobs/`; leftovers in `ingest/` are removed when the store opens.
 
 use std::fs::{self, File};
-use std::io::{self, Read, Write};
+use std::io::{self, BufWriter, Read, Write};
 use std::path::{Path, PathBuf};
 
 use sha2::{Digest as _, Sha256};
@@ -168,54 +168,39 @@ impl BlobStore {
                 .map(|m| m.len())
                 .unwrap_or(0));
         }
-        let (tmp, mut file) = self.temp_file()?;
-        let result = (|| {
-            let mut hasher = Sha256::new();
-            let mut content = content;
-            let mut buf = vec![0u8; 256 * 1024];
-            let mut n = 0u64;
-            loop {
-                let r = match content.read(&mut buf) {
-                    Ok(0) => break,
-                    Ok(r) => r,
-                    Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
-                    Err(e) => return Err(io_err("reading content for", &tmp)(e)),
-                };
-                hasher.update(&buf[..r]);
-                file.write_all(&buf[..r]).map_err(io_err("writing", &tmp))?;
-                n += r as u64;
-                if size.is_some_and(|s| n > s) {
-                    break; // more than announced: stop reading, report below
-                }
-            }
-            if let Some(s) = size
-                && s != n
-            {
-                return Err(Error::SizeMismatch {
-                    digest: expected.clone(),
-                    expected: s,
-                    actual: n,
-                });
-            }
-            let actual = Digest::from_hasher(hasher);
-            if &actual != expected {
-                return Err(Error::DigestMismatch {
-                    expected: expected.clone(),
-                    actual,
-                });
-            }
-            file.sync_all().map_err(io_err("syncing", &tmp))?;
-            let dest = self.path(expected);
-            fs::rename(&tmp, &dest).map_err(io_err("storing", &dest))?;
-            File::open(&self.blobs)
-                .and_then(|d| d.sync_all())
-                .map_err(io_err("syncing", &self.blobs))?;
-            Ok(n)
-        })();
-        if result.is_err() {
-            let _ = fs::remove_file(&tmp);
+        let mut ingest = self.ingest(expected, size)?;
+        let mut content = content;
+        let mut buf = vec![0u8; 256 * 1024];
+        loop {
+            let r = match content.read(&mut buf) {
+                Ok(0) => break,
+                Ok(r) => r,
+                Err(e) if e.kind() == io::ErrorKind::Interrupted => continue,
+                Err(e) => return Err(io_err("reading content for", &ingest.tmp.path)(e)),
+            };
+            // More than announced: stop reading (the error says so).
+            ingest.write_chunk(&buf[..r])?;
         }
-        result
+        ingest.commit()
+    }
+
+    /// Start writing the blob `expected` (of `size` bytes, if known) as a stream: write its
+    /// bytes into the returned [`Ingest`] (which hashes them on the way), then
+    /// [`Ingest::commit`] checks digest and size, syncs and renames the blob into place. An
+    /// ingest dropped before it is committed removes its temporary file, so a failed write
+    /// leaves nothing.
+    pub fn ingest(&self, expected: &Digest, size: Option<u64>) -> Result<Ingest> {
+        let (path, file) = self.temp_file()?;
+        Ok(Ingest {
+            tmp: TempFile { path },
+            file: BufWriter::with_capacity(INGEST_BUFFER, file),
+            hasher: Sha256::new(),
+            n: 0,
+            expected: expected.clone(),
+            size,
+            dest: self.path(expected),
+            blobs: self.blobs.clone(),
+        })
     }
 
     /// Store bytes held in memory (manifests, configs) under their own digest.
@@ -264,5 +249,237 @@ impl BlobStore {
             .open(&tmp)
             .map_err(io_err("creating", &tmp))?;
         Ok((tmp, f))
+    }
+}
+
+/// Bytes an [`Ingest`] gathers before writing them to its file.
+const INGEST_BUFFER: usize = 256 * 1024;
+
+/// A temporary file in `ingest/`, removed when dropped unless it was renamed away.
+#[derive(Debug)]
+struct TempFile {
+    path: PathBuf,
+}
+
+impl Drop for TempFile {
+    fn drop(&mut self) {
+        if !self.path.as_os_str().is_empty() {
+            let _ = fs::remove_file(&self.path);
+        }
+    }
+}
+
+/// A blob being written: bytes go into a temporary file under `ingest/` and through sha256.
+/// Made by [`BlobStore::ingest`]; written through [`Ingest::write_chunk`] or [`Write`];
+/// finished by [`Ingest::verify`] (then [`Verified::commit`]) or [`Ingest::commit`]. Dropped
+/// unfinished, it removes its temporary file.
+#[derive(Debug)]
+pub struct Ingest {
+    tmp: TempFile,
+    file: BufWriter<File>,
+    hasher: Sha256,
+    n: u64,
+    expected: Digest,
+    size: Option<u64>,
+    dest: PathBuf,
+    blobs: PathBuf,
+}
+
+impl Ingest {
+    /// Append `bytes`. More bytes in all than the announced size is a
+    /// [`Error::SizeMismatch`] (the caller should stop there: nothing will be stored).
+    pub fn write_chunk(&mut self, bytes: &[u8]) -> Result<()> {
+        self.n += bytes.len() as u64;
+        if let Some(s) = self.size
+            && self.n > s
+        {
+            return Err(Error::SizeMismatch {
+                digest: self.expected.clone(),
+                expected: s,
+                actual: self.n,
+            });
+        }
+        self.hasher.update(bytes);
+        self.file
+            .write_all(bytes)
+            .map_err(io_err("writing", &self.tmp.path))
+    }
+
+    /// Bytes written so far.
+    pub fn written(&self) -> u64 {
+        self.n
+    }
+
+    /// The digest this blob must have.
+    pub fn expected(&self) -> &Digest {
+        &self.expected
+    }
+
+    /// The digest of what was written so far.
+    pub fn digest_so_far(&self) -> Digest {
+        Digest::from_hasher(self.hasher.clone())
+    }
+
+    /// Check size and digest, and sync the file: the blob is then ready to be put in place by
+    /// [`Verified::commit`] (which is cheap), or dropped.
+    pub fn verify(self) -> Result<Verified> {
+        let Ingest {
+            tmp,
+            file,
+            hasher,
+            n,
+            expected,
+            size,
+            dest,
+            blobs,
+        } = self;
+        if let Some(s) = size
+            && s != n
+        {
+            return Err(Error::SizeMismatch {
+                digest: expected,
+                expected: s,
+                actual: n,
+            });
+        }
+        let actual = Digest::from_hasher(hasher);
+        if actual != expected {
+            return Err(Error::DigestMismatch { expected, actual });
+        }
+        let file = file
+            .into_inner()
+            .map_err(|e| io_err("writing", &tmp.path)(e.into_error()))?;
+        file.sync_all().map_err(io_err("syncing", &tmp.path))?;
+        Ok(Verified {
+            tmp,
+            digest: expected,
+            n,
+            dest,
+            blobs,
+        })
+    }
+
+    /// [`Ingest::verify`] then [`Verified::commit`]: store the blob. Returns its size.
+    pub fn commit(self) -> Result<u64> {
+        self.verify()?.commit()
+    }
+}
+
+impl Write for Ingest {
+    fn write(&mut self, buf: &[u8]) -> io::Result<usize> {
+        self.write_chunk(buf).map_err(io::Error::other)?;
+        Ok(buf.len())
+    }
+
+    fn flush(&mut self) -> io::Result<()> {
+        Ok(())
+    }
+}
+
+/// A blob written whole, checked against its digest and size, and synced, not yet in place.
+/// Dropped uncommitted, its temporary file is removed.
+#[derive(Debug)]
+pub struct Verified {
+    tmp: TempFile,
+    digest: Digest,
+    n: u64,
+    dest: PathBuf,
+    blobs: PathBuf,
+}
+
+impl Verified {
+    /// The blob's digest.
+    pub fn digest(&self) -> &Digest {
+        &self.digest
+    }
+
+    /// Its size in bytes.
+    pub fn size(&self) -> u64 {
+        self.n
+    }
+
+    /// Rename the blob into place (replacing an identical copy another writer may have put
+    /// there meanwhile) and sync the directory. Returns its size.
+    pub fn commit(mut self) -> Result<u64> {
+        fs::rename(&self.tmp.path, &self.dest).map_err(io_err("storing", &self.dest))?;
+        self.tmp.path = PathBuf::new(); // renamed away: nothing to remove
+        File::open(&self.blobs)
+            .and_then(|d| d.sync_all())
+            .map_err(io_err("syncing", &self.blobs))?;
+        Ok(self.n)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn ingest_dir_is_empty(dir: &Path) -> bool {
+        fs::read_dir(dir.join("ingest")).unwrap().count() == 0
+    }
+
+    #[test]
+    fn ingest_streams_verifies_and_commits() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let data: Vec<u8> = (0..700_000u32).map(|i| (i % 251) as u8).collect();
+        let d = Digest::of(&data);
+        let mut ingest = s.ingest(&d, Some(data.len() as u64)).unwrap();
+        for chunk in data.chunks(4097) {
+            ingest.write_all(chunk).unwrap();
+        }
+        assert_eq!(ingest.written(), data.len() as u64);
+        assert_eq!(ingest.digest_so_far(), d);
+        let verified = ingest.verify().unwrap();
+        assert!(!s.contains(&d), "not in place before the commit");
+        assert_eq!(verified.size(), data.len() as u64);
+        verified.commit().unwrap();
+        assert_eq!(fs::read(s.path(&d)).unwrap(), data);
+        assert!(ingest_dir_is_empty(dir.path()));
+    }
+
+    #[test]
+    fn ingest_refuses_bad_content_and_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = BlobStore::open(dir.path()).unwrap();
+        let d = Digest::of(b"right");
+
+        // Wrong bytes: the digest check fails, nothing stored.
+        let mut i = s.ingest(&d, None).unwrap();
+        i.write_chunk(b"wrong").unwrap();
+        assert!(matches!(i.commit(), Err(Error::DigestMismatch { .. })));
+
+        // More than announced: refused as it is written.
+        let mut i = s.ingest(&d, Some(3)).unwrap();
+        assert!(matches!(
+            i.write_chunk(b"right"),
+            Err(Error::SizeMismatch {
+                expected: 3,
+                actual: 5,
+                ..
+            })
+        ));
+        drop(i);
+
+        // Fewer: refused at verification.
+        let mut i = s.ingest(&d, Some(10)).unwrap();
+        i.write_chunk(b"right").unwrap();
+        assert!(matches!(i.verify(), Err(Error::SizeMismatch { .. })));
+
+        // Abandoned half way, and verified but never committed.
+        let mut i = s.ingest(&d, None).unwrap();
+        i.write_chunk(b"ri").unwrap();
+        drop(i);
+        let mut i = s.ingest(&d, None).unwrap();
+        i.write_chunk(b"right").unwrap();
+        drop(i.verify().unwrap());
+
+        assert!(s.list().unwrap().is_empty());
+        assert!(ingest_dir_is_empty(dir.path()));
+        // A retry succeeds.
+        let mut i = s.ingest(&d, Some(5)).unwrap();
+        i.write_chunk(b"right").unwrap();
+        assert_eq!(i.commit().unwrap(), 5);
+        assert!(s.contains(&d));
     }
 }
