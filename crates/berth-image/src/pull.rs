@@ -1,107 +1,257 @@
-//! Pulling an image into the store, and storing an image made here (load, import, commit):
-//! both end in [`ImageStore::add_image`] — every layer blob present and unpacked (verified
-//! against the config's diff IDs), then one database transaction.
+//! Pulling an image into the store, and storing an image made here (load, import, commit).
+//!
+//! A pull resolves the manifest, fetches the config into memory (verified against its
+//! digest), then brings every layer the store lacks in with one streaming job per layer,
+//! several at a time ([`stream`]): download, blob digest, decompression, untar and diff ID in
+//! one pass. Everything is staged first (blobs in `content/ingest/`, trees in
+//! `layers/.tmp-*`) and put in place only when every layer succeeded; then the config, the
+//! manifest last, and the database record. A failure anywhere removes what was staged, so
+//! the store is left as it was and a retry starts afresh.
+//!
+//! Layers already in the store are not fetched again: a layer whose directory and blob are
+//! both present is skipped, a present directory with a missing blob only has its blob
+//! downloaded, and a present blob without its directory is unpacked from the store.
+//!
+//! Durability: blobs are synced one by one as they are verified. Unpacked files are not
+//! synced one by one (thousands of fsyncs); instead the layers' file system is synced once
+//! (`syncfs`) after every layer is unpacked and before any is renamed into place, and the
+//! `layers/` directory after the renames, so a layer directory in place, and the image
+//! record written after it, never stand for data a crash could lose.
+//!
+//! [`ImageStore::add_image`] (load, import, commit) stores an image whose blobs are all in the
+//! content store already: its missing layers are unpacked by the same jobs, from the stored
+//! blobs.
 
+mod pipe;
+mod stream;
+
+use std::collections::{HashMap, HashSet};
+use std::io::Read;
 use std::path::Path;
 
-use berth_registry::{Client, Platform, Reference};
+use berth_registry::{Client, Descriptor, Manifest, Platform, Reference};
 use berth_store::Digest;
 
 use crate::{ConfigHead, Error, ImageRecord, ImageStore, Result};
+use stream::{Ctx, Job, Staged};
+
+/// The largest image config fetched (held in memory until it is stored).
+const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
 impl ImageStore {
-    /// Pull `r` for `platform` and record it under its tag.
+    /// Pull `r` for `platform` and record it under its tag (if `r` has one, or none and no
+    /// digest: `latest`). Layers are downloaded, verified and unpacked as streams, up to four
+    /// at a time; on failure nothing of this pull is left in the store.
     pub fn pull(&self, client: &Client, r: &Reference, platform: &Platform) -> Result<ImageRecord> {
-        let resolved = client.pull(r, platform, &self.blobs)?;
+        // Held until the image is recorded: the garbage collector must not take what is
+        // staged or in place but not yet recorded.
+        let _lock = self.lock_shared()?;
+        let resolved = client.resolve(r, platform)?;
+        let manifest = &resolved.manifest;
+        let config_digest = Digest::parse(&manifest.config.digest)?;
+        let config = self.config_bytes(client, r, &config_digest, &manifest.config)?;
+        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers.len())?;
+        let jobs = self.plan(manifest, &diff_ids, true)?;
+        let layers_dir = self.root.join("layers");
+        let ctx = Ctx {
+            blobs: &self.blobs,
+            layers: &layers_dir,
+            remote: Some((client, r)),
+        };
+        let staged = stream::run(&ctx, &jobs)?;
+        self.commit_staged(staged)?;
+        // The config, then the manifest last: a stored manifest implies its blobs.
+        self.blobs
+            .put(&config_digest, Some(config.len() as u64), &config[..])?;
+        self.blobs.put(
+            &resolved.digest,
+            Some(resolved.bytes.len() as u64),
+            &resolved.bytes[..],
+        )?;
         let tag = r.tag_or_latest().map(|_| r.to_string());
-        self.add_image(&resolved.digest, &resolved.manifest, tag.as_deref())
+        self.record(
+            image_record(&resolved.digest, manifest, &config_digest, &diff_ids),
+            tag.as_deref(),
+        )
     }
 
     /// Record the image whose manifest (digest `manifest_digest`) is `manifest`: its config and
-    /// layer blobs must be in the content store. Unpacks each layer not unpacked yet, checks the
-    /// layers against the config's diff IDs, and records the image under `tag` (full form).
+    /// layer blobs must be in the content store. Unpacks each layer not unpacked yet (several at
+    /// a time), checks the layers against the config's diff IDs, and records the image under
+    /// `tag` (full form).
     pub fn add_image(
         &self,
         manifest_digest: &Digest,
-        manifest: &berth_registry::Manifest,
+        manifest: &Manifest,
         tag: Option<&str>,
     ) -> Result<ImageRecord> {
         let config_digest = Digest::parse(&manifest.config.digest)?;
-        let config_bytes =
-            std::fs::read(self.blobs.path(&config_digest)).map_err(|source| Error::Io {
-                op: "reading",
-                path: self.blobs.path(&config_digest),
-                source,
-            })?;
-        let bad = |why: String| Error::BadConfig {
-            digest: config_digest.to_string(),
-            why,
+        let config = self.read_blob(&manifest.config.digest)?;
+        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers.len())?;
+        let jobs = self.plan(manifest, &diff_ids, false)?;
+        let layers_dir = self.root.join("layers");
+        let ctx = Ctx {
+            blobs: &self.blobs,
+            layers: &layers_dir,
+            remote: None,
         };
-        let head: ConfigHead =
-            serde_json::from_slice(&config_bytes).map_err(|e| bad(e.to_string()))?;
-        let layers = &manifest.layers;
-        if head.rootfs.diff_ids.len() != layers.len() {
-            return Err(bad(format!(
-                "{} diff IDs for {} layers",
-                head.rootfs.diff_ids.len(),
-                layers.len()
-            )));
-        }
-        for (layer, diff_id) in layers.iter().zip(&head.rootfs.diff_ids) {
-            self.unpack_layer(&layer.digest, diff_id)?;
-        }
-        let record = ImageRecord {
-            id: config_digest.to_string(),
-            manifest: manifest_digest.to_string(),
-            repo_tags: Vec::new(),
-            diff_ids: head.rootfs.diff_ids.clone(),
-            size: layers.iter().map(|l| l.size).sum(),
-        };
-        self.record(record, tag)
+        let staged = stream::run(&ctx, &jobs)?;
+        self.commit_staged(staged)?;
+        self.record(
+            image_record(manifest_digest, manifest, &config_digest, &diff_ids),
+            tag,
+        )
     }
 
-    /// Unpack the layer blob `digest` as `diff_id`, unless it is there already.
-    fn unpack_layer(&self, digest: &str, diff_id: &str) -> Result<()> {
-        let dest = self.layer_path(diff_id);
-        if dest.is_dir() {
-            return Ok(());
+    /// The config blob: from the store if it is there, else fetched into memory (at most
+    /// [`MAX_CONFIG`] bytes) and checked against its digest and size.
+    fn config_bytes(
+        &self,
+        client: &Client,
+        r: &Reference,
+        digest: &Digest,
+        desc: &Descriptor,
+    ) -> Result<Vec<u8>> {
+        if self.blobs.contains(digest) {
+            return self.read_blob(&desc.digest);
         }
-        let layer_err = |source| Error::Layer {
-            digest: digest.to_string(),
-            source,
-        };
-        let d = Digest::parse(digest)?;
-        let blob = self.blobs.open_blob(&d)?;
-        static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
-        let tmp = self.root.join("layers").join(format!(
-            ".tmp-{}-{}",
-            std::process::id(),
-            N.fetch_add(1, std::sync::atomic::Ordering::Relaxed)
-        ));
-        let io = |op, path: &Path| {
-            let path = path.to_path_buf();
-            move |source| Error::Io { op, path, source }
-        };
-        std::fs::create_dir(&tmp).map_err(io("creating", &tmp))?;
-        let result = berth_layer::unpack(
-            std::io::BufReader::new(blob),
-            &tmp,
-            berth_layer::Mode::Overlay,
-        )
-        .map_err(layer_err)
-        .and_then(|u| {
-            if u.diff_id != diff_id {
-                return Err(Error::DiffIdMismatch {
-                    digest: digest.to_string(),
-                    expected: diff_id.to_string(),
-                    actual: u.diff_id,
+        if desc.size > MAX_CONFIG {
+            return Err(Error::BadConfig {
+                digest: digest.to_string(),
+                why: format!(
+                    "the manifest says it has {} bytes; berth reads configs of at most {MAX_CONFIG}",
+                    desc.size
+                ),
+            });
+        }
+        let mut bytes = Vec::with_capacity(desc.size as usize);
+        client
+            .blob_reader(r, digest)?
+            .take(desc.size + 1)
+            .read_to_end(&mut bytes)
+            .map_err(|e| {
+                Error::Registry(berth_registry::client::Error::Unreachable {
+                    registry: r.registry.clone(),
+                    why: format!("reading blob {digest}: {e}"),
+                })
+            })?;
+        if bytes.len() as u64 != desc.size {
+            return Err(berth_store::Error::SizeMismatch {
+                digest: digest.clone(),
+                expected: desc.size,
+                actual: bytes.len() as u64,
+            }
+            .into());
+        }
+        let actual = Digest::of(&bytes);
+        if &actual != digest {
+            return Err(berth_store::Error::DigestMismatch {
+                expected: digest.clone(),
+                actual,
+            }
+            .into());
+        }
+        Ok(bytes)
+    }
+
+    /// The jobs for the layers the store lacks (each blob and each diff ID once). With
+    /// `fetch`, missing blobs are downloaded; without, they must be in the store. One blob
+    /// listed twice with two diff IDs is refused (one of them is wrong).
+    fn plan(&self, manifest: &Manifest, diff_ids: &[Digest], fetch: bool) -> Result<Vec<Job>> {
+        let mut jobs = Vec::new();
+        let mut seen_blobs: HashMap<Digest, &Digest> = HashMap::new();
+        let mut seen_layers = HashSet::new();
+        for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
+            let digest = Digest::parse(&layer.digest)?;
+            if let Some(other) = seen_blobs.insert(digest.clone(), diff_id) {
+                if other != diff_id {
+                    return Err(Error::BadConfig {
+                        digest: manifest.config.digest.clone(),
+                        why: format!(
+                            "layer {digest} is listed twice, with diff IDs {other} and {diff_id}"
+                        ),
+                    });
+                }
+                continue;
+            }
+            let need_blob = fetch && !self.blobs.contains(&digest);
+            let need_layer = !self.layer_path(&diff_id.to_string()).is_dir()
+                && seen_layers.insert(diff_id.clone());
+            if need_blob || need_layer {
+                jobs.push(Job {
+                    digest,
+                    size: layer.size,
+                    diff_id: diff_id.clone(),
+                    fetch: need_blob,
+                    unpack: need_layer,
                 });
             }
-            std::fs::rename(&tmp, &dest).map_err(io("storing the layer in", &dest))
-        });
-        if result.is_err() {
-            let _ = std::fs::remove_dir_all(&tmp);
         }
-        result
+        Ok(jobs)
+    }
+
+    /// Put staged layers in place: the unpacked data made durable first (one `syncfs`), then
+    /// blobs and layer directories renamed into place, then `layers/` synced. On an error the
+    /// layers not yet committed are removed.
+    fn commit_staged(&self, staged: Vec<Staged>) -> Result<()> {
+        let layers_dir = self.root.join("layers");
+        let unpacked = staged.iter().any(Staged::unpacked);
+        if unpacked {
+            sync(&layers_dir, true)?;
+        }
+        for s in staged {
+            s.commit()?;
+        }
+        if unpacked {
+            sync(&layers_dir, false)?;
+        }
+        Ok(())
+    }
+}
+
+/// The diff IDs of the image config `bytes` (digest `digest`), which must be one per layer
+/// and valid digests.
+fn config_diff_ids(digest: &Digest, bytes: &[u8], layers: usize) -> Result<Vec<Digest>> {
+    let bad = |why: String| Error::BadConfig {
+        digest: digest.to_string(),
+        why,
+    };
+    let head: ConfigHead = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
+    let ids = &head.rootfs.diff_ids;
+    if ids.len() != layers {
+        return Err(bad(format!("{} diff IDs for {layers} layers", ids.len())));
+    }
+    ids.iter()
+        .map(|id| Digest::parse(id).map_err(|_| bad(format!("invalid diff ID {id:?}"))))
+        .collect()
+}
+
+fn image_record(
+    manifest_digest: &Digest,
+    manifest: &Manifest,
+    config_digest: &Digest,
+    diff_ids: &[Digest],
+) -> ImageRecord {
+    ImageRecord {
+        id: config_digest.to_string(),
+        manifest: manifest_digest.to_string(),
+        repo_tags: Vec::new(),
+        diff_ids: diff_ids.iter().map(Digest::to_string).collect(),
+        size: manifest.layers.iter().map(|l| l.size).sum(),
+    }
+}
+
+/// Sync the file system `dir` is on (`whole`: `syncfs`), or just the directory `dir`.
+fn sync(dir: &Path, whole: bool) -> Result<()> {
+    let io = |op, source| Error::Io {
+        op,
+        path: dir.to_path_buf(),
+        source,
+    };
+    let d = std::fs::File::open(dir).map_err(|e| io("opening", e))?;
+    if whole {
+        rustix::fs::syncfs(&d).map_err(|e| io("syncing the file system of", e.into()))
+    } else {
+        d.sync_all().map_err(|e| io("syncing", e))
     }
 }
