@@ -4,10 +4,10 @@
 //!
 //! The base is built once per machine into [`cache_dir`] (`/var/cache/berth-test` unless
 //! `$BERTH_TEST_CACHE` says otherwise), under a file lock so parallel test processes wait for
-//! one build (debootstrap takes half a minute to a few minutes). It needs deb.debian.org: when
-//! the tests run in a private network namespace (as `scripts/test.sh` runs them) and the cache
-//! is empty, the downloads (debootstrap, `apt-get download`) run in pid 1's network namespace
-//! through `nsenter --net`; everything they write stays in the cache directory.
+//! one build (debootstrap takes half a minute to a few minutes). Building needs
+//! deb.debian.org: where the tests run without a network (`scripts/test.sh` runs them in a
+//! network namespace of their own), build it first with
+//! `cargo run -p berth-testkit --example debian-base`.
 //!
 //! Layers are written with the system's `tar`, `gzip`/`zstd` and `sha256sum` (fast in debug
 //! builds, where the tests run), layouts are pushed with skopeo.
@@ -65,41 +65,41 @@ pub fn debian_base() -> DebianBase {
     }
 }
 
-/// `cmd` run where the network is: in pid 1's network namespace if this process has a
-/// private one (the test suite's `unshare --net`).
-fn networked(program: &str) -> Command {
-    let ours = fs::read_link("/proc/self/ns/net").ok();
-    let init = fs::read_link("/proc/1/ns/net").ok();
-    if ours.is_some() && init.is_some() && ours != init {
-        let mut c = Command::new("nsenter");
-        c.args(["--net=/proc/1/ns/net", "--", program]);
-        c
-    } else {
-        Command::new(program)
+/// Run `cmd`, panicking with its output if it fails.
+fn run(cmd: &mut Command) {
+    if let Err(why) = try_run(cmd) {
+        panic!("{why}");
     }
 }
 
-/// Run `cmd`, panicking with its output if it fails.
-fn run(cmd: &mut Command) {
+/// Run `cmd`; its output as the error if it fails.
+fn try_run(cmd: &mut Command) -> Result<(), String> {
     cmd.env("PATH", PATH);
-    let o = cmd
-        .output()
-        .unwrap_or_else(|e| panic!("running {cmd:?}: {e}"));
-    assert!(
-        o.status.success(),
+    let o = cmd.output().map_err(|e| format!("running {cmd:?}: {e}"))?;
+    if o.status.success() {
+        return Ok(());
+    }
+    Err(format!(
         "{cmd:?} failed: {}\n{}",
         String::from_utf8_lossy(&o.stdout),
         String::from_utf8_lossy(&o.stderr)
-    );
+    ))
 }
 
 fn make_debian_base(dir: &Path) {
     fs::create_dir_all(dir).expect("mkdir cache");
     let rootfs = dir.join("rootfs");
-    run(networked("debootstrap")
+    let mut debootstrap = Command::new("debootstrap");
+    debootstrap
         .args(["--variant=minbase", SUITE])
         .arg(&rootfs)
-        .arg(MIRROR));
+        .arg(MIRROR);
+    if let Err(why) = try_run(&mut debootstrap) {
+        panic!(
+            "building the Debian fixture needs {MIRROR} (once per machine; without a network, \
+             build it beforehand with `cargo run -p berth-testkit --example debian-base`): {why}"
+        );
+    }
     // What Debian's container images leave out: apt's lists and caches, device nodes.
     for sub in ["var/lib/apt/lists", "var/cache/apt", "var/cache/debconf"] {
         run(Command::new("find")
@@ -121,7 +121,7 @@ fn make_debian_base(dir: &Path) {
     // The package for the second layer, downloaded as the host's apt knows it (the host is
     // Debian 12 too); the lists are refreshed if apt does not know it.
     let download = || {
-        networked("apt-get")
+        Command::new("apt-get")
             .args(["download", "-q", PACKAGE])
             .current_dir(dir)
             .env("PATH", PATH)
@@ -129,7 +129,7 @@ fn make_debian_base(dir: &Path) {
             .is_ok_and(|o| o.status.success())
     };
     if !download() {
-        run(networked("apt-get").args(["update", "-qq"]));
+        run(Command::new("apt-get").args(["update", "-qq"]));
         assert!(download(), "apt-get download {PACKAGE} failed");
     }
 }

@@ -1,17 +1,30 @@
 //! Layers fetched, verified and unpacked as one stream per layer, several layers at a time.
 //!
-//! Each layer is one job on a small pool of threads: the blob's HTTP body is read through a
-//! [`Source`] that writes every byte into a blob-store [`Ingest`] (hashing it) on its way to
-//! [`berth_layer::unpack`] (gunzip or zstd, untar, diff ID), so a layer is downloaded,
-//! stored, decompressed and unpacked in one pass, with nothing held whole in memory. When
-//! the tar ends, the rest of the compressed stream is read too (the blob digest covers every
-//! byte). Only then are the blob digest and size and the diff ID checked.
+//! Each layer is one job on a small pool of threads ([`WORKERS`]). A job that unpacks runs as
+//! two threads joined by a bounded [`pipe`]:
+//! - the producer reads the blob through a [`Source`]: the registry's response, every byte of
+//!   which is written into a blob-store [`Ingest`] (hashed on the way), or the blob already in
+//!   the store; it decompresses it (gzip or zstd, told by the magic number) into the pipe,
+//!   then reads the rest of the blob (the digest covers every byte, also after the end of the
+//!   compressed stream) and verifies digest and size;
+//! - the job's thread untars the pipe with [`berth_layer::unpack`] (hashing the tar for the
+//!   diff ID) into `layers/.tmp-*`, then checks the diff ID.
+//!
+//! So a layer is downloaded, stored, decompressed and unpacked in one pass, one big layer
+//! keeps two cores busy, and nothing is held whole in memory (a pipe holds at most
+//! [`PIPE_CHUNKS`] × [`PIPE_CHUNK`] bytes). A job that only fetches (the layer directory is
+//! there already) streams the blob into the store.
 //!
 //! Nothing is put in place by a job: it returns a [`Staged`] layer (a verified, synced blob in
 //! `content/ingest/` and an unpacked tree in `layers/.tmp-*`), and the caller commits every
 //! staged layer once *all* jobs succeeded. The first failure cancels the other jobs (their
-//! streams stop at the next read) and every temporary is removed when dropped, so a failed
+//! sources fail at the next read) and every temporary is removed when dropped, so a failed
 //! pull leaves the store as it was.
+//!
+//! Errors name the cause, not its symptom: a download that breaks off is a registry error, a
+//! blob that does not hash to its digest is a blob-store error (when decompression or untar
+//! fails, the blob is read to its end first, to tell a corrupt download from a bad layer),
+//! and only a blob that matches its digest can make a layer error.
 
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
