@@ -53,7 +53,8 @@ fi
 work=$(mktemp -d /var/tmp/berth-bench-pull-XXXXXX)
 registry_pid=""
 cleanup() {
-  [ -n "$registry_pid" ] && kill "$registry_pid" 2>/dev/null && wait "$registry_pid" 2>/dev/null
+  set +e
+  if [ -n "$registry_pid" ]; then kill "$registry_pid" 2>/dev/null; wait "$registry_pid" 2>/dev/null; fi
   if mountpoint -q "$work/fs"; then umount "$work/fs"; fi
   rm -rf "$work"
 }
