@@ -29,11 +29,14 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
   runc crun podman containerd \
-  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry >/dev/null
+  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap >/dev/null
 
 log "building"
 cargo build --workspace --all-targets
 cargo test --workspace --no-run 2>&1 | tail -n 3
+
+log "Debian test image (debootstrap, cached in /var/cache/berth-test; needs the mirror, so before the private network)"
+cargo run -q -p berth-testkit --example debian-base
 
 log "unit and integration tests (private network and mount namespace)"
 unshare --net --mount --propagation private -- bash -c '
