@@ -38,8 +38,8 @@ use crate::ImageStore;
 use crate::config::{ImageConfig, Overrides, process};
 use crate::rootfs::{Copier, Rootfs, RootfsError, RootfsKind, io_err};
 
-/// The runtime-spec version written.
-pub const OCI_VERSION: &str = "1.2.1";
+/// The runtime-spec version written (the runtime's).
+pub use berth_runtime::spec::OCI_VERSION;
 
 /// The annotation keys the conversion sets (`org.opencontainers.image.<field>`).
 pub mod annotation {
@@ -118,56 +118,16 @@ pub fn annotations(cfg: &ImageConfig) -> BTreeMap<String, String> {
 }
 
 /// The default spec for a container of an image: `berth runtime spec`'s (runc's), with no
-/// terminal, a writable root at `rootfs` and [`DEFAULT_CAPABILITIES`].
+/// terminal, a writable root at `rootfs` and [`DEFAULT_CAPABILITIES`] (no ambient ones).
 fn default_spec(rootfs: &Path) -> Value {
+    let mut spec = berth_runtime::template::default_spec(false, 0, 0);
     let caps = json!(DEFAULT_CAPABILITIES);
-    json!({
-        "ociVersion": OCI_VERSION,
-        "process": {
-            "terminal": false,
-            "user": {"uid": 0, "gid": 0},
-            "args": ["sh"],
-            "env": [],
-            "cwd": "/",
-            "capabilities": {
-                "bounding": caps, "effective": caps, "permitted": caps
-            },
-            "rlimits": [{"type": "RLIMIT_NOFILE", "hard": 1024, "soft": 1024}],
-            "noNewPrivileges": true
-        },
-        "root": {"path": rootfs, "readonly": false},
-        "hostname": "berth",
-        "mounts": [
-            {"destination": "/proc", "type": "proc", "source": "proc"},
-            {"destination": "/dev", "type": "tmpfs", "source": "tmpfs",
-             "options": ["nosuid", "strictatime", "mode=755", "size=65536k"]},
-            {"destination": "/dev/pts", "type": "devpts", "source": "devpts",
-             "options": ["nosuid", "noexec", "newinstance", "ptmxmode=0666", "mode=0620", "gid=5"]},
-            {"destination": "/dev/shm", "type": "tmpfs", "source": "shm",
-             "options": ["nosuid", "noexec", "nodev", "mode=1777", "size=65536k"]},
-            {"destination": "/dev/mqueue", "type": "mqueue", "source": "mqueue",
-             "options": ["nosuid", "noexec", "nodev"]},
-            {"destination": "/sys", "type": "sysfs", "source": "sysfs",
-             "options": ["nosuid", "noexec", "nodev", "ro"]},
-            {"destination": "/sys/fs/cgroup", "type": "cgroup", "source": "cgroup",
-             "options": ["nosuid", "noexec", "nodev", "relatime", "ro"]}
-        ],
-        "linux": {
-            "resources": {"devices": [{"allow": false, "access": "rwm"}]},
-            "namespaces": [
-                {"type": "pid"}, {"type": "network"}, {"type": "ipc"},
-                {"type": "uts"}, {"type": "mount"}, {"type": "cgroup"}
-            ],
-            "maskedPaths": [
-                "/proc/acpi", "/proc/asound", "/proc/kcore", "/proc/keys",
-                "/proc/latency_stats", "/proc/timer_list", "/proc/timer_stats",
-                "/proc/sched_debug", "/sys/firmware", "/proc/scsi"
-            ],
-            "readonlyPaths": [
-                "/proc/bus", "/proc/fs", "/proc/irq", "/proc/sys", "/proc/sysrq-trigger"
-            ]
-        }
-    })
+    spec["process"]["terminal"] = json!(false);
+    spec["process"]["env"] = json!([]);
+    spec["process"]["capabilities"] =
+        json!({"bounding": caps, "effective": caps, "permitted": caps});
+    spec["root"] = json!({"path": rootfs, "readonly": false});
+    spec
 }
 
 /// The runtime spec for a container of the image `cfg` whose root filesystem is `rootfs`
