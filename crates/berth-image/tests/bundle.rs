@@ -3,20 +3,21 @@
 //! every test checks it left no mount behind.
 
 use std::collections::BTreeMap;
-use std::io::Write;
 use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 use berth_image::bundle::{Bundle, annotation, runtime_spec, unbundle};
 use berth_image::config::{ConfigError, ImageConfig, Overrides};
 use berth_image::rootfs::{Rootfs, RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
+use berth_testkit::busybox_rootfs;
 use berth_testkit::images::{Registry, push_busybox, tar_dir};
-use berth_testkit::{Berth, RuntimeRoot, busybox_rootfs, unique};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
+
+mod common;
+use common::{add_image, mounts_under, run_bundle, sh, sha};
 
 // ---- helpers (images made here) ----
 
@@ -25,16 +26,6 @@ fn tempdir() -> tempfile::TempDir {
         .prefix("berth-bundle-")
         .tempdir()
         .expect("tempdir")
-}
-
-fn sha(b: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    )
 }
 
 /// A layer tar built entry by entry.
@@ -104,43 +95,6 @@ impl Layer {
     fn tar(self) -> Vec<u8> {
         self.0.into_inner().unwrap()
     }
-}
-
-fn gzip(b: &[u8]) -> Vec<u8> {
-    let mut e = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
-    e.write_all(b).unwrap();
-    e.finish().unwrap()
-}
-
-/// Store an image of these layers (uncompressed tars) with this config (its rootfs filled in
-/// here), tagged `tag`.
-fn add_image(s: &ImageStore, layers: &[Vec<u8>], mut config: Value, tag: &str) -> ImageRecord {
-    let mut descs = Vec::new();
-    let mut diff_ids = Vec::new();
-    for l in layers {
-        let gz = gzip(l);
-        let d = s.blobs().put_bytes(&gz).unwrap();
-        descs.push(json!({"mediaType": "application/vnd.oci.image.layer.v1.tar+gzip", "digest": d.to_string(), "size": gz.len()}));
-        diff_ids.push(sha(l));
-    }
-    config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
-    if config.get("architecture").is_none() {
-        config["architecture"] = json!(Platform::host().architecture);
-        config["os"] = json!("linux");
-    }
-    let cfg = serde_json::to_vec(&config).unwrap();
-    let cd = s.blobs().put_bytes(&cfg).unwrap();
-    let manifest = serde_json::to_vec(&json!({
-        "schemaVersion": 2,
-        "mediaType": "application/vnd.oci.image.manifest.v1+json",
-        "config": {"mediaType": "application/vnd.oci.image.config.v1+json", "digest": cd.to_string(), "size": cfg.len()},
-        "layers": descs,
-    }))
-    .unwrap();
-    let md = s.blobs().put_bytes(&manifest).unwrap();
-    let m: berth_registry::Manifest = serde_json::from_slice(&manifest).unwrap();
-    let tag = Reference::parse(tag).unwrap().to_string();
-    s.add_image(&md, &m, Some(&tag)).unwrap()
 }
 
 /// busybox, then layers with every kind of entry, whiteouts, an opaque directory, changed
@@ -243,55 +197,6 @@ fn describe(root: &Path) -> (BTreeMap<String, String>, Vec<Vec<String>>) {
         .collect();
     groups.sort();
     (out, groups)
-}
-
-fn mounts_under(dir: &Path) -> Vec<String> {
-    let prefix = dir.display().to_string();
-    std::fs::read_to_string("/proc/self/mountinfo")
-        .unwrap()
-        .lines()
-        .filter(|l| l.split(' ').nth(4).is_some_and(|m| m.starts_with(&prefix)))
-        .map(str::to_string)
-        .collect()
-}
-
-/// The berth binary next to the test binaries (built if missing).
-fn berth_bin() -> PathBuf {
-    let exe = std::env::current_exe().unwrap();
-    let profile_dir = exe.parent().and_then(Path::parent).unwrap();
-    let bin = profile_dir.join("berth");
-    if !bin.exists() {
-        let cargo = std::env::var("CARGO").unwrap_or_else(|_| "cargo".into());
-        let ws = Path::new(env!("CARGO_MANIFEST_DIR")).join("../..");
-        let st = std::process::Command::new(cargo)
-            .args(["build", "-p", "berth"])
-            .current_dir(ws)
-            .status()
-            .unwrap();
-        assert!(st.success(), "cargo build -p berth");
-    }
-    assert!(bin.exists(), "{} (cargo build -p berth)", bin.display());
-    bin
-}
-
-/// Run the bundle with `berth runtime run`; (exit status, stdout, stderr).
-fn run_bundle(dir: &Path) -> (i32, String, String) {
-    let root = RuntimeRoot::new();
-    let berth = Berth::new(berth_bin(), &root);
-    let id = unique("bundle");
-    let out = berth.run(&["run", "--bundle", dir.to_str().unwrap(), &id]);
-    (
-        out.status.code().unwrap_or(-1),
-        String::from_utf8_lossy(&out.stdout).into_owned(),
-        String::from_utf8_lossy(&out.stderr).into_owned(),
-    )
-}
-
-fn sh(script: &str) -> Overrides {
-    Overrides {
-        entrypoint: Some(vec!["/bin/sh".into(), "-c".into(), script.into()]),
-        ..Default::default()
-    }
 }
 
 // ---- root filesystems ----
