@@ -12,7 +12,7 @@ use berth_registry::{
 };
 use clap::Args;
 
-use super::progress::Progress;
+use super::progress::{Progress, short};
 
 /// Options every registry command takes.
 #[derive(Args, Debug, Clone, Default)]
@@ -139,11 +139,10 @@ pub fn images(data_root: &Path, a: &ImagesArgs) -> Result<ExitCode> {
     let store = open(data_root)?;
     let mut rows = Vec::new();
     for img in store.images()? {
-        let short = img.id.trim_start_matches("sha256:");
         let id = if a.no_trunc {
             img.id.clone()
         } else {
-            short[..12.min(short.len())].to_string()
+            short(&img.id).to_string()
         };
         if img.repo_tags.is_empty() {
             rows.push((
@@ -478,7 +477,7 @@ pub fn history(data_root: &Path, a: &HistoryArgs) -> Result<ExitCode> {
         if a.no_trunc || s == "<missing>" {
             s.to_string()
         } else {
-            short_id(s)
+            short(s).to_string()
         }
     };
     if a.quiet {
@@ -506,11 +505,6 @@ pub fn history(data_root: &Path, a: &HistoryArgs) -> Result<ExitCode> {
         );
     }
     Ok(ExitCode::SUCCESS)
-}
-
-fn short_id(id: &str) -> String {
-    let hex = id.trim_start_matches("sha256:");
-    hex[..12.min(hex.len())].to_string()
 }
 
 /// `berth save`.
@@ -636,7 +630,7 @@ pub fn df(data_root: &Path) -> Result<ExitCode> {
         println!(
             "{:<40} {:<14} {:>12} {:>12} {:>12}",
             name,
-            short_id(&i.id),
+            short(&i.id),
             human(i.size),
             human(i.shared_size),
             human(i.unique_size)

@@ -14,7 +14,7 @@ pub struct Progress {
     quiet: bool,
 }
 
-/// The 12 hex digits Docker shows for a layer.
+/// The 12 hex digits Docker shows for a layer or an image ID.
 pub fn short(digest: &str) -> &str {
     let hex = digest.split_once(':').map_or(digest, |(_, h)| h);
     &hex[..12.min(hex.len())]
