@@ -60,21 +60,7 @@ impl ImageStore {
         let cfg = self.config_json(&rec.id)?;
         let _lock = self.lock_shared()?;
         let repo_tags: Vec<String> = rec.repo_tags.iter().map(|t| familiar(t)).collect();
-        let mut repo_digests = Vec::new();
-        let mut seen = HashSet::new();
-        if let Ok(d) = berth_store::Digest::parse(&rec.manifest) {
-            for t in &rec.repo_tags {
-                let Ok(r) = Reference::parse(t) else { continue };
-                if seen.insert((r.registry.clone(), r.repository.clone())) {
-                    let by_digest = Reference {
-                        tag: None,
-                        digest: Some(d.clone()),
-                        ..r
-                    };
-                    repo_digests.push(by_digest.familiar());
-                }
-            }
-        }
+        let repo_digests: Vec<String> = rec.repo_digests.iter().map(|d| familiar(d)).collect();
         let mut config = json!({
             "Hostname": "", "Domainname": "", "User": "",
             "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,

@@ -50,6 +50,7 @@ mod util;
 
 pub use inspect::HistoryEntry;
 pub use manage::{DiskUsage, GcReport, ImageUsage, PruneReport, Removed};
+pub use pull::PullEvent;
 
 use std::fs::File;
 use std::path::{Path, PathBuf};
@@ -184,6 +185,10 @@ pub struct ImageRecord {
     pub manifest: String,
     /// Tags pointing at it (full form).
     pub repo_tags: Vec<String>,
+    /// Digest references it is known by in registries (full form, `registry/repo@sha256:…`):
+    /// the repositories it was pulled from or pushed to, as Docker's RepoDigests.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub repo_digests: Vec<String>,
     /// Diff IDs of its layers, bottom first.
     pub diff_ids: Vec<String>,
     /// Compressed size of its layers, bytes.
@@ -315,6 +320,12 @@ impl ImageStore {
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
             if let Some(old) = get_record(&images, &record.id)? {
                 record.repo_tags = old.repo_tags;
+                let new = std::mem::replace(&mut record.repo_digests, old.repo_digests);
+                for d in new {
+                    if !record.repo_digests.contains(&d) {
+                        record.repo_digests.push(d);
+                    }
+                }
             }
             let json = serde_json::to_vec(&record).map_err(db_err)?;
             images
@@ -389,6 +400,11 @@ pub(crate) fn get_record(
     }
 }
 
+/// The digest reference (full form, no tag) of the manifest `digest` in `r`'s repository.
+pub(crate) fn digest_ref(r: &Reference, digest: &str) -> String {
+    format!("{}/{}@{digest}", r.registry, r.repository)
+}
+
 /// The lowercase hex digits of a (short or full) image ID given as `sha256:<hex>` or `<hex>`,
 /// if that is what `name` is.
 fn id_hex(name: &str) -> Option<&str> {
@@ -411,10 +427,14 @@ pub(crate) fn find_id(
         if let Some(digest) = &r.digest {
             // repo@digest: the image with that manifest, preferably one tagged in that repo.
             let digest = digest.to_string();
+            let full = digest_ref(&r, &digest);
             let mut found: Option<String> = None;
             for row in images.iter().map_err(db_err)? {
                 let (_, v) = row.map_err(db_err)?;
                 let rec: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+                if rec.repo_digests.contains(&full) {
+                    return Ok(Some(rec.id));
+                }
                 if rec.manifest != digest {
                     continue;
                 }

@@ -141,9 +141,48 @@ fn delete_image(
         tags.remove(t.as_str()).map_err(db_err)?;
         out.push(Removed::Untagged(t.clone()));
     }
+    out.extend(rec.repo_digests.iter().cloned().map(Removed::Untagged));
     images.remove(id).map_err(db_err)?;
     times.remove(id).map_err(db_err)?;
     out.push(Removed::Deleted(id.to_string()));
+    Ok(out)
+}
+
+/// After the reference `gone` (a tag or a digest reference, full form) of image `id` was
+/// removed: as Docker does, when it was the last tag of its repository the digest references
+/// of that repository go too, and an image left with no reference at all is deleted.
+fn drop_reference(
+    images: &mut ImagesTable,
+    times: &mut TagsTable,
+    id: &str,
+    gone: &str,
+) -> Result<Vec<Removed>> {
+    let mut out = Vec::new();
+    let Some(mut rec) = get_record(images, id)? else {
+        return Ok(out);
+    };
+    let repo = |name: &str| {
+        Reference::parse(name)
+            .ok()
+            .map(|r| (r.registry, r.repository))
+    };
+    let gone_repo = repo(gone);
+    if !rec.repo_tags.iter().any(|t| repo(t) == gone_repo) {
+        let (drop, keep): (Vec<String>, Vec<String>) = rec
+            .repo_digests
+            .drain(..)
+            .partition(|d| repo(d) == gone_repo);
+        rec.repo_digests = keep;
+        if !drop.is_empty() {
+            put_record(images, &rec)?;
+            out.extend(drop.into_iter().map(Removed::Untagged));
+        }
+    }
+    if rec.repo_tags.is_empty() && rec.repo_digests.is_empty() {
+        images.remove(id).map_err(db_err)?;
+        times.remove(id).map_err(db_err)?;
+        out.push(Removed::Deleted(id.to_string()));
+    }
     Ok(out)
 }
 
@@ -205,6 +244,24 @@ impl ImageStore {
         txn.commit().map_err(db_err)
     }
 
+    /// Record that image `id` is known as `reference` (full form, `registry/repo@digest`),
+    /// e.g. after a push.
+    pub fn add_repo_digest(&self, id: &str, reference: &str) -> Result<ImageRecord> {
+        let txn = self.db.begin_write().map_err(db_err)?;
+        let rec = {
+            let mut images = txn.open_table(IMAGES).map_err(db_err)?;
+            let mut rec =
+                get_record(&images, id)?.ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
+            if !rec.repo_digests.iter().any(|d| d == reference) {
+                rec.repo_digests.push(reference.to_string());
+                put_record(&mut images, &rec)?;
+            }
+            rec
+        };
+        txn.commit().map_err(db_err)?;
+        Ok(rec)
+    }
+
     /// Delete images recorded by an operation that then failed (loads), unless tagged since.
     pub(crate) fn forget_untagged(&self, ids: &[String]) -> Result<()> {
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -233,6 +290,8 @@ impl ImageStore {
 
     /// Remove the tag `name` (any form a reference accepts), keeping the image even when it
     /// was its last tag (it becomes dangling). Returns the image.
+    ///
+    /// Digest references are not touched here.
     pub fn untag(&self, name: &str) -> Result<ImageRecord> {
         let tag = tag_name(name)?;
         let txn = self.db.begin_write().map_err(db_err)?;
@@ -246,31 +305,51 @@ impl ImageStore {
         self.get(&id)
     }
 
-    /// `docker rmi NAME`: a tag is removed, and the image with it if that was its last tag; an
-    /// ID (full or short) or `repo@digest` deletes the image with all its tags, which needs
-    /// `force` when it has more than one. Blobs and layers stay until [`ImageStore::gc`].
+    /// `docker rmi NAME`: a tag or a recorded digest reference is removed (with the digest
+    /// references of its repository when it was the repository's last tag), and the image
+    /// with it if that was its last reference; an ID (full or short) or another `repo@digest`
+    /// of its manifest deletes the image with all its references, which needs `force` when it
+    /// has more than one tag. Blobs and layers stay until [`ImageStore::gc`].
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
         let txn = self.db.begin_write().map_err(db_err)?;
         let out = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
             let mut times = txn.open_table(TAG_TIMES).map_err(db_err)?;
-            let as_tag = Reference::parse(name)
-                .ok()
+            let as_ref = Reference::parse(name).ok();
+            let as_tag = as_ref
+                .as_ref()
                 .filter(|r| r.digest.is_none())
                 .map(|r| r.to_string());
             let tagged = match &as_tag {
                 Some(t) => tags.get(t.as_str()).map_err(db_err)?.is_some(),
                 None => false,
             };
+            // `repo@digest` as recorded by a pull or push: removed like a tag.
+            let digested = match as_ref.as_ref().and_then(|r| Some((r, r.digest.as_ref()?))) {
+                Some((r, d)) => {
+                    let full = crate::digest_ref(r, &d.to_string());
+                    match find_id(&images, &tags, name)? {
+                        Some(id) => get_record(&images, &id)?
+                            .filter(|rec| rec.repo_digests.contains(&full))
+                            .map(|rec| (rec, full)),
+                        None => None,
+                    }
+                }
+                None => None,
+            };
             if let (Some(tag), true) = (as_tag, tagged) {
                 let mut out = vec![Removed::Untagged(tag.clone())];
-                if let Some(id) = remove_tag(&mut images, &mut tags, &tag)?
-                    && get_record(&images, &id)?.is_some_and(|r| r.repo_tags.is_empty())
-                {
-                    delete_image(&mut images, &mut tags, &mut times, &id)?;
-                    out.push(Removed::Deleted(id));
+                if let Some(id) = remove_tag(&mut images, &mut tags, &tag)? {
+                    out.extend(drop_reference(&mut images, &mut times, &id, &tag)?);
                 }
+                out
+            } else if let Some((rec, full)) = digested {
+                let mut rec = rec;
+                rec.repo_digests.retain(|d| *d != full);
+                put_record(&mut images, &rec)?;
+                let mut out = vec![Removed::Untagged(full.clone())];
+                out.extend(drop_reference(&mut images, &mut times, &rec.id, &full)?);
                 out
             } else {
                 let id = find_id(&images, &tags, name)?
@@ -304,7 +383,8 @@ impl ImageStore {
             for row in images.iter().map_err(db_err)? {
                 let (_, v) = row.map_err(db_err)?;
                 let rec: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
-                if (all || rec.repo_tags.is_empty()) && !in_use(&rec.id) {
+                let dangling = rec.repo_tags.is_empty() && rec.repo_digests.is_empty();
+                if (all || dangling) && !in_use(&rec.id) {
                     victims.push(rec.id);
                 }
             }

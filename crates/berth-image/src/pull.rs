@@ -35,6 +35,34 @@ use berth_store::Digest;
 use crate::{ConfigHead, Error, ImageRecord, ImageStore, Result};
 use stream::{Ctx, Job, Staged};
 
+/// How a pull is getting on, layer by layer (each layer named by its blob's digest).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PullEvent {
+    /// The store has the layer already: nothing to do ("Already exists").
+    Exists {
+        /// The layer blob.
+        digest: Digest,
+    },
+    /// Bytes of the layer read so far: downloaded (and unpacked on the way), or, for a layer
+    /// unpacked from a blob the store already had, read from the store.
+    Progress {
+        /// The layer blob.
+        digest: Digest,
+        /// Compressed bytes read so far.
+        done: u64,
+        /// The blob's size as the manifest gives it.
+        total: u64,
+        /// Whether the bytes come from the registry (else from the store).
+        downloading: bool,
+    },
+    /// The layer is downloaded, verified and unpacked ("Pull complete"). It is put in place
+    /// with the others once every layer is done.
+    Done {
+        /// The layer blob.
+        digest: Digest,
+    },
+}
+
 /// The largest image config fetched (held in memory until it is stored).
 const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
@@ -43,6 +71,18 @@ impl ImageStore {
     /// digest: `latest`). Layers are downloaded, verified and unpacked as streams, up to four
     /// at a time; on failure nothing of this pull is left in the store.
     pub fn pull(&self, client: &Client, r: &Reference, platform: &Platform) -> Result<ImageRecord> {
+        self.pull_with_progress(client, r, platform, &|_| {})
+    }
+
+    /// As [`ImageStore::pull`], telling `on_event` how each layer is getting on (from the
+    /// pulling threads, so it must be quick).
+    pub fn pull_with_progress(
+        &self,
+        client: &Client,
+        r: &Reference,
+        platform: &Platform,
+        on_event: &(dyn Fn(PullEvent) + Sync),
+    ) -> Result<ImageRecord> {
         // Held until the image is recorded: the garbage collector must not take what is
         // staged or in place but not yet recorded.
         let _lock = self.lock_shared()?;
@@ -52,11 +92,19 @@ impl ImageStore {
         let config = self.config_bytes(client, r, &config_digest, &manifest.config)?;
         let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers.len())?;
         let jobs = self.plan(manifest, &diff_ids, true)?;
+        let mut told = HashSet::new();
+        for layer in &manifest.layers {
+            let digest = Digest::parse(&layer.digest)?;
+            if !jobs.iter().any(|j| j.digest == digest) && told.insert(digest.clone()) {
+                on_event(PullEvent::Exists { digest });
+            }
+        }
         let layers_dir = self.root.join("layers");
         let ctx = Ctx {
             blobs: &self.blobs,
             layers: &layers_dir,
             remote: Some((client, r)),
+            on_event,
         };
         let staged = stream::run(&ctx, &jobs)?;
         self.commit_staged(staged)?;
@@ -68,11 +116,13 @@ impl ImageStore {
             Some(resolved.bytes.len() as u64),
             &resolved.bytes[..],
         )?;
-        let tag = r.tag_or_latest().map(|_| r.to_string());
-        self.record(
-            image_record(&resolved.digest, manifest, &config_digest, &diff_ids),
-            tag.as_deref(),
-        )
+        // Pulled by digest: no tag, even if one was given beside it (as Docker). The digest
+        // reference is recorded either way.
+        let tag = r.digest.is_none().then(|| r.to_string());
+        let mut rec = image_record(&resolved.digest, manifest, &config_digest, &diff_ids);
+        rec.repo_digests
+            .push(crate::digest_ref(r, &resolved.digest.to_string()));
+        self.record(rec, tag.as_deref())
     }
 
     /// Record the image whose manifest (digest `manifest_digest`) is `manifest`: its config and
@@ -94,6 +144,7 @@ impl ImageStore {
             blobs: &self.blobs,
             layers: &layers_dir,
             remote: None,
+            on_event: &|_| {},
         };
         let staged = stream::run(&ctx, &jobs)?;
         self.commit_staged(staged)?;
@@ -236,6 +287,7 @@ fn image_record(
         id: config_digest.to_string(),
         manifest: manifest_digest.to_string(),
         repo_tags: Vec::new(),
+        repo_digests: Vec::new(),
         diff_ids: diff_ids.iter().map(Digest::to_string).collect(),
         size: manifest.layers.iter().map(|l| l.size).sum(),
     }

@@ -315,9 +315,14 @@ fn inspect_and_history_are_shaped_like_docker() {
     let v = s.inspect("localhost/app:v1").unwrap();
     assert_eq!(v["Id"], id);
     assert_eq!(v["RepoTags"], json!(["localhost/app:v1"]));
+    // As Docker's own store: a loaded image has no digest reference (it came from no
+    // registry), but it can still be named by its manifest digest.
+    assert_eq!(v["RepoDigests"], json!([]));
     assert_eq!(
-        v["RepoDigests"],
-        json!([format!("localhost/app@{}", built.manifest_digest)])
+        s.get(&format!("localhost/app@{}", built.manifest_digest))
+            .unwrap()
+            .id,
+        id
     );
     assert_eq!(v["Created"], "2026-03-04T05:06:07Z");
     assert_eq!(v["Author"], "someone");
@@ -399,9 +404,64 @@ fn pulled_images_resolve_by_repo_digest() {
         v["Metadata"]["LastTagTime"], "0001-01-01T00:00:00Z",
         "pulled, never tagged here"
     );
-    // repo@digest removes the image (with its one tag).
+    // A push records the digest reference of the repository pushed to.
+    s.add_repo_digest(&img.id, &format!("{}/copy@{digest}", reg.addr))
+        .unwrap();
+    let v = s.inspect(&img.id).unwrap();
+    assert_eq!(
+        v["RepoDigests"],
+        json!([by_digest.clone(), format!("{}/copy@{digest}", reg.addr)])
+    );
+    // rmi repo@digest removes that reference; the tag keeps the image.
     let removed = s.remove(&by_digest, false).unwrap();
+    assert_eq!(removed, vec![Removed::Untagged(by_digest.clone())]);
+    assert_eq!(s.get(&img.id).unwrap().repo_digests.len(), 1);
+    // Removing the tag leaves the image known by the other repository's digest (as Docker).
+    let removed = s.remove(&format!("{}/bb:1", reg.addr), false).unwrap();
+    assert_eq!(
+        removed,
+        vec![Removed::Untagged(format!("{}/bb:1", reg.addr))]
+    );
+    assert!(s.get(&img.id).unwrap().repo_tags.is_empty());
+    // Not dangling: a prune keeps it.
+    s.prune(false, &|_| false).unwrap();
+    assert_eq!(s.images().unwrap().len(), 1);
+    let removed = s
+        .remove(&format!("{}/copy@{digest}", reg.addr), false)
+        .unwrap();
     assert_eq!(removed.last(), Some(&Removed::Deleted(img.id.clone())));
+    assert!(s.images().unwrap().is_empty());
+}
+
+#[test]
+fn an_image_pulled_by_digest_has_no_tag_and_goes_with_its_repository_last_tag() {
+    use berth_registry::{Client, Options, Platform, Reference};
+    let reg = berth_testkit::images::Registry::start();
+    let digest = berth_testkit::images::push_busybox(&reg, "bd:1");
+    let (_d, s) = store();
+    let client = Client::new(Options::default());
+    // name:tag@digest: the digest wins and no tag is recorded, as Docker.
+    let by_digest = format!("{}/bd@{digest}", reg.addr);
+    let r = Reference::parse(&format!("{}/bd:1@{digest}", reg.addr)).unwrap();
+    let img = s.pull(&client, &r, &Platform::host()).unwrap();
+    assert!(img.repo_tags.is_empty(), "{img:?}");
+    assert_eq!(img.repo_digests, vec![by_digest.clone()]);
+    assert_eq!(s.get(&by_digest).unwrap().id, img.id);
+    // Then pulled by tag too: one image, tag and digest reference.
+    let r = Reference::parse(&format!("{}/bd:1", reg.addr)).unwrap();
+    let again = s.pull(&client, &r, &Platform::host()).unwrap();
+    assert_eq!(again.id, img.id);
+    assert_eq!(again.repo_digests, vec![by_digest.clone()]);
+    // Removing the repository's last tag takes its digest references and the image with it.
+    let removed = s.remove(&format!("{}/bd:1", reg.addr), false).unwrap();
+    assert_eq!(
+        removed,
+        vec![
+            Removed::Untagged(format!("{}/bd:1", reg.addr)),
+            Removed::Untagged(by_digest),
+            Removed::Deleted(img.id.clone()),
+        ]
+    );
     assert!(s.images().unwrap().is_empty());
 }
 

@@ -574,3 +574,92 @@ fn bad_layers_are_refused_with_typed_errors_and_leave_nothing() {
     }
     assert!(!tmp.path().join("escaped").exists() && !root.path().join("escaped").exists());
 }
+
+/// Every event of a pull, in order.
+fn pull_events(
+    store: &ImageStore,
+    reg: &Registry,
+    name: &str,
+) -> (berth_image::ImageRecord, Vec<berth_image::PullEvent>) {
+    let events = std::sync::Mutex::new(Vec::new());
+    let img = store
+        .pull_with_progress(
+            &Client::new(Options::default()),
+            &Reference::parse(&format!("{}/{name}", reg.addr)).unwrap(),
+            &Platform::host(),
+            &|e| events.lock().unwrap().push(e),
+        )
+        .unwrap();
+    (img, events.into_inner().unwrap())
+}
+
+#[test]
+fn a_pull_reports_each_layers_progress() {
+    use berth_image::PullEvent;
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    write_busybox_layered(&layout, Compression::Gzip);
+    push_layout(&reg, &layout, "progress:1");
+    let layers = layout_layers(&layout);
+    let root = tempfile::tempdir().unwrap();
+    let store = ImageStore::open(root.path()).unwrap();
+
+    // Into an empty store: per layer, downloads counted up to the blob's size, then done.
+    let (img, events) = pull_events(&store, &reg, "progress:1");
+    for (digest, size) in &layers {
+        let mine: Vec<&PullEvent> = events
+            .iter()
+            .filter(|e| match e {
+                PullEvent::Exists { digest: d }
+                | PullEvent::Done { digest: d }
+                | PullEvent::Progress { digest: d, .. } => d.to_string() == *digest,
+            })
+            .collect();
+        let (last, counts) = mine.split_last().expect("events for every layer");
+        assert_eq!(
+            **last,
+            PullEvent::Done {
+                digest: berth_store::Digest::parse(digest).unwrap()
+            }
+        );
+        let done: Vec<u64> = counts
+            .iter()
+            .map(|e| match e {
+                PullEvent::Progress {
+                    done,
+                    total,
+                    downloading,
+                    ..
+                } => {
+                    assert_eq!((*total, *downloading), (*size, true), "{e:?}");
+                    *done
+                }
+                other => panic!("unexpected {other:?}"),
+            })
+            .collect();
+        assert!(done.windows(2).all(|w| w[0] < w[1]), "{done:?}");
+        assert_eq!(done.last(), Some(size), "counted to the end");
+    }
+
+    // Layers present: each is said to exist, nothing else happens.
+    let (again, events) = pull_events(&store, &reg, "progress:1");
+    assert_eq!(again.id, img.id);
+    let exists: Vec<PullEvent> = layers
+        .iter()
+        .map(|(d, _)| PullEvent::Exists {
+            digest: berth_store::Digest::parse(d).unwrap(),
+        })
+        .collect();
+    assert_eq!(events, exists);
+
+    // A layer unpacked from a stored blob is read from the store, not downloaded.
+    std::fs::remove_dir_all(store.layer_path(&img.diff_ids[0])).unwrap();
+    let (_, events) = pull_events(&store, &reg, "progress:1");
+    let first = berth_store::Digest::parse(&layers[0].0).unwrap();
+    assert!(events.iter().any(|e| matches!(e,
+        PullEvent::Progress { digest, downloading: false, done, .. }
+            if *digest == first && *done == layers[0].1)));
+    assert!(events.contains(&PullEvent::Done { digest: first }));
+    assert_no_temporaries(root.path());
+}

@@ -195,7 +195,15 @@ impl Reference {
 
     /// The short form Docker shows: `busybox:latest`, `user/app:1`, `localhost:5000/a:b`.
     pub fn familiar(&self) -> String {
-        let mut s = if self.registry == DOCKER_HUB {
+        let mut s = self.familiar_name();
+        self.push_suffix(&mut s);
+        s
+    }
+
+    /// The repository's short form, without tag or digest: `busybox`, `localhost:5000/a`
+    /// (the REPOSITORY column of `docker images`).
+    pub fn familiar_name(&self) -> String {
+        if self.registry == DOCKER_HUB {
             self.repository
                 .strip_prefix("library/")
                 .filter(|r| !r.contains('/'))
@@ -203,9 +211,7 @@ impl Reference {
                 .to_string()
         } else {
             format!("{}/{}", self.registry, self.repository)
-        };
-        self.push_suffix(&mut s);
-        s
+        }
     }
 
     fn push_suffix(&self, s: &mut String) {

@@ -48,6 +48,13 @@ fn pull_list_and_push_to_another_registry() {
     let out = ok(&berth(&root, &cfg, &["pull", &name]));
     assert!(out.contains(&format!("Digest: {digest}")), "{out}");
     assert!(root.join("metadata.redb").is_file(), "--data-root is used");
+    // Not a terminal: plain lines, one per layer when it is done, as Docker prints them.
+    assert!(out.contains("1.36: Pulling from tools/busybox"), "{out}");
+    assert_eq!(out.matches(": Pull complete").count(), 1, "{out}");
+    assert!(out.contains("Status: Downloaded newer image for"), "{out}");
+    let out = ok(&berth(&root, &cfg, &["pull", &name]));
+    assert!(out.contains(": Already exists"), "{out}");
+    assert!(out.contains("Status: Image is up to date for"), "{out}");
 
     let list = ok(&berth(&root, &cfg, &["images"]));
     assert!(
@@ -70,6 +77,32 @@ fn pull_list_and_push_to_another_registry() {
     let target = format!("{}/mirror/busybox:v1", dst.addr);
     let err = fail(&berth(&root, &cfg, &["push", &target]));
     assert!(err.contains("No such image"), "{err}");
+
+    // Pulled by digest into another store: no tag; listed under its repository with
+    // `<none>`, known by its digest reference, and a prune of dangling images keeps it.
+    let root2 = tmp.path().join("root2");
+    let by_digest = format!("{}/tools/busybox@{digest}", src.addr);
+    ok(&berth(&root2, &cfg, &["pull", &by_digest]));
+    let list = ok(&berth(&root2, &cfg, &["images"]));
+    let row = list
+        .lines()
+        .find(|l| l.contains("tools/busybox"))
+        .unwrap_or_else(|| panic!("{list}"));
+    assert!(row.contains("<none>"), "{list}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&berth(&root2, &cfg, &["image", "inspect", &by_digest]))).unwrap();
+    assert_eq!(v[0]["RepoTags"], serde_json::json!([]));
+    assert_eq!(v[0]["RepoDigests"], serde_json::json!([by_digest]));
+    ok(&berth(&root2, &cfg, &["image", "prune", "-f"]));
+    assert_eq!(
+        ok(&berth(&root2, &cfg, &["images", "-q"])).lines().count(),
+        1
+    );
+    let out = ok(&berth(&root2, &cfg, &["rmi", &by_digest]));
+    assert!(
+        out.contains("Untagged: ") && out.contains("Deleted: "),
+        "{out}"
+    );
 }
 
 #[test]
@@ -155,6 +188,15 @@ fn tag_push_save_load_import_inspect_history_rmi_prune() {
         serde_json::from_str(&ok(&berth(&root, &cfg, &["image", "inspect", &target]))).unwrap();
     assert_eq!(v[0]["RootFS"]["Type"], "layers");
     assert!(v[0]["RepoTags"].as_array().unwrap().len() == 2, "{v}");
+    // Pulled from one repository and pushed to another: a digest reference in each.
+    assert_eq!(
+        v[0]["RepoDigests"],
+        serde_json::json!([
+            format!("{}/tools/busybox@{digest}", src.addr),
+            format!("{}/mirror/busybox@{digest}", dst.addr)
+        ]),
+        "{v}"
+    );
     let hist = ok(&berth(&root, &cfg, &["history", &target]));
     assert!(hist.lines().count() >= 2, "{hist}");
 

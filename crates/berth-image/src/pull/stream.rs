@@ -34,7 +34,7 @@ use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use berth_registry::{Client, Reference};
 use berth_store::{BlobStore, Digest, Ingest, Verified};
 
-use super::pipe;
+use super::{PullEvent, pipe};
 use crate::{Error, Result};
 
 /// Layers handled at the same time.
@@ -62,6 +62,8 @@ pub(crate) struct Ctx<'a> {
     pub(crate) layers: &'a Path,
     /// The registry and repository blobs are fetched from (jobs with `fetch`).
     pub(crate) remote: Option<(&'a Client, &'a Reference)>,
+    /// Told how each job is getting on.
+    pub(crate) on_event: &'a (dyn Fn(PullEvent) + Sync),
 }
 
 /// A layer ready to be put in place: its blob verified (if it was fetched) and its tree
@@ -199,6 +201,14 @@ fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 /// blob store on the way, hashing it) and decompresses it. So one big layer keeps two cores
 /// busy, and at most [`PIPE_CHUNKS`] × [`PIPE_CHUNK`] bytes of it are in memory.
 fn stage(ctx: &Ctx<'_>, job: &Job, cancel: &AtomicBool) -> Result<Staged> {
+    let staged = stage_one(ctx, job, cancel)?;
+    (ctx.on_event)(PullEvent::Done {
+        digest: job.digest.clone(),
+    });
+    Ok(staged)
+}
+
+fn stage_one(ctx: &Ctx<'_>, job: &Job, cancel: &AtomicBool) -> Result<Staged> {
     let mut src = Source::open(ctx, job, cancel)?;
     if !job.unpack {
         src.drain()?;
@@ -356,6 +366,11 @@ struct Source<'a> {
     inner: Box<dyn Read + Send + Sync + 'static>,
     ingest: Option<Ingest>,
     cancel: &'a AtomicBool,
+    on_event: &'a (dyn Fn(PullEvent) + Sync),
+    /// Bytes read so far, and when progress was last reported.
+    done: u64,
+    reported: u64,
+    total: u64,
     fault: Option<Fault>,
     /// The registry (for a download) or the blob's path (stored), for errors.
     origin: Origin,
@@ -370,8 +385,11 @@ enum Origin {
 /// Read-buffer size for draining the end of a stream.
 const DRAIN_BUFFER: usize = 128 * 1024;
 
+/// Progress is reported every this many bytes read (and at the end).
+const PROGRESS_EVERY: u64 = 256 * 1024;
+
 impl<'a> Source<'a> {
-    fn open(ctx: &Ctx<'_>, job: &Job, cancel: &'a AtomicBool) -> Result<Source<'a>> {
+    fn open(ctx: &Ctx<'a>, job: &Job, cancel: &'a AtomicBool) -> Result<Source<'a>> {
         if job.fetch {
             let (client, r) = ctx
                 .remote
@@ -381,6 +399,10 @@ impl<'a> Source<'a> {
                 inner,
                 ingest: Some(ctx.blobs.ingest(&job.digest, Some(job.size))?),
                 cancel,
+                on_event: ctx.on_event,
+                done: 0,
+                reported: 0,
+                total: job.size,
                 fault: None,
                 origin: Origin::Registry(r.registry.clone()),
                 digest: job.digest.clone(),
@@ -391,6 +413,10 @@ impl<'a> Source<'a> {
                 inner: Box::new(file),
                 ingest: None,
                 cancel,
+                on_event: ctx.on_event,
+                done: 0,
+                reported: 0,
+                total: job.size,
                 fault: None,
                 origin: Origin::Stored(ctx.blobs.path(&job.digest)),
                 digest: job.digest.clone(),
@@ -494,6 +520,16 @@ impl Read for Source<'_> {
             let shown = io::Error::other(e.to_string());
             self.fault = Some(Fault::Store(e));
             return Err(shown);
+        }
+        self.done += n as u64;
+        if self.done - self.reported >= PROGRESS_EVERY || (n == 0 && self.done > self.reported) {
+            self.reported = self.done;
+            (self.on_event)(PullEvent::Progress {
+                digest: self.digest.clone(),
+                done: self.done,
+                total: self.total,
+                downloading: self.ingest.is_some(),
+            });
         }
         Ok(n)
     }

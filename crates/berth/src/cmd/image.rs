@@ -6,7 +6,7 @@ use std::process::ExitCode;
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use berth_image::ImageStore;
+use berth_image::{ImageStore, PullEvent};
 use berth_registry::{
     Client, Credentials, CredentialsFile, Options, Platform, PushEvent, PushImage, Reference,
 };
@@ -121,14 +121,46 @@ pub fn pull(data_root: &Path, a: &PullArgs) -> Result<ExitCode> {
     };
     let store = open(data_root)?;
     let client = client(&a.registry)?;
+    let before = store.lookup(&a.reference)?;
+    let progress = Progress::new(a.quiet);
+    progress.line(&format!(
+        "{}: Pulling from {}",
+        r.tag_or_latest()
+            .map_or_else(|| r.manifest_ref(), str::to_string),
+        r.repository
+    ));
+    let on_event = |e: PullEvent| match e {
+        PullEvent::Exists { digest } => progress.done(&digest.to_string(), "Already exists"),
+        PullEvent::Progress {
+            digest,
+            done,
+            total,
+            downloading,
+        } => progress.update(
+            &digest.to_string(),
+            if downloading {
+                "Downloading"
+            } else {
+                "Extracting"
+            },
+            done,
+            total,
+        ),
+        PullEvent::Done { digest } => progress.done(&digest.to_string(), "Pull complete"),
+    };
     let img = store
-        .pull(&client, &r, &platform)
+        .pull_with_progress(&client, &r, &platform, &on_event)
         .with_context(|| format!("pulling {r}"))?;
     if a.quiet {
         println!("{}", img.id);
     } else {
-        println!("Digest: {}", img.manifest);
-        println!("Status: Downloaded image for {r}");
+        let news = if before.is_some_and(|b| b.manifest == img.manifest) {
+            "Image is up to date for"
+        } else {
+            "Downloaded newer image for"
+        };
+        progress.line(&format!("Digest: {}", img.manifest));
+        progress.line(&format!("Status: {news} {}", r.familiar()));
         println!("{r}");
     }
     Ok(ExitCode::SUCCESS)
@@ -144,24 +176,47 @@ pub fn images(data_root: &Path, a: &ImagesArgs) -> Result<ExitCode> {
         } else {
             short(&img.id).to_string()
         };
-        if img.repo_tags.is_empty() {
-            rows.push((
-                "<none>".to_string(),
-                "<none>".to_string(),
-                id.clone(),
-                img.size,
-            ));
+        // (REPOSITORY, TAG, full repository for --filter by name)
+        let mut names: Vec<(String, String, String)> = img
+            .repo_tags
+            .iter()
+            .filter_map(|t| Reference::parse(t).ok())
+            .map(|r| {
+                let tag = r.tag_or_latest().unwrap_or("<none>").to_string();
+                (
+                    r.familiar_name(),
+                    tag,
+                    format!("{}/{}", r.registry, r.repository),
+                )
+            })
+            .collect();
+        if names.is_empty() {
+            // Known only by digest (pulled by digest): its repository with no tag, as Docker
+            // shows it; else dangling.
+            names.push(
+                match img
+                    .repo_digests
+                    .first()
+                    .and_then(|d| Reference::parse(d).ok())
+                {
+                    Some(r) => (
+                        r.familiar_name(),
+                        "<none>".to_string(),
+                        format!("{}/{}", r.registry, r.repository),
+                    ),
+                    None => ("<none>".into(), "<none>".into(), String::new()),
+                },
+            );
         }
-        for t in &img.repo_tags {
-            let (repo, tag) = t.rsplit_once(':').unwrap_or((t, "<none>"));
-            rows.push((repo.to_string(), tag.to_string(), id.clone(), img.size));
+        for (repo, tag, full) in names {
+            rows.push((repo, tag, id.clone(), img.size, full));
         }
     }
     if let Some(want) = &a.repository {
         let want = Reference::parse(want)
             .map(|r| format!("{}/{}", r.registry, r.repository))
             .unwrap_or_else(|_| want.clone());
-        rows.retain(|r| r.0 == want);
+        rows.retain(|r| r.4 == want);
     }
     if a.quiet {
         for r in rows {
@@ -173,7 +228,7 @@ pub fn images(data_root: &Path, a: &ImagesArgs) -> Result<ExitCode> {
         "{:<40} {:<10} {:<14} {:>10}",
         "REPOSITORY", "TAG", "IMAGE ID", "SIZE"
     );
-    for (repo, tag, id, size) in rows {
+    for (repo, tag, id, size, _) in rows {
         println!("{repo:<40} {tag:<10} {id:<14} {:>10}", size);
     }
     Ok(ExitCode::SUCCESS)
@@ -234,6 +289,12 @@ pub fn push(data_root: &Path, a: &PushArgs) -> Result<ExitCode> {
     let pushed = client
         .push(&r, &image, store.blobs(), &on_event)
         .with_context(|| format!("pushing {r}"))?;
+    store
+        .add_repo_digest(
+            &img.id,
+            &format!("{}/{}@{}", r.registry, r.repository, pushed.digest),
+        )
+        .with_context(|| format!("recording {r}'s digest"))?;
     if a.quiet {
         println!("{}", pushed.digest);
     } else {
