@@ -212,9 +212,18 @@ impl Rootfs {
         &self.layers
     }
 
-    /// The layer directories, top first (overlayfs' lowerdir order).
+    /// The layer directories, top first (overlayfs' lowerdir order), each once: overlayfs
+    /// refuses a directory given twice, and a layer that is in an image twice (images built
+    /// with identical, often empty, layers) counts only where it is highest, since it
+    /// provides again everything its lower copy did, above whatever lies between.
     pub(crate) fn lower_dirs(&self) -> Vec<PathBuf> {
-        self.layers.iter().rev().map(|(_, p)| p.clone()).collect()
+        let mut seen = std::collections::HashSet::new();
+        self.layers
+            .iter()
+            .rev()
+            .filter(|(d, _)| seen.insert(d.as_str()))
+            .map(|(_, p)| p.clone())
+            .collect()
     }
 
     /// Check that the root filesystem is still there (and, for overlayfs, mounted).

@@ -273,6 +273,51 @@ fn overlay_and_copy_give_the_same_view_of_a_layered_image() {
 }
 
 #[test]
+fn a_layer_repeated_in_an_image_mounts_and_counts_where_it_is_highest() {
+    let t = tempdir();
+    let s = ImageStore::open(&t.path().join("store")).unwrap();
+    let a = Layer::new()
+        .file("x", 0o644, b"A")
+        .dir("d/", 0o755)
+        .file("d/f", 0o644, b"F")
+        .tar();
+    let b = Layer::new()
+        .file(".wh.x", 0o644, b"")
+        .file("y", 0o644, b"Y")
+        .dir("d/", 0o755)
+        .file("d/.wh..wh..opq", 0o644, b"")
+        .file("d/g", 0o644, b"G")
+        .tar();
+    let img = add_image(&s, &[a.clone(), b, a], json!({}), "localhost/twice:1");
+    assert_eq!(img.diff_ids[0], img.diff_ids[2]);
+    let ov = s
+        .create_rootfs_with(&img, &t.path().join("ov"), RootfsKind::Overlay)
+        .unwrap();
+    let cp = s
+        .create_rootfs_with(&img, &t.path().join("cp"), RootfsKind::Copy)
+        .unwrap();
+    assert_eq!(ov.kind(), RootfsKind::Overlay, "mounted, not copied");
+    // The upper copy of the layer brings back what the middle layer deleted.
+    let m = ov.merged();
+    assert_eq!(std::fs::read(m.join("x")).unwrap(), b"A");
+    assert_eq!(std::fs::read(m.join("y")).unwrap(), b"Y");
+    let mut d: Vec<String> = std::fs::read_dir(m.join("d"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .collect();
+    d.sort();
+    assert_eq!(d, ["f", "g"]);
+    assert_eq!(
+        describe(&m),
+        describe(&cp.merged()),
+        "the same as applying every layer"
+    );
+    ov.remove().unwrap();
+    cp.remove().unwrap();
+    assert!(mounts_under(t.path()).is_empty());
+}
+
+#[test]
 fn a_copy_keeps_xattrs_devices_and_links() {
     let t = tempdir();
     let s = ImageStore::open(&t.path().join("store")).unwrap();
