@@ -94,6 +94,16 @@ enum ImageCmd {
         /// The bundle directory.
         dir: std::path::PathBuf,
     },
+    /// Show what changed in a bundle's root filesystem since it was made (like `docker diff`).
+    Diff {
+        /// The bundle directory (made by `image bundle`).
+        dir: std::path::PathBuf,
+    },
+    /// Make an image of a bundle's image plus what changed in its root filesystem (like
+    /// `docker commit`).
+    Commit(cmd::image::CommitArgs),
+    /// Write a bundle's whole root filesystem as a tar (like `docker export`).
+    Export(cmd::image::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -154,6 +164,9 @@ fn main() -> ExitCode {
                 Command::System(SystemCmd::Df) => cmd::image::df(&root),
                 Command::Image(ImageCmd::Bundle(a)) => cmd::image::bundle(&root, &a),
                 Command::Image(ImageCmd::Unbundle { dir }) => cmd::image::unbundle(&dir),
+                Command::Image(ImageCmd::Diff { dir }) => cmd::image::diff(&dir),
+                Command::Image(ImageCmd::Commit(a)) => cmd::image::commit(&root, &a),
+                Command::Image(ImageCmd::Export(a)) => cmd::image::export(&a),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {

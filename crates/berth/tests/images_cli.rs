@@ -343,6 +343,134 @@ fn import_then_bundle_then_run_with_the_runtime() {
         &["image", "unbundle", bundle.to_str().unwrap()],
     ));
     assert!(!bundle.exists());
+
+    // A container that changes its root filesystem: diff, commit and export of its bundle.
+    let changed = tmp.path().join("changed");
+    ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "image",
+            "bundle",
+            &name,
+            changed.to_str().unwrap(),
+            "/bin/sh",
+            "-c",
+            "echo kept > /etc/greeting && rm /bin/zcat",
+        ],
+    ));
+    let run = |bundle: &Path, id: &str| {
+        ok(&berth(
+            &root,
+            &cfg,
+            &[
+                "runtime",
+                "--root",
+                state.to_str().unwrap(),
+                "run",
+                "--bundle",
+                bundle.to_str().unwrap(),
+                id,
+            ],
+        ))
+    };
+    run(&changed, &format!("{id}-changes"));
+    let diff = ok(&berth(
+        &root,
+        &cfg,
+        &["image", "diff", changed.to_str().unwrap()],
+    ));
+    assert_eq!(
+        diff.lines().collect::<Vec<_>>(),
+        ["C /bin", "D /bin/zcat", "C /etc", "A /etc/greeting"],
+        "{diff}"
+    );
+    let exported = tmp.path().join("exported.tar");
+    ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "image",
+            "export",
+            changed.to_str().unwrap(),
+            "-o",
+            exported.to_str().unwrap(),
+        ],
+    ));
+    let listing = Command::new("tar")
+        .arg("-tf")
+        .arg(&exported)
+        .output()
+        .unwrap();
+    let listing = String::from_utf8_lossy(&listing.stdout).into_owned();
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "etc/greeting")
+    );
+    assert!(
+        listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/sh")
+    );
+    assert!(
+        !listing
+            .lines()
+            .any(|l| l.trim_start_matches("./") == "bin/zcat")
+    );
+    let committed = format!("committed-{}:1", std::process::id());
+    let new_id = ok(&berth(
+        &root,
+        &cfg,
+        &[
+            "image",
+            "commit",
+            changed.to_str().unwrap(),
+            &committed,
+            "-m",
+            "greeting",
+            "-c",
+            "CMD [\"/bin/sh\", \"-c\", \"cat /etc/greeting; ls /bin/zcat\"]",
+        ],
+    ));
+    assert!(new_id.trim().starts_with("sha256:"), "{new_id}");
+    let hist = ok(&berth(&root, &cfg, &["history", &committed]));
+    assert!(hist.contains("greeting"), "{hist}");
+    let again = tmp.path().join("again");
+    ok(&berth(
+        &root,
+        &cfg,
+        &["image", "bundle", &committed, again.to_str().unwrap()],
+    ));
+    // The committed image has the file and not the deleted one (ls fails, so does the run).
+    let o = berth(
+        &root,
+        &cfg,
+        &[
+            "runtime",
+            "--root",
+            state.to_str().unwrap(),
+            "run",
+            "--bundle",
+            again.to_str().unwrap(),
+            &format!("{id}-committed"),
+        ],
+    );
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "kept");
+    assert!(!o.status.success());
+    let err = fail(&berth(
+        &root,
+        &cfg,
+        &["image", "diff", tmp.path().to_str().unwrap()],
+    ));
+    assert!(err.contains("opening the bundle"), "{err}");
+    for b in [&changed, &again] {
+        ok(&berth(
+            &root,
+            &cfg,
+            &["image", "unbundle", b.to_str().unwrap()],
+        ));
+    }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
     assert!(
         !mounts.contains(tmp.path().to_str().unwrap()),

@@ -763,3 +763,94 @@ pub fn unbundle(dir: &Path) -> Result<ExitCode> {
         .with_context(|| format!("removing the bundle {}", dir.display()))?;
     Ok(ExitCode::SUCCESS)
 }
+
+/// The bundle `image bundle` made at `dir`.
+fn open_bundle(dir: &Path) -> Result<berth_image::bundle::Bundle> {
+    berth_image::bundle::Bundle::open(dir)
+        .with_context(|| format!("opening the bundle {}", dir.display()))
+}
+
+/// Run `image diff`: the bundle's changes, `docker diff`'s lines.
+pub fn diff(dir: &Path) -> Result<ExitCode> {
+    let b = open_bundle(dir)?;
+    let changes = berth_image::commit::diff(&b.rootfs)
+        .with_context(|| format!("comparing {} with its image", dir.display()))?;
+    for c in changes {
+        println!("{c}");
+    }
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth image commit`.
+#[derive(Args, Debug)]
+pub struct CommitArgs {
+    /// The bundle directory (made by `image bundle`).
+    pub dir: PathBuf,
+    /// Name the new image.
+    pub reference: Option<String>,
+    /// Author (e.g. "Jane <jane@example.org>").
+    #[arg(short, long)]
+    pub author: Option<String>,
+    /// Commit message.
+    #[arg(short, long)]
+    pub message: Option<String>,
+    /// A Dockerfile instruction for the image config (CMD, ENTRYPOINT, ENV, WORKDIR, USER, …).
+    #[arg(short, long = "change")]
+    pub changes: Vec<String>,
+}
+
+/// Run `image commit`: a new image of the bundle's image plus its changes; prints its ID.
+pub fn commit(data_root: &Path, a: &CommitArgs) -> Result<ExitCode> {
+    let store = open(data_root)?;
+    let b = open_bundle(&a.dir)?;
+    let opts = berth_image::commit::CommitOptions {
+        tag: a.reference.clone(),
+        author: a.author.clone(),
+        message: a.message.clone(),
+        created_by: None,
+        changes: a.changes.clone(),
+    };
+    let img = store
+        .commit(&b.rootfs, b.rootfs.image(), &opts)
+        .with_context(|| format!("committing {}", a.dir.display()))?;
+    println!("{}", img.id);
+    Ok(ExitCode::SUCCESS)
+}
+
+/// `berth image export`.
+#[derive(Args, Debug)]
+pub struct ExportArgs {
+    /// The bundle directory (made by `image bundle`).
+    pub dir: PathBuf,
+    /// Write to this file instead of standard output.
+    #[arg(short, long)]
+    pub output: Option<PathBuf>,
+}
+
+/// Run `image export`: the bundle's root filesystem as a plain tar.
+pub fn export(a: &ExportArgs) -> Result<ExitCode> {
+    let b = open_bundle(&a.dir)?;
+    let what = || format!("exporting {}", a.dir.display());
+    match &a.output {
+        Some(path) => {
+            let f = std::fs::File::create(path)
+                .with_context(|| format!("creating {}", path.display()))?;
+            let mut w = std::io::BufWriter::new(f);
+            berth_image::commit::export(&b.rootfs, &mut w).with_context(what)?;
+            let f = w
+                .into_inner()
+                .map_err(|e| e.into_error())
+                .with_context(what)?;
+            f.sync_all().with_context(what)?;
+        }
+        None => {
+            if std::io::IsTerminal::is_terminal(&std::io::stdout()) {
+                bail!("refusing to write a tar to a terminal: use -o FILE or redirect");
+            }
+            let mut w = std::io::BufWriter::new(std::io::stdout().lock());
+            berth_image::commit::export(&b.rootfs, &mut w).with_context(what)?;
+            std::io::Write::flush(&mut w).with_context(what)?;
+        }
+    }
+    Ok(ExitCode::SUCCESS)
+}
