@@ -663,3 +663,77 @@ fn a_pull_reports_each_layers_progress() {
     assert!(events.contains(&PullEvent::Done { digest: first }));
     assert_no_temporaries(root.path());
 }
+
+/// A tmpfs of `size` mounted on a fresh directory, unmounted when dropped.
+struct SmallDisk {
+    dir: tempfile::TempDir,
+}
+
+impl SmallDisk {
+    fn new(size: &str) -> SmallDisk {
+        let dir = tempfile::tempdir().unwrap();
+        let opts = std::ffi::CString::new(format!("size={size},mode=0700")).unwrap();
+        rustix::mount::mount(
+            "tmpfs",
+            dir.path(),
+            "tmpfs",
+            rustix::mount::MountFlags::empty(),
+            opts.as_c_str(),
+        )
+        .expect("mount a tmpfs");
+        SmallDisk { dir }
+    }
+
+    fn resize(&self, size: &str) {
+        let opts = std::ffi::CString::new(format!("size={size}")).unwrap();
+        rustix::mount::mount_remount(
+            self.dir.path(),
+            rustix::mount::MountFlags::empty(),
+            opts.as_c_str(),
+        )
+        .expect("resize the tmpfs");
+    }
+}
+
+impl Drop for SmallDisk {
+    fn drop(&mut self) {
+        let _ = rustix::mount::unmount(self.dir.path(), rustix::mount::UnmountFlags::DETACH);
+    }
+}
+
+#[test]
+fn a_disk_that_fills_up_mid_pull_leaves_the_store_as_it_was_and_a_retry_succeeds() {
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let layout = tmp.path().join("layout");
+    write_busybox_layered(&layout, Compression::Gzip);
+    push_layout(&reg, &layout, "full:1");
+    // Room for the store's database, not for the image (busybox alone is 2 MB unpacked).
+    let disk = SmallDisk::new("1m");
+    let root = disk.dir.path().join("store");
+    let store = ImageStore::open(&root).unwrap();
+    let err = pull(&store, &reg, "full:1").unwrap_err();
+    let shown = format!("{err}");
+    let chain = std::iter::successors(Some(&err as &dyn std::error::Error), |e| e.source())
+        .map(|e| e.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    assert!(
+        chain.contains("No space left on device"),
+        "the cause is named: {shown} / {chain}"
+    );
+    assert_store_empty(&root, &store);
+
+    // Room again: the same pull succeeds.
+    disk.resize("64m");
+    let img = pull(&store, &reg, "full:1").unwrap();
+    assert_eq!(store.images().unwrap().len(), 1);
+    assert!(
+        store
+            .layer_path(&img.diff_ids[0])
+            .join("bin/busybox")
+            .is_file()
+    );
+    assert_no_temporaries(&root);
+    drop(store);
+}
