@@ -477,3 +477,88 @@ fn import_then_bundle_then_run_with_the_runtime() {
         "no mount left"
     );
 }
+
+/// HTTPS with the system's roots (here `SSL_CERT_FILE`, which the system root loader honours),
+/// and plain HTTP only for a registry marked insecure. The registries listen on 10.123.0.1, an
+/// address of the loopback device of a network namespace of the test's own (a 127.0.0.0/8
+/// registry would be plain HTTP by default).
+#[test]
+fn https_registries_are_verified_and_plain_http_needs_insecure_registry() {
+    let (_keep, layout, _) = berth_testkit::images::busybox_layout();
+    let tmp = tempfile::tempdir().unwrap();
+    let script = r#"
+set -u
+cd "$WORK"
+trap 'kill $(jobs -p) 2>/dev/null; wait' EXIT
+ip link set lo up
+ip addr add 10.123.0.1/32 dev lo
+openssl req -x509 -newkey rsa:2048 -nodes -keyout ca.key -out ca.pem -days 2 \
+  -subj /CN=berth-test-ca 2>/dev/null
+openssl req -newkey rsa:2048 -nodes -keyout srv.key -out srv.csr -subj /CN=10.123.0.1 2>/dev/null
+printf 'subjectAltName=IP:10.123.0.1\nbasicConstraints=CA:FALSE\nextendedKeyUsage=serverAuth\n' > ext
+openssl x509 -req -in srv.csr -CA ca.pem -CAkey ca.key -CAcreateserial -out srv.pem -days 2 \
+  -extfile ext 2>/dev/null
+for r in tls plain; do
+  port=5000; [ $r = plain ] && port=5001
+  { echo "version: 0.1"
+    echo "storage: {filesystem: {rootdirectory: $WORK/$r-data}}"
+    echo "http:"
+    echo "  addr: 10.123.0.1:$port"
+    [ $r = tls ] && echo "  tls: {certificate: $WORK/srv.pem, key: $WORK/srv.key}"
+  } > $r.yml
+  docker-registry serve $r.yml > $r.log 2>&1 &
+done
+for i in $(seq 100); do
+  curl -sf --cacert ca.pem https://10.123.0.1:5000/v2/ >/dev/null &&
+    curl -sf http://10.123.0.1:5001/v2/ >/dev/null && break
+  sleep 0.1
+done
+for r in "https://10.123.0.1:5000" "http://10.123.0.1:5001"; do
+  skopeo copy -q --dest-tls-verify=false "oci:$LAYOUT:latest" \
+    "docker://${r#*://}/bb:1" || echo "SKOPEO FAILED $r"
+done
+run() { # name, then berth's arguments
+  name=$1; shift
+  "$BERTH" --data-root "$WORK/store-$name" "$@" > "out-$name" 2> "err-$name"
+  echo "CASE $name rc=$? $(tr '\n' ' ' < "err-$name")"
+}
+run untrusted pull 10.123.0.1:5000/bb:1
+SSL_CERT_FILE=$WORK/ca.pem run trusted pull 10.123.0.1:5000/bb:1
+run plain pull 10.123.0.1:5001/bb:1
+run insecure pull --insecure-registry 10.123.0.1:5001 10.123.0.1:5001/bb:1
+grep -c '"GET /v2/bb/manifests/1 HTTP/1.1" 200' plain.log | sed 's/^/PLAIN MANIFEST GETS /'
+"#;
+    let out = Command::new("unshare")
+        .args(["--net", "--", "bash", "-c", script])
+        .env("WORK", tmp.path())
+        .env("LAYOUT", &layout)
+        .env("BERTH", env!("CARGO_BIN_EXE_berth"))
+        .env("DOCKER_CONFIG", tmp.path().join("docker"))
+        .env_remove("SSL_CERT_FILE")
+        .env_remove("SSL_CERT_DIR")
+        .output()
+        .unwrap();
+    let text = String::from_utf8_lossy(&out.stdout).into_owned();
+    let all = format!("{text}\n{}", String::from_utf8_lossy(&out.stderr));
+    assert!(!text.contains("SKOPEO FAILED"), "{all}");
+    let case = |name: &str| {
+        text.lines()
+            .find_map(|l| l.strip_prefix(&format!("CASE {name} ")))
+            .unwrap_or_else(|| panic!("no case {name}: {all}"))
+            .to_string()
+    };
+    // An unknown issuer is refused, naming the certificate problem.
+    let untrusted = case("untrusted");
+    assert!(untrusted.starts_with("rc=1 "), "{untrusted}");
+    assert!(
+        untrusted.to_lowercase().contains("certificate"),
+        "{untrusted}"
+    );
+    // The same registry with its CA among the roots: pulled over HTTPS.
+    assert!(case("trusted").starts_with("rc=0 "), "{all}");
+    // A plain HTTP registry that is not local is not spoken to in plain HTTP by default…
+    assert!(case("plain").starts_with("rc=1 "), "{all}");
+    // …only when marked insecure.
+    assert!(case("insecure").starts_with("rc=0 "), "{all}");
+    assert!(text.contains("PLAIN MANIFEST GETS 1"), "{all}");
+}
