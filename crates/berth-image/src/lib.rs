@@ -57,7 +57,7 @@ use std::path::{Path, PathBuf};
 
 use berth_registry::Reference;
 use berth_store::BlobStore;
-use redb::{ReadableTable, TableDefinition};
+use redb::{ReadableTable, TableDefinition, TableHandle};
 use serde::{Deserialize, Serialize};
 
 /// Image records by image ID (`sha256:<config hex>`), as JSON.
@@ -247,12 +247,24 @@ impl ImageStore {
             }
         }
         let blobs = BlobStore::open(&root.join("content"))?;
-        let txn = db.begin_write().map_err(db_err)?;
-        txn.open_table(IMAGES).map_err(db_err)?;
-        txn.open_table(TAGS).map_err(db_err)?;
-        txn.open_table(LAYER_SIZES).map_err(db_err)?;
-        txn.open_table(TAG_TIMES).map_err(db_err)?;
-        txn.commit().map_err(db_err)?;
+        // The tables, made once: a write transaction costs syncs, which every command (most
+        // only read) would pay at each open.
+        let have: Vec<String> = db
+            .begin_read()
+            .map_err(db_err)?
+            .list_tables()
+            .map_err(db_err)?
+            .map(|t| t.name().to_string())
+            .collect();
+        let names = [IMAGES.name(), TAGS.name(), LAYER_SIZES.name(), TAG_TIMES.name()];
+        if !names.iter().all(|n| have.iter().any(|h| h == n)) {
+            let txn = db.begin_write().map_err(db_err)?;
+            txn.open_table(IMAGES).map_err(db_err)?;
+            txn.open_table(TAGS).map_err(db_err)?;
+            txn.open_table(LAYER_SIZES).map_err(db_err)?;
+            txn.open_table(TAG_TIMES).map_err(db_err)?;
+            txn.commit().map_err(db_err)?;
+        }
         Ok(ImageStore {
             root: root.to_path_buf(),
             blobs,
