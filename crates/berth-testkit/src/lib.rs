@@ -5,6 +5,7 @@
 //! container ids, cgroup path (beneath the test process's own cgroup) and bundle directory,
 //! so tests can run in parallel.
 
+pub mod bench;
 pub mod debian;
 pub mod images;
 
