@@ -29,8 +29,14 @@
 //! and layer no recorded image refers to, and the blobs of an image being pulled or loaded
 //! are in the store before the image is recorded. So everything that adds content holds the
 //! store lock *shared* from before its first blob is written until the image is recorded
-//! (`lock_shared`: load and import here; pull should do the same around `Client::pull` and
-//! `add_image`), and the garbage collector holds it *exclusive* (`lock_exclusive`). The lock is
+//! (`lock_shared`: pull, load, import, commit; save too, for its scratch files), and the
+//! garbage collector holds it *exclusive* (`lock_exclusive`). Opening a store clears the
+//! scratch files of interrupted work (partial blobs, half-unpacked layers, `tmp/`) only if it
+//! can take the lock exclusive at once, i.e. when nobody is working.
+//!
+//! Several processes use one store at the same time (each berth command is one): the
+//! metadata database is opened for each transaction and closed after it (`db`), waiting
+//! while another process has it open. The lock is
 //! an flock on `<root>/lock`, taken on a fresh open file each time, so it excludes threads of
 //! one process as well as processes. Shared holders never wait for each other, so taking it
 //! shared again while holding it shared (e.g. `add_image` inside a load) is fine; nothing but
@@ -41,6 +47,7 @@ pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod config;
+mod db;
 mod import;
 pub mod inspect;
 pub mod manage;
@@ -112,6 +119,9 @@ pub enum Error {
     /// The metadata database failed.
     #[error("image metadata database: {0}")]
     Db(String),
+    /// Another process kept the metadata database open for too long.
+    #[error("the image store is busy: another process has kept {} open for two minutes", .0.display())]
+    Busy(PathBuf),
     /// No image has this name or ID.
     #[error("No such image: {0}")]
     NoSuchImage(String),
@@ -204,7 +214,7 @@ pub(crate) struct StoreLock {
 pub struct ImageStore {
     pub(crate) root: PathBuf,
     pub(crate) blobs: BlobStore,
-    pub(crate) db: redb::Database,
+    pub(crate) db: db::Db,
 }
 
 #[derive(Deserialize)]
@@ -218,9 +228,10 @@ pub(crate) struct ConfigHead {
 }
 
 impl ImageStore {
-    /// Open (creating) the store under `root`. Only one `ImageStore` may have a root open at a
-    /// time (the database is locked: a second open, in this process or another, fails), and
-    /// scratch files of interrupted work are only cleared once that lock is held.
+    /// Open (creating) the store under `root`. Several stores, in this process or others, may
+    /// have one root open at the same time: the database is opened for each transaction and
+    /// closed after it (see `db`), and scratch files of interrupted work are cleared only when
+    /// the store lock can be had exclusive, i.e. when nobody is adding content.
     pub fn open(root: &Path) -> Result<ImageStore> {
         let layers = root.join("layers");
         let tmp = root.join("tmp");
@@ -231,45 +242,69 @@ impl ImageStore {
                 source,
             })?;
         }
-        let db = redb::Database::create(root.join("metadata.redb")).map_err(db_err)?;
-        // Unpacks that were interrupted.
-        if let Ok(rd) = std::fs::read_dir(&layers) {
-            for e in rd.flatten() {
-                if e.file_name().to_string_lossy().starts_with(".tmp-") {
-                    let _ = std::fs::remove_dir_all(e.path());
-                }
-            }
-        }
-        // Scratch files of loads and saves that were interrupted.
-        if let Ok(rd) = std::fs::read_dir(&tmp) {
-            for e in rd.flatten() {
-                let _ = std::fs::remove_file(e.path());
-            }
-        }
-        let blobs = BlobStore::open(&root.join("content"))?;
-        // The tables, made once: a write transaction costs syncs, which every command (most
-        // only read) would pay at each open.
-        let have: Vec<String> = db
-            .begin_read()
-            .map_err(db_err)?
-            .list_tables()
-            .map_err(db_err)?
-            .map(|t| t.name().to_string())
-            .collect();
-        let names = [IMAGES.name(), TAGS.name(), LAYER_SIZES.name(), TAG_TIMES.name()];
-        if !names.iter().all(|n| have.iter().any(|h| h == n)) {
-            let txn = db.begin_write().map_err(db_err)?;
-            txn.open_table(IMAGES).map_err(db_err)?;
-            txn.open_table(TAGS).map_err(db_err)?;
-            txn.open_table(LAYER_SIZES).map_err(db_err)?;
-            txn.open_table(TAG_TIMES).map_err(db_err)?;
-            txn.commit().map_err(db_err)?;
-        }
-        Ok(ImageStore {
+        let db = db::Db::new(&root.join("metadata.redb"));
+        let blobs = BlobStore::open_keeping_ingest(&root.join("content"))?;
+        let store = ImageStore {
             root: root.to_path_buf(),
             blobs,
             db,
-        })
+        };
+        // Scratch files of interrupted work, cleared only when nobody is working: everything
+        // that makes them holds the store lock shared.
+        if let Some(_lock) = store.try_lock_exclusive()? {
+            store.blobs.clear_ingest()?;
+            for dir in [&layers, &tmp] {
+                if let Ok(rd) = std::fs::read_dir(dir) {
+                    for e in rd.flatten() {
+                        let name = e.file_name();
+                        if dir == &tmp {
+                            let _ = std::fs::remove_file(e.path())
+                                .or_else(|_| std::fs::remove_dir_all(e.path()));
+                        } else if name.to_string_lossy().starts_with(".tmp-") {
+                            let _ = std::fs::remove_dir_all(e.path());
+                        }
+                    }
+                }
+            }
+        }
+        // The tables, made once: a write transaction costs syncs, which every command (most
+        // only read) would pay at each open.
+        {
+            let db = store.db.get()?;
+            let have: Vec<String> = db
+                .begin_read()
+                .map_err(db_err)?
+                .list_tables()
+                .map_err(db_err)?
+                .map(|t| t.name().to_string())
+                .collect();
+            let names = [
+                IMAGES.name(),
+                TAGS.name(),
+                LAYER_SIZES.name(),
+                TAG_TIMES.name(),
+            ];
+            if !names.iter().all(|n| have.iter().any(|h| h == n)) {
+                let txn = db.begin_write().map_err(db_err)?;
+                txn.open_table(IMAGES).map_err(db_err)?;
+                txn.open_table(TAGS).map_err(db_err)?;
+                txn.open_table(LAYER_SIZES).map_err(db_err)?;
+                txn.open_table(TAG_TIMES).map_err(db_err)?;
+                txn.commit().map_err(db_err)?;
+            }
+        }
+        Ok(store)
+    }
+
+    /// The store lock exclusive if nobody holds it, else `None` (without waiting).
+    fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
+        match self.lock(rustix::fs::FlockOperation::NonBlockingLockExclusive) {
+            Ok(l) => Ok(Some(l)),
+            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
     }
 
     /// Take the store lock shared: held by whatever adds content (pull, load, import) from
@@ -326,7 +361,8 @@ impl ImageStore {
     /// Store the record (keeping the tags of an image already recorded), moving `tag` (full
     /// form) to it.
     pub(crate) fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let stored = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -354,7 +390,8 @@ impl ImageStore {
 
     /// Every image.
     pub fn images(&self) -> Result<Vec<ImageRecord>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let mut out = Vec::new();
         for row in images.iter().map_err(db_err)? {
@@ -368,7 +405,8 @@ impl ImageStore {
     /// digest>`, a full image ID or an unambiguous short one (see the crate docs). `None` when
     /// nothing matches; an ambiguous short ID is an error.
     pub fn lookup(&self, name: &str) -> Result<Option<ImageRecord>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(db_err)?;
         let images = txn.open_table(IMAGES).map_err(db_err)?;
         let tags = txn.open_table(TAGS).map_err(db_err)?;
         match find_id(&images, &tags, name)? {

@@ -209,7 +209,8 @@ impl ImageStore {
     pub fn tag(&self, source: &str, target: &str) -> Result<ImageRecord> {
         let tag = tag_name(target)?;
         let now = util::now_rfc3339();
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let id = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -231,7 +232,8 @@ impl ImageStore {
             return Ok(());
         }
         let now = util::now_rfc3339();
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -247,7 +249,8 @@ impl ImageStore {
     /// Record that image `id` is known as `reference` (full form, `registry/repo@digest`),
     /// e.g. after a push.
     pub fn add_repo_digest(&self, id: &str, reference: &str) -> Result<ImageRecord> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let rec = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut rec =
@@ -264,7 +267,8 @@ impl ImageStore {
 
     /// Delete images recorded by an operation that then failed (loads), unless tagged since.
     pub(crate) fn forget_untagged(&self, ids: &[String]) -> Result<()> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -280,7 +284,8 @@ impl ImageStore {
 
     /// When the image was last tagged here (`docker tag`, load, import), RFC 3339.
     pub fn last_tag_time(&self, id: &str) -> Result<Option<String>> {
-        let txn = self.db.begin_read().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_read().map_err(db_err)?;
         let times = txn.open_table(TAG_TIMES).map_err(db_err)?;
         Ok(times
             .get(id)
@@ -294,7 +299,8 @@ impl ImageStore {
     /// Digest references are not touched here.
     pub fn untag(&self, name: &str) -> Result<ImageRecord> {
         let tag = tag_name(name)?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let id = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -311,7 +317,8 @@ impl ImageStore {
     /// of its manifest deletes the image with all its references, which needs `force` when it
     /// has more than one tag. Blobs and layers stay until [`ImageStore::gc`].
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let out = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -374,7 +381,8 @@ impl ImageStore {
     /// collect garbage ([`ImageStore::gc`]).
     pub fn prune(&self, all: bool, in_use: &dyn Fn(&str) -> bool) -> Result<PruneReport> {
         let _lock = self.lock_exclusive()?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         let removed = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
@@ -451,7 +459,8 @@ impl ImageStore {
             }
         }
         let sizes = self.layer_sizes(&doomed)?;
-        let txn = self.db.begin_write().map_err(db_err)?;
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
         {
             let mut cache = txn.open_table(LAYER_SIZES).map_err(db_err)?;
             for d in &doomed {
@@ -498,7 +507,8 @@ impl ImageStore {
         let mut out = HashMap::new();
         let mut missing = Vec::new();
         {
-            let txn = self.db.begin_read().map_err(db_err)?;
+            let db = self.db.get()?;
+            let txn = db.begin_read().map_err(db_err)?;
             let cache = txn.open_table(LAYER_SIZES).map_err(db_err)?;
             for d in diff_ids {
                 match cache.get(d.as_str()).map_err(db_err)? {
@@ -524,7 +534,8 @@ impl ImageStore {
             computed.push((d, size));
         }
         if !computed.is_empty() {
-            let txn = self.db.begin_write().map_err(db_err)?;
+            let db = self.db.get()?;
+            let txn = db.begin_write().map_err(db_err)?;
             {
                 let mut cache = txn.open_table(LAYER_SIZES).map_err(db_err)?;
                 for (d, size) in &computed {

@@ -506,3 +506,48 @@ fn gc_never_collects_what_a_load_is_adding() {
     assert_eq!(blobs(&s), want_blobs);
     assert_eq!(layer_dirs(d.path()), want_layers);
 }
+
+#[test]
+fn two_stores_on_one_root_work_side_by_side() {
+    // As two berth commands at once: each opens the database only for its transactions, and
+    // opening a store never removes what the other is in the middle of writing.
+    let (d, a) = store();
+    let b = ImageStore::open(d.path()).unwrap();
+    let img = TestImage::new(vec![layer(&[("f", b"1")])], "side").named("localhost/side:1");
+    load(&a, &img);
+    assert_eq!(
+        b.get("localhost/side:1").unwrap().repo_tags,
+        ["localhost/side:1"]
+    );
+    b.tag("localhost/side:1", "localhost/side:2").unwrap();
+    assert_eq!(a.get("localhost/side:2").unwrap().repo_tags.len(), 2);
+
+    // A load in progress (its blobs being written under the store lock): stores opened
+    // meanwhile leave its scratch files and partial blobs alone, and it succeeds.
+    let mut data = vec![0u8; 8 << 20];
+    let mut x: u32 = 1;
+    for b in data.iter_mut() {
+        x ^= x << 13;
+        x ^= x >> 17;
+        x ^= x << 5;
+        *b = x as u8;
+    }
+    let big = TestImage::new(vec![layer(&[("big", &data[..])])], "big").named("localhost/big:1");
+    let archive = oci_archive(std::slice::from_ref(&big));
+    let opened = std::thread::scope(|t| {
+        let loader = t.spawn(|| a.load(&archive[..]));
+        let mut opened = 0;
+        while !loader.is_finished() {
+            let c = ImageStore::open(d.path()).unwrap();
+            c.images().unwrap();
+            opened += 1;
+        }
+        loader.join().unwrap().unwrap();
+        opened
+    });
+    assert!(opened > 0);
+    assert_eq!(
+        b.get("localhost/big:1").unwrap().repo_tags,
+        ["localhost/big:1"]
+    );
+}

@@ -138,17 +138,32 @@ pub struct BlobStore {
 impl BlobStore {
     /// Open (creating if needed) the store under `root`, dropping interrupted writes.
     pub fn open(root: &Path) -> Result<BlobStore> {
+        let store = BlobStore::open_keeping_ingest(root)?;
+        store.clear_ingest()?;
+        Ok(store)
+    }
+
+    /// Open (creating) the store at `root` without touching `ingest/`: for a store other
+    /// processes may be writing to at the same time (their blobs in progress are there). Its
+    /// owner calls [`BlobStore::clear_ingest`] when it knows nobody is writing.
+    pub fn open_keeping_ingest(root: &Path) -> Result<BlobStore> {
         let blobs = root.join("blobs/sha256");
         let ingest = root.join("ingest");
         fs::create_dir_all(&blobs).map_err(io_err("creating", &blobs))?;
         fs::create_dir_all(&ingest).map_err(io_err("creating", &ingest))?;
-        for e in fs::read_dir(&ingest)
-            .map_err(io_err("reading", &ingest))?
+        Ok(BlobStore { blobs, ingest })
+    }
+
+    /// Drop what is left in `ingest/` by writes that were interrupted. Only when nobody is
+    /// writing a blob.
+    pub fn clear_ingest(&self) -> Result<()> {
+        for e in fs::read_dir(&self.ingest)
+            .map_err(io_err("reading", &self.ingest))?
             .flatten()
         {
             let _ = fs::remove_file(e.path());
         }
-        Ok(BlobStore { blobs, ingest })
+        Ok(())
     }
 
     /// Where the blob lives (whether or not it is there).
