@@ -29,7 +29,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
   runc crun podman containerd \
-  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl >/dev/null
+  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography >/dev/null
 
 log "building"
 cargo build --workspace --all-targets

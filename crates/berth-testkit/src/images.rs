@@ -16,22 +16,84 @@ pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
     child: Child,
+    /// The token server of a registry with token authentication.
+    token: Option<Child>,
     _dir: tempfile::TempDir,
+}
+
+/// How a test registry authenticates.
+enum Auth<'a> {
+    None,
+    Basic(&'a str, &'a str),
+    Token(&'a str, &'a str),
 }
 
 impl Registry {
     /// Start a registry on a free port and wait until it answers `/v2/`.
     pub fn start() -> Registry {
-        Registry::start_with(None)
+        Registry::start_with(Auth::None)
     }
 
     /// A registry that wants HTTP Basic authentication as `user`/`password` (htpasswd, bcrypt
     /// hash made with Python's crypt module).
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Some((user, password)))
+        Registry::start_with(Auth::Basic(user, password))
     }
 
-    fn start_with(basic: Option<(&str, &str)>) -> Registry {
+    /// A registry with token authentication (as Docker Hub and most registries): it sends
+    /// clients to a token server (`src/scripts/token-server.py`, Debian's python3 with
+    /// python3-cryptography) whose ES256 tokens it verifies. `user`/`password` get pull and
+    /// push, anonymous clients pull only. [`Registry::token_requests`] tells what was asked.
+    pub fn start_with_token_auth(user: &str, password: &str) -> Registry {
+        Registry::start_with(Auth::Token(user, password))
+    }
+
+    /// The token server's requests so far, one line each: `USER SCOPE…` (`anonymous` without
+    /// credentials), or `refused`.
+    pub fn token_requests(&self) -> Vec<String> {
+        std::fs::read_to_string(self._dir.path().join("tokens.log"))
+            .unwrap_or_default()
+            .lines()
+            .map(str::to_string)
+            .collect()
+    }
+
+    fn start_token_server(dir: &Path, user: &str, password: &str) -> (Child, String, PathBuf) {
+        let script = dir.join("token-server.py");
+        std::fs::write(&script, include_str!("scripts/token-server.py")).expect("token server");
+        let (cert, port_file) = (dir.join("token.pem"), dir.join("token.port"));
+        let log = std::fs::File::create(dir.join("token-server.log")).expect("log");
+        let child = Command::new("/usr/bin/python3")
+            .arg(&script)
+            .arg(&cert)
+            .arg(&port_file)
+            .args([user, password, "berth-test-registry", "berth-test-issuer"])
+            .arg(dir.join("tokens.log"))
+            .stdin(Stdio::null())
+            .stdout(log.try_clone().expect("dup"))
+            .stderr(log)
+            .spawn()
+            .expect("starting the token server (apt-get install python3-cryptography)");
+        let deadline = Instant::now() + Duration::from_secs(20);
+        let port = loop {
+            if let Ok(p) = std::fs::read_to_string(&port_file) {
+                break p;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "the token server did not start: {}",
+                std::fs::read_to_string(dir.join("token-server.log")).unwrap_or_default()
+            );
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (
+            child,
+            format!("http://127.0.0.1:{}/token", port.trim()),
+            cert,
+        )
+    }
+
+    fn start_with(auth: Auth<'_>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
@@ -44,14 +106,15 @@ impl Registry {
             .port();
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
+        let mut token = None;
         std::fs::write(
             &config,
             format!(
                 "version: 0.1\nlog:\n  level: warn\nstorage:\n  filesystem:\n    rootdirectory: {}\n  delete:\n    enabled: true\nhttp:\n  addr: {addr}\n{}",
                 dir.path().join("storage").display(),
-                match basic {
-                    None => String::new(),
-                    Some((user, password)) => {
+                match &auth {
+                    Auth::None => String::new(),
+                    Auth::Basic(user, password) => {
                         let out = Command::new("python3")
                             .args(["-c", "import crypt,sys; print(crypt.crypt(sys.argv[1], crypt.mksalt(crypt.METHOD_BLOWFISH)))", password])
                             .output()
@@ -60,6 +123,14 @@ impl Registry {
                         let file = dir.path().join("htpasswd");
                         std::fs::write(&file, format!("{user}:{hash}\n")).expect("htpasswd");
                         format!("auth:\n  htpasswd:\n    realm: berth-test\n    path: {}\n", file.display())
+                    }
+                    Auth::Token(user, password) => {
+                        let (child, realm, cert) = Registry::start_token_server(dir.path(), user, password);
+                        token = Some(child);
+                        format!(
+                            "auth:\n  token:\n    realm: {realm}\n    service: berth-test-registry\n    issuer: berth-test-issuer\n    rootcertbundle: {}\n",
+                            cert.display()
+                        )
                     }
                 }
             ),
@@ -77,10 +148,11 @@ impl Registry {
         let r = Registry {
             addr,
             child,
+            token,
             _dir: dir,
         };
         let deadline = Instant::now() + Duration::from_secs(20);
-        let ready = if basic.is_some() { 401 } else { 200 };
+        let ready = if matches!(auth, Auth::None) { 200 } else { 401 };
         while r.get("/v2/").map(|(s, _)| s) != Some(ready) {
             assert!(
                 Instant::now() < deadline,
@@ -134,8 +206,10 @@ impl Registry {
 
 impl Drop for Registry {
     fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
+        for child in std::iter::once(&mut self.child).chain(self.token.as_mut()) {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
     }
 }
 

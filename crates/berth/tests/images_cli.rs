@@ -562,3 +562,83 @@ grep -c '"GET /v2/bb/manifests/1 HTTP/1.1" 200' plain.log | sed 's/^/PLAIN MANIF
     assert!(case("insecure").starts_with("rc=0 "), "{all}");
     assert!(text.contains("PLAIN MANIFEST GETS 1"), "{all}");
 }
+
+/// Token (Bearer) authentication, as Docker Hub and most registries do it: a real
+/// docker-registry verifying the ES256 tokens of a token server of the test's own.
+#[test]
+fn token_authentication_for_login_push_and_pull() {
+    let reg = Registry::start_with_token_auth("bob", "t0ken-pw");
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cfg) = (tmp.path().join("root"), tmp.path().join("docker"));
+    let tarball = tmp.path().join("busybox.tar");
+    assert!(
+        Command::new("tar")
+            .arg("-C")
+            .arg(berth_testkit::busybox_rootfs())
+            .arg("-chf")
+            .arg(&tarball)
+            .arg(".")
+            .status()
+            .unwrap()
+            .success()
+    );
+    let name = format!("{}/team/bb:1", reg.addr);
+    ok(&berth(
+        &root,
+        &cfg,
+        &["import", tarball.to_str().unwrap(), &name],
+    ));
+
+    // Anonymous: the token server grants pull only, so the registry refuses the push.
+    let err = fail(&berth(&root, &cfg, &["push", &name]));
+    assert!(
+        err.contains("denied") || err.contains("authentication") || err.contains("unauthorized"),
+        "{err}"
+    );
+    // A wrong password: the token server refuses it, nothing is stored.
+    let bad = fail(&berth(
+        &root,
+        &cfg,
+        &["login", &reg.addr, "-u", "bob", "-p", "wrong"],
+    ));
+    assert!(bad.contains("logging in"), "{bad}");
+    assert!(!cfg.join("config.json").exists());
+    assert!(reg.token_requests().iter().any(|r| r == "refused"));
+
+    // Logged in: tokens with push, for the repository pushed to.
+    ok(&berth(
+        &root,
+        &cfg,
+        &["login", &reg.addr, "-u", "bob", "-p", "t0ken-pw"],
+    ));
+    let out = ok(&berth(&root, &cfg, &["push", &name]));
+    assert!(out.contains("1: digest: sha256:"), "{out}");
+    assert!(
+        reg.token_requests().iter().any(|r| r.starts_with("bob ")
+            && r.contains("repository:team/bb:")
+            && r.contains("push")),
+        "{:?}",
+        reg.token_requests()
+    );
+
+    // Pulled back into an empty store with the credentials, and anonymously (pull is open).
+    for (store, config) in [("pulled", &cfg), ("anonymous", &tmp.path().join("nobody"))] {
+        let root = tmp.path().join(store);
+        let out = ok(&berth(&root, config, &["pull", &name]));
+        assert!(out.contains("Pull complete"), "{out}");
+        let ids = ok(&berth(&root, config, &["images", "-q", "--no-trunc"]));
+        let first = ok(&berth(
+            &tmp.path().join("root"),
+            &cfg,
+            &["images", "-q", "--no-trunc", &name],
+        ));
+        assert_eq!(ids.trim(), first.trim());
+    }
+    assert!(
+        reg.token_requests()
+            .iter()
+            .any(|r| r.starts_with("anonymous ") && r.contains("repository:team/bb:pull")),
+        "{:?}",
+        reg.token_requests()
+    );
+}
