@@ -176,3 +176,75 @@ fn basic_auth_with_and_without_credentials() {
         .unwrap();
     assert_eq!(pulled.digest.to_string(), digest);
 }
+
+/// A registry that answers every manifest request with a schema 1 manifest (what old
+/// registries serve, and what Debian's docker-registry refuses to store, so it cannot play
+/// this part): a registry's own answer, not a manifest berth can use.
+#[test]
+fn a_manifest_of_an_unknown_media_type_is_a_clear_error_and_stores_nothing() {
+    use std::io::{BufRead, BufReader, Write};
+    let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let addr = listener.local_addr().unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stopped = stop.clone();
+    // Every request of every connection answered alike: 200 and the schema 1 manifest.
+    let serve = |stream: std::net::TcpStream| {
+        stream.set_nonblocking(false).unwrap();
+        stream
+            .set_read_timeout(Some(std::time::Duration::from_secs(5)))
+            .unwrap();
+        let mut reader = BufReader::new(stream.try_clone().unwrap());
+        let mut out = stream;
+        loop {
+            let mut line = String::new();
+            if reader.read_line(&mut line).unwrap_or(0) == 0 {
+                return;
+            }
+            loop {
+                let mut h = String::new();
+                if reader.read_line(&mut h).unwrap_or(0) == 0 || h == "\r\n" {
+                    break;
+                }
+            }
+            let body = if line.contains("/manifests/") {
+                r#"{"schemaVersion":1,"name":"old/app","tag":"1","fsLayers":[],"history":[],"signatures":[]}"#
+            } else {
+                "{}"
+            };
+            let head_only = line.starts_with("HEAD ");
+            let _ = write!(
+                out,
+                "HTTP/1.1 200 OK\r\nContent-Type: application/vnd.docker.distribution.manifest.v1+prettyjws\r\nDocker-Distribution-Api-Version: registry/2.0\r\nContent-Length: {}\r\n\r\n{}",
+                body.len(),
+                if head_only { "" } else { body }
+            );
+        }
+    };
+    let server = std::thread::spawn(move || {
+        std::thread::scope(|t| {
+            while !stopped.load(std::sync::atomic::Ordering::Relaxed) {
+                match listener.accept() {
+                    Ok((stream, _)) => {
+                        t.spawn(move || serve(stream));
+                    }
+                    Err(_) => std::thread::sleep(std::time::Duration::from_millis(5)),
+                }
+            }
+        })
+    });
+    let store_dir = tempfile::tempdir().unwrap();
+    let store = BlobStore::open(store_dir.path()).unwrap();
+    let client = Client::new(Options::default());
+    let r = Reference::parse(&format!("{addr}/old/app:1")).unwrap();
+    let err = client.pull(&r, &Platform::host(), &store).unwrap_err();
+    assert!(
+        matches!(&err, berth_registry::client::Error::UnknownMediaType(t) if t.contains("manifest.v1+prettyjws")),
+        "{err:?}"
+    );
+    assert!(err.to_string().contains("unsupported manifest media type"));
+    assert!(store.list().unwrap().is_empty(), "nothing stored");
+    drop(client);
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    let _ = server.join();
+}
