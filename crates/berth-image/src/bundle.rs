@@ -19,10 +19,9 @@
 //! [`crate::config::process`]), and the annotations: `os`, `architecture`, `variant`,
 //! `os.version`, `os.features`, `author`, `created`, `Config.StopSignal`,
 //! `Config.ExposedPorts` (comma-separated) as `org.opencontainers.image.*`, then
-//! `Config.Labels`, which take precedence over those. Everything else is the default spec of
-//! `berth runtime spec` (runc's), with these differences for running images: no terminal, a
-//! writable root, and the default capability set of Docker (and of runtime-tools, which umoci
-//! uses): [`DEFAULT_CAPABILITIES`].
+//! `Config.Labels`, which take precedence over those. Everything else is Docker's defaults
+//! for a container ([`berth_spec::docker::container_spec`]: its capability set, masked and
+//! read-only paths, mounts and device rules), with a writable root and no terminal.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -32,14 +31,14 @@ use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::ImageStore;
 use crate::config::{ImageConfig, Overrides, process};
 use crate::rootfs::{Copier, Rootfs, RootfsError, RootfsKind, io_err};
 
-/// The runtime-spec version written (the runtime's).
-pub use berth_runtime::spec::OCI_VERSION;
+/// The runtime-spec version written.
+pub use berth_spec::OCI_VERSION;
 
 /// The annotation keys the conversion sets (`org.opencontainers.image.<field>`).
 pub mod annotation {
@@ -62,24 +61,6 @@ pub mod annotation {
     /// `Config.ExposedPorts`' keys, comma-separated.
     pub const EXPOSED_PORTS: &str = "org.opencontainers.image.exposedPorts";
 }
-
-/// The capabilities a container made from an image gets (Docker's default set).
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
 
 /// The directory of a bundle's root filesystem state.
 pub const STATE_DIR: &str = ".berth-rootfs";
@@ -117,40 +98,30 @@ pub fn annotations(cfg: &ImageConfig) -> BTreeMap<String, String> {
     out
 }
 
-/// The default spec for a container of an image: `berth runtime spec`'s (runc's), with no
-/// terminal, a writable root at `rootfs` and [`DEFAULT_CAPABILITIES`] (no ambient ones).
-fn default_spec(rootfs: &Path) -> Value {
-    let mut spec = berth_runtime::template::default_spec(false, 0, 0);
-    let caps = json!(DEFAULT_CAPABILITIES);
-    spec["process"]["terminal"] = json!(false);
-    spec["process"]["env"] = json!([]);
-    spec["process"]["capabilities"] =
-        json!({"bounding": caps, "effective": caps, "permitted": caps});
-    spec["root"] = json!({"path": rootfs, "readonly": false});
-    spec
-}
-
 /// The runtime spec for a container of the image `cfg` whose root filesystem is `rootfs`
 /// (read for the user's passwd and group entries; `root.path` is set to it), with the `run`
 /// overrides `o` (see the module docs). Volumes are left to [`ImageStore::bundle`], which has
 /// a bundle to keep them in.
 pub fn runtime_spec(cfg: &ImageConfig, rootfs: &Path, o: &Overrides) -> Result<Spec, RootfsError> {
     let plan = process(cfg, rootfs, o)?;
-    let mut spec = default_spec(rootfs);
-    let p = &mut spec["process"];
-    p["args"] = json!(plan.args);
-    p["env"] = json!(plan.env);
-    p["cwd"] = json!(plan.cwd);
-    p["user"] = json!({"uid": plan.uid, "gid": plan.gid});
+    let mut spec = berth_spec::docker::container_spec(&rootfs.to_string_lossy());
+    let mut user = oci_spec::runtime::User::default();
+    user.set_uid(plan.uid).set_gid(plan.gid);
     if !plan.additional_gids.is_empty() {
-        p["user"]["additionalGids"] = json!(plan.additional_gids);
+        user.set_additional_gids(Some(plan.additional_gids.clone()));
     }
-    spec["hostname"] = json!(o.hostname.as_deref().unwrap_or("berth"));
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(plan.args))
+            .set_env(Some(plan.env))
+            .set_cwd(PathBuf::from(plan.cwd))
+            .set_user(user);
+    }
+    spec.set_hostname(Some(o.hostname.clone().unwrap_or_else(|| "berth".into())));
     let ann = annotations(cfg);
     if !ann.is_empty() {
-        spec["annotations"] = json!(ann);
+        spec.set_annotations(Some(ann.into_iter().collect()));
     }
-    serde_json::from_value(spec).map_err(|e| RootfsError::Invalid(format!("runtime spec: {e}")))
+    Ok(spec)
 }
 
 /// A volume of a bundle: a directory of the bundle bind-mounted at a path of the container.
@@ -454,7 +425,7 @@ impl Copier {
 mod tests {
     use super::*;
 
-    fn cfg(v: Value) -> ImageConfig {
+    fn cfg(v: serde_json::Value) -> ImageConfig {
         serde_json::from_value(v).unwrap()
     }
 

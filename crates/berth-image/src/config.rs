@@ -123,8 +123,6 @@ pub struct ProcessPlan {
     pub additional_gids: Vec<u32>,
 }
 
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
-
 /// Read a file inside the image's root filesystem without following any symlink out of it.
 fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
     use rustix::fs::{Mode, OFlags, ResolveFlags};
@@ -253,7 +251,7 @@ pub fn process(
     }
     let mut env = merge_env(c.env.as_deref().unwrap_or_default(), &o.env);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.to_string());
+        env.insert(0, format!("PATH={}", berth_spec::DEFAULT_PATH));
     }
     let user = o.user.clone().unwrap_or(c.user);
     let (uid, gid, additional_gids) = resolve_user(&user, rootfs)?;
@@ -325,7 +323,8 @@ mod tests {
         );
         let bare = cfg(serde_json::json!({"config": {"Cmd": ["sh"]}}));
         let p = process(&bare, r.path(), &Overrides::default()).unwrap();
-        assert_eq!((p.env[0].as_str(), p.cwd.as_str()), (DEFAULT_PATH, "/"));
+        assert_eq!(p.env[0], format!("PATH={}", berth_spec::DEFAULT_PATH));
+        assert_eq!(p.cwd, "/");
         assert_eq!(
             process(&cfg(serde_json::json!({})), r.path(), &Overrides::default()),
             Err(ConfigError::NoCommand)

@@ -29,7 +29,11 @@ pub mod run;
 pub mod spec;
 pub mod state;
 pub mod sync;
-pub mod template;
+/// The default config `berth-runc spec` writes; it lives in `berth-spec` (kept here for the
+/// runtime's command line until it calls `berth_spec` itself).
+pub mod template {
+    pub use berth_spec::runc_spec as default_spec;
+}
 
 use std::path::{Path, PathBuf};
 

@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// The ociVersion major versions this runtime understands.
 pub const SUPPORTED_OCI_MAJOR: u64 = 1;
 /// The newest runtime-spec version this runtime implements.
-pub const OCI_VERSION: &str = "1.2.1";
+pub use berth_spec::OCI_VERSION;
 
 /// A loaded and validated bundle.
 #[derive(Debug, Clone)]
@@ -435,6 +435,17 @@ fn validate_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_templates_validate() {
+        for rootless in [false, true] {
+            let v = berth_spec::runc_spec(rootless, 1000, 1000);
+            let spec = parse_spec(&serde_json::to_vec(&v).unwrap()).unwrap();
+            validate(&spec).unwrap();
+        }
+        let docker = berth_spec::docker::container_spec("rootfs");
+        validate(&parse_spec(&serde_json::to_vec(&docker).unwrap()).unwrap()).unwrap();
+    }
 
     #[test]
     fn versions() {

@@ -1,20 +1,21 @@
-//! The default configuration `spec` writes (the same shape as `runc spec`).
+//! The configuration `berth-runc spec` writes (the same shape as `runc spec`).
 
 use serde_json::{Value, json};
 
-/// A default config.json for a bundle whose rootfs is `rootfs`. `rootless` makes one for an
-/// unprivileged user: a user namespace mapping the caller to root, no network namespace,
-/// /sys bound from the host and no cgroup mount.
-pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
+/// A default config.json for a bundle whose root filesystem is `rootfs/`, as `runc spec`
+/// writes it. `rootless` makes one for an unprivileged user (`uid`/`gid`): a user namespace
+/// mapping the caller to root, no network namespace, /sys bound from the host and no cgroup
+/// mount.
+pub fn runc_spec(rootless: bool, uid: u32, gid: u32) -> Value {
     let caps = json!(["CAP_AUDIT_WRITE", "CAP_KILL", "CAP_NET_BIND_SERVICE"]);
     let mut spec = json!({
-        "ociVersion": crate::spec::OCI_VERSION,
+        "ociVersion": crate::OCI_VERSION,
         "process": {
             "terminal": true,
             "user": {"uid": 0, "gid": 0},
             "args": ["sh"],
             "env": [
-                "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                format!("PATH={}", crate::DEFAULT_PATH),
                 "TERM=xterm"
             ],
             "cwd": "/",
@@ -68,9 +69,10 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
         if let Some(obj) = linux.as_object_mut() {
             obj.remove("resources");
         }
-        let mounts = spec["mounts"].as_array_mut().expect("mounts is an array");
-        mounts.retain(|m| m["type"] != "cgroup");
-        for m in mounts.iter_mut() {
+        if let Some(mounts) = spec["mounts"].as_array_mut() {
+            mounts.retain(|m| m["type"] != "cgroup");
+        }
+        for m in spec["mounts"].as_array_mut().into_iter().flatten() {
             if m["type"] == "sysfs" {
                 *m = json!({"destination": "/sys", "type": "none", "source": "/sys",
                             "options": ["rbind", "nosuid", "noexec", "nodev", "ro"]});
@@ -91,13 +93,25 @@ pub fn default_spec(rootless: bool, uid: u32, gid: u32) -> Value {
 
 #[cfg(test)]
 mod tests {
+    use oci_spec::runtime::Spec;
+
     #[test]
-    fn templates_parse_and_validate() {
+    fn both_templates_are_runtime_specs() {
         for rootless in [false, true] {
-            let v = super::default_spec(rootless, 1000, 1000);
-            let data = serde_json::to_vec(&v).unwrap();
-            let spec = crate::spec::parse_spec(&data).unwrap();
-            crate::spec::validate(&spec).unwrap();
+            let v = super::runc_spec(rootless, 1000, 1000);
+            let spec: Spec = serde_json::from_value(v).unwrap();
+            assert_eq!(spec.version(), crate::OCI_VERSION);
+            let ns = spec
+                .linux()
+                .as_ref()
+                .unwrap()
+                .namespaces()
+                .as_ref()
+                .unwrap();
+            let has_user = ns
+                .iter()
+                .any(|n| n.typ() == oci_spec::runtime::LinuxNamespaceType::User);
+            assert_eq!(has_user, rootless);
         }
     }
 }
