@@ -26,7 +26,7 @@
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
@@ -35,7 +35,7 @@ use serde_json::json;
 
 use crate::ImageStore;
 use crate::config::{ImageConfig, Overrides, process};
-use crate::rootfs::{Copier, Rootfs, RootfsError, RootfsKind, io_err};
+use crate::rootfs::{Root, Rootfs, RootfsError, RootfsKind, io_err};
 
 /// The runtime-spec version written.
 pub use berth_spec::OCI_VERSION;
@@ -146,13 +146,24 @@ pub struct Bundle {
     pub volumes: Vec<Volume>,
 }
 
+/// The record ID of the bundle at `dir` (absolute).
+pub fn bundle_id(dir: &Path) -> String {
+    format!("bundle:{}", dir.display())
+}
+
 impl Bundle {
     /// The bundle made at `dir` (reads `config.json` and the root filesystem's state).
-    pub fn open(dir: &Path) -> Result<Bundle, RootfsError> {
-        let rootfs = Rootfs::open(&dir.join(STATE_DIR)).map_err(|e| match e {
-            RootfsError::NotFound(_) => RootfsError::NotFound(dir.to_path_buf()),
-            e => e,
+    pub fn open(store: &ImageStore, dir: &Path) -> Result<Bundle, RootfsError> {
+        let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
+        let root = Root::open(&dir.join(STATE_DIR)).map_err(|e| match e {
+            berth_snapshot::Error::NotFound(_) => RootfsError::NotFound(dir.clone()),
+            e => e.into(),
         })?;
+        let (image, diff_ids) = match store.root_record(&bundle_id(&dir))? {
+            Some(rec) => (rec.image, rec.diff_ids),
+            // A bundle made before roots were recorded: no record to read them from.
+            None => (String::new(), Vec::new()),
+        };
         let config = dir.join("config.json");
         let bytes = std::fs::read(&config).map_err(io_err("reading", &config))?;
         let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| {
@@ -171,8 +182,13 @@ impl Bundle {
             })
             .collect();
         Ok(Bundle {
-            dir: dir.to_path_buf(),
-            rootfs,
+            rootfs: Rootfs {
+                id: bundle_id(&dir),
+                image,
+                diff_ids,
+                root,
+            },
+            dir,
             spec,
             volumes,
         })
@@ -182,28 +198,33 @@ impl Bundle {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }
-
-    /// Unmount the root filesystem and delete the whole bundle (volumes included).
-    pub fn remove(&self) -> Result<(), RootfsError> {
-        self.rootfs.remove().map_err(RootfsError::Store)?;
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &self.dir)(e)),
-            _ => Ok(()),
-        }
-    }
 }
 
-/// Unmount and delete the bundle berth made at `dir`. A directory that is not such a bundle
-/// (no `.berth-rootfs/rootfs.json`) is left alone: [`RootfsError::NotFound`].
-pub fn unbundle(dir: &Path) -> Result<(), RootfsError> {
-    let rootfs = Rootfs::open(&dir.join(STATE_DIR)).map_err(|e| match e {
-        RootfsError::NotFound(_) => RootfsError::NotFound(dir.to_path_buf()),
-        e => e,
-    })?;
-    rootfs.remove().map_err(RootfsError::Store)?;
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", dir)(e)),
-        _ => Ok(()),
+impl ImageStore {
+    /// Unmount and delete the bundle berth made at `dir` (volumes included), and drop its
+    /// record. Refused while a container runs in it ([`RootfsError::Busy`]) unless `force`
+    /// (then the container's root and writes are gone). A bundle whose making was
+    /// interrupted (killed between its mount and its state file) is cleaned up too. A
+    /// directory that is not such a bundle is left alone: [`RootfsError::NotFound`].
+    pub fn unbundle(&self, dir: &Path, force: bool) -> Result<(), RootfsError> {
+        let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
+        let id = bundle_id(&dir);
+        if self.root_record(&id)?.is_some() {
+            self.remove_root(&id, force)?;
+        } else if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+            // Made, then killed before its root was recorded: nothing in it yet.
+        } else {
+            // A bundle made before roots were recorded.
+            let root = Root::open(&dir.join(STATE_DIR)).map_err(|e| match e {
+                berth_snapshot::Error::NotFound(_) => RootfsError::NotFound(dir.clone()),
+                e => e.into(),
+            })?;
+            berth_snapshot::remove(&root, force)?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &dir)(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -280,18 +301,12 @@ fn seed_volume(rootfs: &Path, dest: &str, vol: &Path) -> Result<(), RootfsError>
             "image volume {dest:?}: the image has something that is not a directory there"
         )));
     }
-    let dst = rustix::fs::open(
-        vol,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        FsMode::empty(),
-    )
-    .map_err(|e| io_err("opening", vol)(e.into()))?;
-    let mut c = Copier {
-        links: Default::default(),
-        root: dst.try_clone().map_err(io_err("opening", vol))?,
-        dest: vol.to_path_buf(),
-    };
-    c.copy_tree(src.as_fd(), dst.as_fd())?;
+    // The resolved directory, by its descriptor (a path string could be redirected).
+    let src_path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&src)
+    ));
+    berth_snapshot::copy_tree(&src_path, vol)?;
     // The volume's own owner and mode are those of the image's directory.
     let vol_parent = vol.parent().unwrap_or(Path::new("/"));
     let parent = rustix::fs::open(
@@ -327,7 +342,9 @@ impl ImageStore {
     /// Make an OCI runtime bundle of the image `name` at `dir` (created; must not exist), its
     /// root filesystem of `kind`, the process from the image config and the overrides `o`
     /// (see the module docs). Runs with `berth runtime run --bundle DIR ID`. Remove it with
-    /// [`Bundle::remove`] or [`unbundle`].
+    /// [`ImageStore::unbundle`]. The bundle's root filesystem is recorded (as
+    /// [`bundle_id`]`(dir)`) before it is made, so a bundle killed half-way can be removed and
+    /// nothing it uses is ever collected.
     pub fn bundle(
         &self,
         name: &str,
@@ -353,7 +370,9 @@ impl ImageStore {
             check_volume(v)?;
         }
         let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
-        match std::fs::create_dir(&dir) {
+        // 0700: the root filesystem inside holds the image's set-id programs, which no other
+        // user may reach.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(RootfsError::Exists(dir));
@@ -362,7 +381,10 @@ impl ImageStore {
         }
         let made = (|| {
             let merged = dir.join("rootfs");
-            let rootfs = self.create_rootfs_at(&image, &dir.join(STATE_DIR), &merged, kind)?;
+            let id = bundle_id(&dir);
+            let user = format!("bundle {}", dir.display());
+            let rootfs =
+                self.create_root(&image, &id, &user, &dir.join(STATE_DIR), &merged, kind)?;
             let result = (|| {
                 let mut spec = runtime_spec(&cfg, &merged, o)?;
                 let mut mounts = spec.mounts().clone().unwrap_or_default();
@@ -399,7 +421,7 @@ impl ImageStore {
                 })
             })();
             if result.is_err() {
-                let _ = rootfs.remove();
+                let _ = self.remove_root(&rootfs.id, true);
             }
             result
         })();
@@ -407,17 +429,6 @@ impl ImageStore {
             let _ = std::fs::remove_dir_all(&dir);
         }
         made
-    }
-}
-
-impl Copier {
-    /// Copy everything in `src` into `dst` (a plain tree: no whiteouts to apply).
-    pub(crate) fn copy_tree(
-        &mut self,
-        src: std::os::fd::BorrowedFd<'_>,
-        dst: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), RootfsError> {
-        self.apply_dir(src, dst, Path::new(""))
     }
 }
 

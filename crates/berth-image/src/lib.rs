@@ -7,10 +7,15 @@
 //! - `layers/sha256-<hex>/` — one unpacked layer per diff ID; a layer is unpacked into
 //!   `layers/.tmp-*` and renamed into place only once its diff ID is verified, so a layer
 //!   directory is always complete;
-//! - `metadata.redb` — images by ID (the config digest), tags, cached layer sizes and the time
-//!   each image was last tagged;
+//! - `metadata.redb` — images by ID (the config digest), tags, cached layer sizes, the time
+//!   each image was last tagged, and the container root filesystems made from images
+//!   (`rootfs`: each one recorded before it is made, so nothing it uses is ever collected);
 //! - `tmp/` — scratch files of loads and saves (emptied when the store opens);
 //! - `lock` — the store lock (see below).
+//!
+//! Everything is root's only: the data root and the directories beneath it are made (and,
+//! in a store made before, set) 0700, the database and the lock 0600, so no other user reads
+//! a private image, runs a set-id program from an unpacked layer, or holds the lock.
 //!
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 //!
@@ -21,7 +26,9 @@
 //!
 //! Removing an image ([`ImageStore::remove`], [`ImageStore::untag`]) only changes the
 //! database; blobs and unpacked layers nobody refers to any more are deleted by the garbage
-//! collector ([`ImageStore::gc`], run by [`ImageStore::prune`]).
+//! collector ([`ImageStore::gc`], run by [`ImageStore::prune`]). A recorded root filesystem
+//! refers to its image's layers and blobs: an image a root uses is not removed without
+//! force, and even forced its layers stay until the last root made from it is removed.
 //!
 //! # Locking
 //!
@@ -60,6 +67,7 @@ pub use manage::{DiskUsage, GcReport, ImageUsage, PruneReport, Removed};
 pub use pull::PullEvent;
 
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_registry::Reference;
@@ -76,6 +84,9 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const LAYER_SIZES: TableDefinition<&str, u64> = TableDefinition::new("layer_sizes");
 /// When an image was last tagged here (tag, load, import), RFC 3339, by image ID.
 const TAG_TIMES: TableDefinition<&str, &str> = TableDefinition::new("tag_times");
+/// Container root filesystems made from images, by ID, as JSON ([`rootfs::RootRecord`]):
+/// references that keep their images' layers and blobs from being collected.
+const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots");
 
 /// The fewest hex digits a short image ID may have.
 pub const MIN_SHORT_ID: usize = 4;
@@ -145,6 +156,27 @@ pub enum Error {
         id: String,
         /// Its tags.
         tags: String,
+    },
+    /// Removing the last reference of an image a root filesystem (a container) uses: needs
+    /// `force` (the image then stays, untagged, until its last user is gone).
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - {user} is using its referenced image {id}"
+    )]
+    ReferenceInUse {
+        /// The reference as given.
+        reference: String,
+        /// Who uses the image (`bundle /tmp/b`, `container 3f2a…`).
+        user: String,
+        /// The image's short ID.
+        id: String,
+    },
+    /// Deleting, by ID, an image a root filesystem (a container) uses: needs `force`.
+    #[error("conflict: unable to delete {id} (must be forced) - image is being used by {user}")]
+    ImageInUse {
+        /// The image's short ID.
+        id: String,
+        /// Who uses it.
+        user: String,
     },
     /// An argument that cannot be used.
     #[error("{0}")]
@@ -235,12 +267,9 @@ impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore> {
         let layers = root.join("layers");
         let tmp = root.join("tmp");
-        for dir in [&layers, &tmp] {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                op: "creating",
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        private_dir(root)?;
+        for dir in [&layers, &tmp, &root.join("content")] {
+            private_dir(dir)?;
         }
         let db = db::Db::new(&root.join("metadata.redb"));
         let blobs = BlobStore::open_keeping_ingest(&root.join("content"))?;
@@ -283,6 +312,7 @@ impl ImageStore {
                 TAGS.name(),
                 LAYER_SIZES.name(),
                 TAG_TIMES.name(),
+                ROOTS.name(),
             ];
             if !names.iter().all(|n| have.iter().any(|h| h == n)) {
                 let txn = db.begin_write().map_err(db_err)?;
@@ -290,7 +320,21 @@ impl ImageStore {
                 txn.open_table(TAGS).map_err(db_err)?;
                 txn.open_table(LAYER_SIZES).map_err(db_err)?;
                 txn.open_table(TAG_TIMES).map_err(db_err)?;
+                txn.open_table(ROOTS).map_err(db_err)?;
                 txn.commit().map_err(db_err)?;
+            }
+        }
+        for file in ["metadata.redb", "lock"] {
+            let path = root.join(file);
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        op: "protecting",
+                        path,
+                        source: e,
+                    });
+                }
+                _ => {}
             }
         }
         Ok(store)
@@ -332,6 +376,7 @@ impl ImageStore {
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io("opening", e))?;
         loop {
@@ -437,6 +482,24 @@ impl ImageStore {
             }
         })
     }
+}
+
+/// Make the directory `dir` (and its parents) if missing, and make it root's only (0700),
+/// also when it was there already: the store holds private images, and unpacked layers hold
+/// set-id programs that no other user may reach.
+fn private_dir(dir: &Path) -> Result<()> {
+    let io = |op, source| Error::Io {
+        op,
+        path: dir.to_path_buf(),
+        source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io("creating", e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("protecting", e))
 }
 
 /// The record of image `id`, if any.

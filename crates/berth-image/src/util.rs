@@ -121,6 +121,25 @@ pub(crate) fn copy_hashing(
     Ok((digest, n))
 }
 
+/// A path for a message: whole when short, else its start and end around an ellipsis (a
+/// path in a hostile tree can be thousands of components deep).
+pub(crate) fn short_path(p: &Path) -> String {
+    const MAX: usize = 200;
+    let s = p.to_string_lossy();
+    if s.len() <= MAX {
+        return s.into_owned();
+    }
+    let mut head = MAX / 2;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - MAX / 2;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{} ({} bytes)", &s[..head], &s[tail..], s.len())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -34,7 +34,7 @@ fn untar(bytes: &[u8]) -> std::collections::BTreeMap<String, Vec<u8>> {
 fn assert_runs(root: &std::path::Path, s: &ImageStore, img: &ImageRecord, name: &str) {
     let fs = s.create_rootfs(img, &rootfs_dir(root, name)).unwrap();
     assert_eq!(run_in(&fs.merged(), &["echo", "hello"]), "hello\n");
-    fs.remove().unwrap();
+    s.remove_rootfs(&fs).unwrap();
 }
 
 fn pull_busybox(s: &ImageStore, reg: &Registry, repo_tag: &str) -> ImageRecord {
@@ -235,7 +235,7 @@ fn loads_old_docker_archives_with_linked_layers_gzipped() {
             .unwrap();
         assert_eq!(std::fs::read(fs.merged().join("bin/one")).unwrap(), b"1");
         assert_eq!(std::fs::read(fs.merged().join("etc/two")).unwrap(), b"2");
-        fs.remove().unwrap();
+        s.remove_rootfs(&fs).unwrap();
     }
     // The made manifests name uncompressed layers.
     let m: Value = serde_json::from_slice(

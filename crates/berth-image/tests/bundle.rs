@@ -7,9 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use berth_image::bundle::{Bundle, annotation, runtime_spec, unbundle};
+use berth_image::bundle::{Bundle, annotation, runtime_spec};
 use berth_image::config::{ConfigError, ImageConfig, Overrides};
-use berth_image::rootfs::{Rootfs, RootfsError, RootfsKind};
+use berth_image::rootfs::{Root, RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
 use berth_testkit::busybox_rootfs;
@@ -258,15 +258,19 @@ fn overlay_and_copy_give_the_same_view_of_a_layered_image() {
     );
 
     // The kind survives a reopen; remove handles both.
-    assert_eq!(Rootfs::open(&cp.dir).unwrap(), cp);
-    assert_eq!(Rootfs::open(&ov.dir).unwrap(), ov);
+    assert_eq!(s.open_root(&cp.id).unwrap(), cp);
+    assert_eq!(s.open_root(&ov.id).unwrap(), ov);
+    assert_eq!(Root::open(&ov.dir).unwrap(), ov.root);
+    assert_eq!(s.roots().unwrap().len(), 3);
     for r in [ov, cp, auto] {
         r.check().unwrap();
-        r.remove().unwrap();
+        s.remove_rootfs(&r).unwrap();
         assert!(!r.dir.exists() && !r.merged().exists());
         assert!(matches!(r.check(), Err(RootfsError::NotFound(_))));
-        r.remove().unwrap(); // twice is fine
+        // Gone, and unrecorded.
+        assert!(matches!(s.remove_rootfs(&r), Err(RootfsError::NotFound(_))));
     }
+    assert!(s.roots().unwrap().is_empty());
     assert!(mounts_under(t.path()).is_empty());
     // The shared layers are untouched.
     assert!(s.layer_path(&img.diff_ids[1]).join("opt/c").is_file());
@@ -312,8 +316,8 @@ fn a_layer_repeated_in_an_image_mounts_and_counts_where_it_is_highest() {
         describe(&cp.merged()),
         "the same as applying every layer"
     );
-    ov.remove().unwrap();
-    cp.remove().unwrap();
+    s.remove_rootfs(&ov).unwrap();
+    s.remove_rootfs(&cp).unwrap();
     assert!(mounts_under(t.path()).is_empty());
 }
 
@@ -354,7 +358,7 @@ fn a_copy_keeps_xattrs_devices_and_links() {
     let state: Value =
         serde_json::from_slice(&std::fs::read(cp.dir.join("rootfs.json")).unwrap()).unwrap();
     assert_eq!(state["kind"], "copy");
-    cp.remove().unwrap();
+    s.remove_rootfs(&cp).unwrap();
 }
 
 #[test]
@@ -399,7 +403,7 @@ fn auto_falls_back_to_a_copy_where_overlayfs_cannot_be_used() {
     assert!(!dir.join(".berth-rootfs/upper").exists());
     let (code, out, err) = run_bundle(&dir);
     assert_eq!((code, out.as_str()), (0, "44\n0\n"), "{err}");
-    b.remove().unwrap();
+    s.unbundle(&b.dir, false).unwrap();
     assert!(!dir.exists());
     assert!(mounts_under(t.path()).is_empty());
 }
@@ -434,7 +438,7 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
             out, "hello from the image\n1000\n1000\n/tmp\nboxy\n",
             "{kind:?}"
         );
-        b.remove().unwrap();
+        s.unbundle(&b.dir, false).unwrap();
         assert!(!dir.exists());
     }
     assert!(
@@ -554,7 +558,7 @@ fn the_image_config_becomes_the_runtime_spec() {
     assert!(dir.join("volumes/var_cache_app").is_dir());
 
     // config.json says the same, and reopening finds it all.
-    let reopened = Bundle::open(&dir).unwrap();
+    let reopened = Bundle::open(&s, &dir).unwrap();
     assert_eq!(&reopened.spec, spec);
     assert_eq!(reopened.volumes, b.volumes);
     assert_eq!(reopened.rootfs, b.rootfs);
@@ -563,7 +567,7 @@ fn the_image_config_becomes_the_runtime_spec() {
     let (code, out, err) = run_bundle(&dir);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "from-image-cmd\n");
-    b.remove().unwrap();
+    s.unbundle(&b.dir, false).unwrap();
 
     let b = s
         .bundle(
@@ -583,7 +587,7 @@ fn the_image_config_becomes_the_runtime_spec() {
         b"kept\n"
     );
     assert!(!dir.join("rootfs/data/out").exists());
-    unbundle(&dir).unwrap();
+    s.unbundle(&dir, false).unwrap();
     assert!(!dir.exists());
     assert!(mounts_under(t.path()).is_empty());
 }
@@ -650,8 +654,14 @@ fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
     assert!(matches!(&e, RootfsError::Exists(p) if p == &dir), "{e}");
     assert!(dir.join("mine").is_file());
     // Not a bundle: unbundle and open refuse, and delete nothing.
-    assert!(matches!(unbundle(&dir), Err(RootfsError::NotFound(_))));
-    assert!(matches!(Bundle::open(&dir), Err(RootfsError::NotFound(_))));
+    assert!(matches!(
+        s.unbundle(&dir, false),
+        Err(RootfsError::NotFound(_))
+    ));
+    assert!(matches!(
+        Bundle::open(&s, &dir),
+        Err(RootfsError::NotFound(_))
+    ));
     assert!(dir.join("mine").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
     // A user the image does not know: refused after the rootfs was made, which is undone.
@@ -719,8 +729,8 @@ fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
     ));
     assert!(t.path().join("taken").is_dir());
     assert!(matches!(
-        Rootfs::open(&t.path().join("taken")),
-        Err(RootfsError::NotFound(_))
+        Root::open(&t.path().join("taken")),
+        Err(berth_image::rootfs::SnapshotError::NotFound(_))
     ));
     assert!(mounts_under(t.path()).is_empty());
 }

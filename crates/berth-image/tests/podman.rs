@@ -75,7 +75,7 @@ fn load_file(s: &ImageStore, path: &Path) -> Vec<berth_image::ImageRecord> {
 fn assert_runs(root: &Path, s: &ImageStore, img: &berth_image::ImageRecord) {
     let fs = s.create_rootfs(img, &rootfs_dir(root, "run")).unwrap();
     assert_eq!(run_in(&fs.merged(), &["echo", "hello"]), "hello\n");
-    fs.remove().unwrap();
+    s.remove_rootfs(&fs).unwrap();
 }
 
 #[test]

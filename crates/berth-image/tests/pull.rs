@@ -108,7 +108,7 @@ fn copy_on_write_rootfs_over_shared_layers() {
     );
     assert!(c2.merged().join("etc/passwd").is_file());
     for c in [c1, c2] {
-        c.remove().unwrap();
+        store.remove_rootfs(&c).unwrap();
         assert!(!c.dir.exists());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -281,7 +281,7 @@ fn a_layered_debian_image_with_whiteouts_pulls_and_runs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
-    c.remove().unwrap();
+    store.remove_rootfs(&c).unwrap();
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn zstd_layers_with_whiteouts() {
         "layer two\n"
     );
     assert_eq!(names(&m.join("usr/sbin")), ["only"]);
-    c.remove().unwrap();
+    store.remove_rootfs(&c).unwrap();
     assert_no_temporaries(root.path());
 }
 

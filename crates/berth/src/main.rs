@@ -89,10 +89,14 @@ enum ImageCmd {
     /// Write an OCI runtime bundle of an image (config.json + copy-on-write rootfs), which
     /// `berth runtime run --bundle DIR` runs.
     Bundle(cmd::image::BundleArgs),
-    /// Unmount and delete a bundle made by `image bundle`.
+    /// Unmount and delete a bundle made by `image bundle` (also one whose making was
+    /// interrupted).
     Unbundle {
         /// The bundle directory.
         dir: std::path::PathBuf,
+        /// Even while a container runs in it (its root filesystem and writes are then gone).
+        #[arg(short, long)]
+        force: bool,
     },
     /// Show what changed in a bundle's root filesystem since it was made (like `docker diff`).
     Diff {
@@ -163,10 +167,12 @@ fn main() -> ExitCode {
                 Command::Image(ImageCmd::Prune(a)) => cmd::image::prune(&root, &a),
                 Command::System(SystemCmd::Df) => cmd::image::df(&root),
                 Command::Image(ImageCmd::Bundle(a)) => cmd::image::bundle(&root, &a),
-                Command::Image(ImageCmd::Unbundle { dir }) => cmd::image::unbundle(&dir),
-                Command::Image(ImageCmd::Diff { dir }) => cmd::image::diff(&dir),
+                Command::Image(ImageCmd::Unbundle { dir, force }) => {
+                    cmd::image::unbundle(&root, &dir, force)
+                }
+                Command::Image(ImageCmd::Diff { dir }) => cmd::image::diff(&root, &dir),
                 Command::Image(ImageCmd::Commit(a)) => cmd::image::commit(&root, &a),
-                Command::Image(ImageCmd::Export(a)) => cmd::image::export(&a),
+                Command::Image(ImageCmd::Export(a)) => cmd::image::export(&root, &a),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {

@@ -757,22 +757,24 @@ pub fn bundle(data_root: &Path, a: &BundleArgs) -> Result<ExitCode> {
     Ok(ExitCode::SUCCESS)
 }
 
-/// Run `image unbundle`: unmount and delete a bundle `image bundle` made.
-pub fn unbundle(dir: &Path) -> Result<ExitCode> {
-    berth_image::bundle::unbundle(dir)
+/// Run `image unbundle`: unmount and delete a bundle `image bundle` made (refused while a
+/// container runs in it, unless `force`).
+pub fn unbundle(data_root: &Path, dir: &Path, force: bool) -> Result<ExitCode> {
+    open(data_root)?
+        .unbundle(dir, force)
         .with_context(|| format!("removing the bundle {}", dir.display()))?;
     Ok(ExitCode::SUCCESS)
 }
 
 /// The bundle `image bundle` made at `dir`.
-fn open_bundle(dir: &Path) -> Result<berth_image::bundle::Bundle> {
-    berth_image::bundle::Bundle::open(dir)
+fn open_bundle(store: &ImageStore, dir: &Path) -> Result<berth_image::bundle::Bundle> {
+    berth_image::bundle::Bundle::open(store, dir)
         .with_context(|| format!("opening the bundle {}", dir.display()))
 }
 
 /// Run `image diff`: the bundle's changes, `docker diff`'s lines.
-pub fn diff(dir: &Path) -> Result<ExitCode> {
-    let b = open_bundle(dir)?;
+pub fn diff(data_root: &Path, dir: &Path) -> Result<ExitCode> {
+    let b = open_bundle(&open(data_root)?, dir)?;
     let changes = berth_image::commit::diff(&b.rootfs)
         .with_context(|| format!("comparing {} with its image", dir.display()))?;
     for c in changes {
@@ -802,7 +804,7 @@ pub struct CommitArgs {
 /// Run `image commit`: a new image of the bundle's image plus its changes; prints its ID.
 pub fn commit(data_root: &Path, a: &CommitArgs) -> Result<ExitCode> {
     let store = open(data_root)?;
-    let b = open_bundle(&a.dir)?;
+    let b = open_bundle(&store, &a.dir)?;
     let opts = berth_image::commit::CommitOptions {
         tag: a.reference.clone(),
         author: a.author.clone(),
@@ -828,8 +830,8 @@ pub struct ExportArgs {
 }
 
 /// Run `image export`: the bundle's root filesystem as a plain tar.
-pub fn export(a: &ExportArgs) -> Result<ExitCode> {
-    let b = open_bundle(&a.dir)?;
+pub fn export(data_root: &Path, a: &ExportArgs) -> Result<ExitCode> {
+    let b = open_bundle(&open(data_root)?, &a.dir)?;
     let what = || format!("exporting {}", a.dir.display());
     match &a.output {
         Some(path) => {
