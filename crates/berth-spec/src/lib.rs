@@ -5,13 +5,16 @@
 //! - [`runc_spec`], the `config.json` that `berth-runc spec` writes (runc's shape);
 //! - [`docker`], the defaults Docker gives every container: its capability set, masked and
 //!   read-only paths, mounts, device rules, namespaces, and [`docker::container_spec`] built
-//!   from them (what a bundle made from an image starts from, and the engine's containers).
+//!   from them (what a bundle made from an image starts from, and the engine's containers);
+//! - [`seccomp`], Docker's default seccomp profile: [`seccomp::default_profile`] gives the
+//!   `linux.seccomp` of a container holding a set of capabilities on this host.
 //!
 //! Nothing here changes the system: these are values (only [`docker::masked_paths`] looks at
-//! which CPUs the host has).
+//! which CPUs the host has, and [`seccomp::default_profile`] at the kernel's version).
 
 pub mod docker;
 mod runc;
+pub mod seccomp;
 
 pub use runc::runc_spec;
 
