@@ -448,6 +448,44 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
     );
 }
 
+/// A bundle's container runs under Docker's default seccomp profile: a user namespace, which
+/// needs no capability, is refused there, and allowed once the profile is taken out.
+#[test]
+fn a_bundles_container_runs_under_the_default_seccomp_profile() {
+    let t = tempdir();
+    let s = ImageStore::open(&t.path().join("store")).unwrap();
+    add_image(
+        &s,
+        &[tar_dir(&busybox_rootfs())],
+        json!({"config": {"Cmd": ["sh"]}}),
+        "localhost/seccomp:1",
+    );
+    let dir = t.path().join("b");
+    let b = s
+        .bundle(
+            "localhost/seccomp:1",
+            &dir,
+            RootfsKind::Overlay,
+            &sh("unshare -U true 2>/dev/null; echo unshare=$?"),
+        )
+        .unwrap();
+    let seccomp = b.spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+    assert_eq!(
+        seccomp.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=1\n"), "{err}");
+    // The control: without the profile the same call works.
+    let config = dir.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    v["linux"].as_object_mut().unwrap().remove("seccomp");
+    std::fs::write(&config, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=0\n"), "{err}");
+    s.unbundle(&dir, false).unwrap();
+}
+
 /// busybox plus a layer with /data seeded, under a config that uses every field.
 fn configured_image(s: &ImageStore, tag: &str) -> ImageRecord {
     let base = tar_dir(&busybox_rootfs());
