@@ -134,6 +134,24 @@ impl Layer {
         self
     }
 
+    /// Regular files (mode 0644), each preceded by its parent directories (mode 0755) that
+    /// this call has not written yet.
+    pub fn files(mut self, files: &[(&str, &[u8])]) -> Layer {
+        let mut dirs = std::collections::BTreeSet::new();
+        for (path, content) in files {
+            let mut parts: Vec<&str> = path.split('/').collect();
+            parts.pop();
+            for i in 1..=parts.len() {
+                let d = parts[..i].join("/");
+                if dirs.insert(d.clone()) {
+                    self = self.dir(&format!("{d}/"), 0o755);
+                }
+            }
+            self = self.file(path, 0o644, content);
+        }
+        self
+    }
+
     /// A symlink or hard link (`kind`) to `target`.
     pub fn link(mut self, kind: EntryType, path: &str, target: &str) -> Layer {
         let mut h = self.header(kind, 0o777, 0);
