@@ -37,8 +37,10 @@ use sparse::{PaxSparse, Segment, Tap, TapState};
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Reading or decompressing the stream failed (truncated or corrupt data included).
-    #[error("reading the layer: {0}")]
-    Read(#[source] io::Error),
+    /// The message holds the cause, on one line (the tar reader's messages may quote raw
+    /// header bytes), so the cause is not also given as a source to print again.
+    #[error("reading the layer: {}", one_line(&.0.to_string()))]
+    Read(io::Error),
     /// An entry tries to leave the target directory.
     #[error("layer entry {path:?} {why}: refused")]
     Escape {
@@ -219,6 +221,22 @@ pub(crate) fn shorten(s: &str) -> String {
     let head: String = s.chars().take(SHOWN_MAX / 2).collect();
     let tail: String = s.chars().skip(n - SHOWN_MAX / 2).collect();
     format!("{head}…{tail}")
+}
+
+/// `s` on one line: control characters escaped, shortened like a path.
+pub(crate) fn one_line(s: &str) -> String {
+    let escaped: String = s
+        .chars()
+        .flat_map(|c| {
+            let e: Vec<char> = if c.is_control() {
+                c.escape_default().collect()
+            } else {
+                vec![c]
+            };
+            e
+        })
+        .collect();
+    shorten(&escaped)
 }
 
 /// An entry's path for an error message.
@@ -1026,6 +1044,14 @@ mod tests {
         assert_eq!(s.chars().count(), SHOWN_MAX + 1);
         assert!(s.contains('…'));
         assert_eq!(shorten("short"), "short");
+        assert_eq!(one_line("a\nb\u{1b}"), "a\\nb\\u{1b}");
+        let e = Error::Read(io::Error::other(format!(
+            "bad {}\n{}",
+            "x".repeat(500),
+            "y"
+        )));
+        let msg = e.to_string();
+        assert!(!msg.contains('\n') && msg.len() < 300, "{msg}");
     }
 
     #[test]

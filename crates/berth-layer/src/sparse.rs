@@ -265,8 +265,8 @@ impl PaxSparse {
             let num = || {
                 number(v).ok_or_else(|| {
                     format!(
-                        "has a bad GNU.sparse.{} record {:?}",
-                        String::from_utf8_lossy(key),
+                        "has a bad {:?} record {:?}",
+                        crate::shorten(&format!("GNU.sparse.{}", String::from_utf8_lossy(key))),
                         crate::shorten(&String::from_utf8_lossy(v))
                     )
                 })
@@ -293,8 +293,8 @@ impl PaxSparse {
                 }
                 _ => {
                     return Err(format!(
-                        "has the GNU.sparse.{} record, which is not known here",
-                        crate::shorten(&String::from_utf8_lossy(key))
+                        "has the record {:?}, which is not known here",
+                        crate::shorten(&format!("GNU.sparse.{}", String::from_utf8_lossy(key)))
                     ));
                 }
             }
