@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod debian;
 pub mod images;
+pub mod tar;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
