@@ -29,6 +29,7 @@ pub mod run;
 pub mod spec;
 pub mod state;
 pub mod sync;
+pub mod sys;
 pub mod template;
 
 use std::path::{Path, PathBuf};
