@@ -2,12 +2,14 @@
 //!
 //! Paths are recorded as the kernel would see them: a `/proc/self/fd/N` target or a directory
 //! fd is resolved (readlink) to the path it stands for, and a path inside the test's rootfs is
-//! written `$ROOT/…` so expectations do not depend on the temporary directory. Calls that
-//! change nothing in a way the tests could observe are still recorded; queries (stat, reading
-//! files, statvfs, getrlimit) are answered, not recorded: from fakes set with
-//! [`RecordingSys::fake_stat`] / [`RecordingSys::fake_file`], else, once a `pivot_root` or
-//! `chroot` was recorded, from inside the directory that became the root, else from the real
-//! file system (reading is harmless). [`RecordingSys::fail`] makes chosen calls fail.
+//! written `$ROOT/…` so expectations do not depend on the temporary directory. Every call that
+//! would change something is recorded and not made (`chdir`, `pivot_root` and `chroot` are
+//! only remembered, to answer later queries as the process would see them). Queries (stat,
+//! reading files, statvfs, getrlimit, cap_last_cap) are answered, not recorded: from fakes set
+//! with [`RecordingSys::fake_stat`], [`RecordingSys::fake_file`] and friends, else, once a
+//! `pivot_root` or `chroot` was recorded, from inside the directory that became the root, else
+//! from the real file system (reading is harmless). [`RecordingSys::fail`] makes chosen calls
+//! fail (they are recorded too).
 
 use std::cell::RefCell;
 use std::collections::HashMap;
