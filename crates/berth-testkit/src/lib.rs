@@ -261,16 +261,17 @@ impl RuntimeRoot {
     }
 }
 
-/// Runs the berth binary as `berth runtime --root ROOT ...`.
+/// Runs the runtime's command line: `berth-runc --root ROOT ...`, or `berth runtime --root ROOT
+/// ...` when the binary given is `berth`.
 pub struct Berth {
-    /// The berth binary.
+    /// The berth-runc (or berth) binary.
     pub bin: PathBuf,
     /// The runtime root.
     pub root: PathBuf,
 }
 
 impl Berth {
-    /// A runner for binary `bin` with state under `root`.
+    /// A runner for binary `bin` (berth-runc, or berth) with state under `root`.
     pub fn new(bin: impl Into<PathBuf>, root: &RuntimeRoot) -> Berth {
         Berth {
             bin: bin.into(),
@@ -278,10 +279,13 @@ impl Berth {
         }
     }
 
-    /// A `Command` for `berth runtime --root ROOT <args>`.
+    /// A `Command` for `berth-runc --root ROOT <args>` (`berth runtime --root ROOT <args>`).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("runtime").arg("--root").arg(&self.root).args(args);
+        if self.bin.file_name().is_some_and(|n| n == "berth") {
+            c.arg("runtime");
+        }
+        c.arg("--root").arg(&self.root).args(args);
         c
     }
 
@@ -317,7 +321,7 @@ impl Berth {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "berth runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            "runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -330,7 +334,7 @@ impl Berth {
         let out = self.run(args);
         assert!(
             !out.status.success(),
-            "berth runtime {args:?} should have failed:\nstdout: {}",
+            "runtime {args:?} should have failed:\nstdout: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
