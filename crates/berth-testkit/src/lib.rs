@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod debian;
 pub mod images;
+pub mod isolated;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -519,8 +520,63 @@ impl CgroupParent {
     }
 }
 
+impl CgroupParent {
+    /// Live processes in this parent's cgroups (or beneath them).
+    pub fn processes(&self) -> Vec<i32> {
+        let needle = format!("{}/", self.path.trim_end_matches('/'));
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+                    c.lines()
+                        .filter_map(|l| l.splitn(3, ':').nth(2))
+                        .any(|p| p == self.path || p.starts_with(&needle))
+                })
+            })
+            .collect()
+    }
+
+    /// Cgroup directories beneath the parent (the clients' containers and pods), any hierarchy.
+    pub fn children(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in Self::hierarchies() {
+            let top = h.join(self.path.trim_start_matches('/'));
+            if let Ok(rd) = fs::read_dir(&top) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        out.push(e.path());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for CgroupParent {
     fn drop(&mut self) {
+        // Whatever a failed test left running beneath the parent goes first (the name is this
+        // test's own), so the directories can be removed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.processes();
+            if left.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in left {
+                // SAFETY: kill(2) on a process in this test's own cgroup.
+                unsafe { libc::kill(pid, libc::SIGKILL) };
+            }
+            // A frozen process dies only once thawed.
+            for d in self.children() {
+                let _ = fs::write(d.join("freezer.state"), "THAWED");
+                let _ = fs::write(d.join("cgroup.freeze"), "0");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for h in Self::hierarchies() {
             let top = h.join(self.path.trim_start_matches('/'));
             // Everything beneath the parent, deepest first.
