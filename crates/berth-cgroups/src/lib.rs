@@ -386,7 +386,7 @@ impl Cgroup {
     }
 
     /// The memory limit the kernel enforces, in bytes (None when unlimited or unknown). The
-    /// kernel rounds a requested limit up to whole pages.
+    /// kernel keeps whole pages of a requested limit.
     pub fn memory_limit(&self) -> Option<u64> {
         let (dir, v2) = self.paths.controller("memory")?;
         let file = if v2 {

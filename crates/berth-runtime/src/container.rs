@@ -102,7 +102,7 @@ impl Container {
     pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
         let status = self.status();
         if status == Status::Creating || (status == Status::Stopped && !all) {
-            return Err(self.wrong(status, "container not running: cannot signal it"));
+            return Err(self.wrong(status, "cannot signal a container not running"));
         }
         if all {
             let cg = self.cgroup().ok_or_else(|| {
