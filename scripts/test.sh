@@ -30,7 +30,7 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
-  runc crun podman containerd \
+  runc crun podman containerd docker.io protobuf-compiler \
   qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography >/dev/null
 
 log "policy: formatting, lints, the release build as installed"

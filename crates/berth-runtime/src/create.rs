@@ -187,6 +187,10 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
     let layout = berth_cgroups::Layout::detect()?;
     let cgroup = berth_cgroups::Cgroup::new(&layout, &cgroups_path(spec, id))?;
 
+    // OOM kills the cgroup has seen already (a cgroupsPath may name an existing cgroup), so
+    // that one during this create can be told apart.
+    let ooms_before = cgroup.oom_kills().unwrap_or(0);
+
     let dir = StateDir::create(root, id)?;
     let mut saved = Saved {
         id: id.to_string(),
@@ -213,6 +217,23 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
         &mut init_pid,
     );
     if let Err(e) = result {
+        // A process that dies of its memory limit only shows as a closed channel (or some
+        // other symptom): the cgroup's OOM counter says why.
+        let e = match cgroup.oom_kills() {
+            Some(n) if n > ooms_before => Error::OomKilled {
+                // The limit as the configuration asked for it (the kernel rounds it to pages).
+                limit: spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.resources().as_ref())
+                    .and_then(|r| r.memory().as_ref())
+                    .and_then(|m| m.limit())
+                    .and_then(|l| u64::try_from(l).ok())
+                    .filter(|&l| l > 0)
+                    .or_else(|| cgroup.memory_limit()),
+            },
+            _ => e,
+        };
         // Leave nothing behind: the init, its cgroup, the state directory.
         if let Some(pid) = init_pid {
             let _ = nix::sys::signal::kill(

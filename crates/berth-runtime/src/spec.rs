@@ -47,23 +47,27 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         .root()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("root is required".into()))?;
-    let rootfs = if root.path().is_absolute() {
+    let given = if root.path().is_absolute() {
         root.path().clone()
     } else {
         dir.join(root.path())
     };
+    // A rootfs path through symlinks (or that is one) is followed once, here, and the real
+    // directory is what gets mounted and recorded: everything after this works on a path
+    // without symlinks (the rootfs is opened O_NOFOLLOW).
+    let rootfs = std::fs::canonicalize(&given).unwrap_or_else(|_| given.clone());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(Error::InvalidConfig(format!(
                 "root.path {} is not a directory",
-                rootfs.display()
+                given.display()
             )));
         }
         Err(e) => {
             return Err(Error::InvalidConfig(format!(
                 "root.path {}: {e}",
-                rootfs.display()
+                given.display()
             )));
         }
     }

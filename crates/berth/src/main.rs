@@ -1,10 +1,8 @@
-//! `berth`: the one binary. A thin command layer: it parses arguments and calls the libraries.
+//! `berth`: the command line. A thin command layer: it parses arguments and calls the libraries.
 //!
-//! Invoked through a link named `berth-runc` (or `runc`), it is the OCI runtime with runc's
-//! command line, so it can stand wherever a runc binary path is expected.
+//! The OCI runtime is a binary of its own, `berth-runc`; `berth runtime …` executes it.
 
 mod cmd;
-mod log;
 
 use std::process::ExitCode;
 
@@ -23,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The OCI runtime, with runc's command line (also reachable as `berth-runc`).
+    /// The OCI runtime, with runc's command line (runs the `berth-runc` binary).
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Runtime {
         /// Runtime arguments, as for runc.
@@ -117,31 +115,9 @@ enum SystemCmd {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let argv0 = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if argv0 == "berth-runc" || argv0 == "runc" {
-        args[0] = argv0.into();
-        return cmd::runtime::main(args);
-    }
-    // The runtime's path does not build the engine's command tree: a runtime call is short-
-    // lived and its memory is a goal, so it touches as little code as possible (ARCHITECTURE.md,
-    // "Code layout").
-    if args.get(1).is_some_and(|a| a == "runtime") {
-        let mut full = vec![std::ffi::OsString::from("berth runtime")];
-        full.extend(args.drain(2..));
-        return cmd::runtime::main(full);
-    }
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse();
     match cli.command {
-        Command::Runtime { args } => {
-            let mut full = vec![std::ffi::OsString::from("berth runtime")];
-            full.extend(args);
-            cmd::runtime::main(full)
-        }
+        Command::Runtime { args } => cmd::runtime::exec(args),
         command => {
             let root = cmd::image::data_root(cli.data_root);
             let result = match command {

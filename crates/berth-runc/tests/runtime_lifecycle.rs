@@ -261,8 +261,8 @@ fn create_killed_midway_is_removed_by_force_delete() {
 fn json_log_gets_the_error() {
     let ctx = Ctx::new();
     let log = tempfile::NamedTempFile::new().unwrap();
-    let out = std::process::Command::new(berth_bin())
-        .args(["runtime", "--root"])
+    let out = std::process::Command::new(runc_bin())
+        .arg("--root")
         .arg(&ctx.root.path)
         .arg("--log")
         .arg(log.path())
@@ -278,17 +278,33 @@ fn json_log_gets_the_error() {
 }
 
 #[test]
-fn berth_runc_link_speaks_runc() {
+fn version_is_runcs_format() {
+    for flag in ["--version", "-v"] {
+        let out = std::process::Command::new(runc_bin())
+            .arg(flag)
+            .output()
+            .unwrap();
+        assert!(out.status.success());
+        let text = String::from_utf8_lossy(&out.stdout);
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(
+            lines[0],
+            concat!("berth-runc version ", env!("CARGO_PKG_VERSION")),
+            "{text}"
+        );
+        assert!(lines[1].starts_with("commit: "), "{text}");
+        assert!(lines[2].starts_with("spec: 1.2"), "{text}");
+        assert!(lines[3].starts_with("libseccomp: "), "{text}");
+    }
+}
+
+#[test]
+fn any_name_speaks_runc() {
+    // Clients install it under other names (containerd's BinaryName, podman's --runtime).
     let ctx = Ctx::new();
     let dir = tempfile::tempdir().unwrap();
-    let link = dir.path().join("berth-runc");
-    std::os::unix::fs::symlink(berth_bin(), &link).unwrap();
-    let out = std::process::Command::new(&link)
-        .arg("--version")
-        .output()
-        .unwrap();
-    assert!(out.status.success());
-    assert!(String::from_utf8_lossy(&out.stdout).contains("spec: 1.2"));
+    let link = dir.path().join("runc");
+    std::os::unix::fs::symlink(runc_bin(), &link).unwrap();
     let (id, b) = ctx.bundle("link", &["sh", "-c", "exit 3"]);
     let out = std::process::Command::new(&link)
         .arg("--root")

@@ -10,16 +10,22 @@ use std::path::Path;
 
 /// Where log lines go.
 pub struct Logger {
+    program: String,
     file: Option<File>,
     json: bool,
     debug: bool,
 }
 
 impl Logger {
-    /// A logger writing to `path` (appending) or stderr.
-    pub fn new(path: Option<&Path>, json: bool, debug: bool) -> Logger {
+    /// A logger writing to `path` (appending) or stderr; stderr lines start with `program`.
+    pub fn new(program: &str, path: Option<&Path>, json: bool, debug: bool) -> Logger {
         let file = path.and_then(|p| OpenOptions::new().create(true).append(true).open(p).ok());
-        Logger { file, json, debug }
+        Logger {
+            program: program.to_string(),
+            file,
+            json,
+            debug,
+        }
     }
 
     fn line(&self, level: &str, msg: &str) -> String {
@@ -37,7 +43,7 @@ impl Logger {
         if let Some(f) = &mut self.file {
             let _ = f.write_all(line.as_bytes());
         }
-        let _ = std::io::stderr().write_all(format!("berth: {msg}\n").as_bytes());
+        let _ = std::io::stderr().write_all(format!("{}: {msg}\n", self.program).as_bytes());
     }
 
     /// A debug line, only with `--debug`.

@@ -28,7 +28,7 @@ impl Podman {
         let rootfs = dir.path().join("rootfs");
         link_tree(&busybox_rootfs(), &rootfs);
         let runtime = dir.path().join("berth-runc");
-        std::os::unix::fs::symlink(common::berth_bin(), &runtime).unwrap();
+        std::os::unix::fs::symlink(common::runc_bin(), &runtime).unwrap();
         Podman {
             cgroup: CgroupParent::new(&unique(name)),
             dir,

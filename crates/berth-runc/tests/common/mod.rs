@@ -1,4 +1,4 @@
-//! Helpers shared by the integration test files of the `berth` binary.
+//! Helpers shared by the integration test files of the `berth-runc` binary.
 #![allow(dead_code)]
 
 use std::os::fd::{FromRawFd, OwnedFd, RawFd};
@@ -7,11 +7,11 @@ use std::path::PathBuf;
 pub use berth_testkit::{Berth, Bundle, RuntimeRoot, assert_no_leaks, unique};
 use serde_json::Value;
 
-/// The berth binary under test (`$BERTH_BIN` overrides, e.g. inside the v2 VM).
-pub fn berth_bin() -> PathBuf {
-    std::env::var_os("BERTH_BIN")
+/// The berth-runc binary under test (`$BERTH_RUNC_BIN` overrides, e.g. inside the test VMs).
+pub fn runc_bin() -> PathBuf {
+    std::env::var_os("BERTH_RUNC_BIN")
         .map(PathBuf::from)
-        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth")))
+        .unwrap_or_else(|| PathBuf::from(env!("CARGO_BIN_EXE_berth-runc")))
 }
 
 /// A test context: a runtime root and a runner.
@@ -27,7 +27,7 @@ impl Ctx {
             "the runtime integration tests must run as root"
         );
         let root = RuntimeRoot::new();
-        let berth = Berth::new(berth_bin(), &root);
+        let berth = Berth::new(runc_bin(), &root);
         Ctx { root, berth }
     }
 

@@ -106,7 +106,7 @@ fn ctr_run_with_berth_as_runc_binary() {
     let rootfs = c.dir.path().join("rootfs");
     link_tree(&busybox_rootfs(), &rootfs);
     let runtime = c.dir.path().join("berth-runc");
-    std::os::unix::fs::symlink(common::berth_bin(), &runtime).unwrap();
+    std::os::unix::fs::symlink(common::runc_bin(), &runtime).unwrap();
     let name = unique("ctr");
     let cgroup = format!("berth-test-{name}");
     let o = c.ctr(&[
