@@ -8,7 +8,7 @@ use std::collections::BTreeSet;
 use std::io::Read;
 
 use berth_image::{Error, ImageRecord, ImageStore};
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
 use berth_testkit::images::{Registry, push_busybox, tar_dir};
 use common::{
     Comp, TestImage, blobs, compress, hex, layer, layer_dirs, oci_archive, oci_files, rootfs_dir,
@@ -185,7 +185,7 @@ fn loads_old_docker_archives_with_linked_layers_gzipped() {
     let l2 = layer(&[("etc/two", b"2")]);
     let cfg = |diffs: &[&[u8]], label: &str| {
         serde_json::to_vec(&json!({
-            "architecture": Platform::host().architecture, "os": "linux",
+            "architecture": Platform::host().architecture().to_string(), "os": "linux",
             "config": {"Cmd": ["sh"], "Labels": {"l": label}},
             "rootfs": {"type": "layers", "diff_ids": diffs.iter().map(|d| sha(d)).collect::<Vec<_>>()}
         }))
@@ -254,7 +254,7 @@ fn loads_old_docker_archives_with_linked_layers_gzipped() {
 #[test]
 fn loads_oci_archives_with_nested_indexes_zstd_compressed() {
     let host = Platform::host();
-    let other_arch = if host.architecture == "s390x" {
+    let other_arch = if host.architecture().to_string() == "s390x" {
         "amd64"
     } else {
         "s390x"
@@ -271,7 +271,7 @@ fn loads_oci_archives_with_nested_indexes_zstd_compressed() {
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": bo.manifest_digest,
              "size": bo.manifest_size, "platform": {"os": "linux", "architecture": other_arch}},
             {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": bh.manifest_digest,
-             "size": bh.manifest_size, "platform": {"os": "linux", "architecture": host.architecture}},
+             "size": bh.manifest_size, "platform": {"os": "linux", "architecture": host.architecture().to_string()}},
         ]
     }))
     .unwrap();
@@ -512,7 +512,10 @@ fn import_makes_a_one_layer_image() {
     assert_eq!(img.repo_tags, ["docker.io/library/imported:1"]);
     assert_eq!(img.diff_ids, [sha(&rootfs)]);
     let v = s.inspect("imported:1").unwrap();
-    assert_eq!(v["Architecture"], Platform::host().architecture);
+    assert_eq!(
+        v["Architecture"],
+        Platform::host().architecture().to_string()
+    );
     assert_eq!(v["Os"], "linux");
     assert_eq!(v["Config"]["Cmd"], json!(["/bin/busybox", "echo", "hi"]));
     assert_eq!(v["Config"]["Env"], json!(["A=1"]));
