@@ -518,6 +518,21 @@ fn bad_layers_are_refused_with_typed_errors_and_leave_nothing() {
                 lb.add_blob(&bad, GZ, &format!("sha256:{}", "0".repeat(64)));
             }),
         ),
+        // Gzip of something that is not a tar (a passwd file): refused without quoting it.
+        (
+            "nottar",
+            Box::new(|lb| {
+                let text = "root:x:0:0:root:/root:/bin/bash\n".repeat(40);
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+                let blob = gz.finish().unwrap();
+                lb.add_blob(
+                    &blob,
+                    GZ,
+                    &berth_store::Digest::of(text.as_bytes()).to_string(),
+                );
+            }),
+        ),
         // A good layer whose diff ID in the config is another's.
         (
             "diffid",
@@ -559,6 +574,9 @@ fn bad_layers_are_refused_with_typed_errors_and_leave_nothing() {
                     ..
                 },
             ) => {}
+            ("nottar", berth_image::Error::LayerNotTar { .. }) => {
+                assert!(!err.to_string().contains("root:"), "{err}");
+            }
             ("diffid", berth_image::Error::DiffIdMismatch { .. }) => {}
             ("twice", berth_image::Error::BadConfig { .. }) => {}
             (

@@ -516,15 +516,7 @@ impl Read for Source<'_> {
             self.fault = Some(Fault::Cancelled);
             return Err(io::Error::other("pull cancelled"));
         }
-        let read = match self.inner.read(buf) {
-            // A download that ends before its announced size was cut (the registry's stream
-            // may end without an error when it gave no length).
-            Ok(0) if self.ingest.is_some() && self.done < self.total && !buf.is_empty() => {
-                Err(io::Error::from(io::ErrorKind::UnexpectedEof))
-            }
-            r => r,
-        };
-        let n = match read {
+        let n = match self.inner.read(buf) {
             Ok(n) => n,
             Err(e) if e.kind() == io::ErrorKind::Interrupted => return Err(e),
             Err(e) => {
