@@ -20,7 +20,8 @@
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 //!
 //! Names: [`ImageStore::lookup`] takes a tag in any form a reference accepts (`busybox`,
-//! `docker.io/library/busybox:latest`), `repo@sha256:<manifest digest>`, a full image ID
+//! `docker.io/library/busybox:latest`), `repo@sha256:<digest>` (its manifest's, or a digest
+//! reference it was recorded with, e.g. of the index it was pulled through), a full image ID
 //! (`sha256:<hex>` or the bare hex) or an unambiguous prefix of one (at least
 //! [`MIN_SHORT_ID`] hex digits, with or without `sha256:`), as Docker does.
 //!

@@ -1,5 +1,6 @@
 //! The OCI distribution client: manifests and blobs over HTTP(S), with anonymous, Bearer-token
-//! and Basic authentication, streaming blobs into the verified blob store.
+//! and Basic authentication. Blobs are handed over as streams ([`Client::blob_reader`]): the
+//! image store's pull hashes and stores them (the one pull path).
 
 use std::collections::HashMap;
 use std::io::Read;
