@@ -12,6 +12,8 @@
 
 mod devices;
 mod error;
+#[cfg(test)]
+mod fake;
 mod fsutil;
 mod layout;
 mod stats;
@@ -19,7 +21,7 @@ mod v1;
 mod v2;
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -333,17 +335,10 @@ impl Cgroup {
             });
         }
         // v1: an eventfd registered on memory.oom_control through cgroup.event_control.
-        // SAFETY: eventfd(2) has no memory-safety requirements; the result is checked.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(error::io(
-                "eventfd for",
-                dir,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: `efd` is a new file descriptor owned by nobody else.
-        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC)
+            .map(OwnedFd::from)
+            .map_err(|e| error::io("eventfd for", dir, e.into()))?;
         let ctl = std::fs::File::open(dir.join("memory.oom_control"))
             .map_err(|e| error::io("opening", &dir.join("memory.oom_control"), e))?;
         fsutil::write(
@@ -413,3 +408,6 @@ impl OomEvents {
         Ok(u64::from_ne_bytes(buf))
     }
 }
+
+#[cfg(test)]
+mod tests;

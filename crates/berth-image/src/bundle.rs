@@ -21,7 +21,8 @@
 //! `Config.ExposedPorts` (comma-separated) as `org.opencontainers.image.*`, then
 //! `Config.Labels`, which take precedence over those. Everything else is Docker's defaults
 //! for a container ([`berth_spec::docker::container_spec`]: its capability set, masked and
-//! read-only paths, mounts and device rules), with a writable root and no terminal.
+//! read-only paths, mounts and device rules) and its default seccomp profile
+//! ([`berth_spec::seccomp::default_profile`]), with a writable root and no terminal.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
@@ -124,6 +125,11 @@ pub fn runtime_spec(
             .set_env(Some(plan.env))
             .set_cwd(PathBuf::from(plan.cwd))
             .set_user(user);
+    }
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(berth_spec::seccomp::default_profile(
+            berth_spec::docker::DEFAULT_CAPABILITIES,
+        )));
     }
     spec.set_hostname(Some(o.hostname.clone().unwrap_or_else(|| "berth".into())));
     let ann = annotations(cfg);

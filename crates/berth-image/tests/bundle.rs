@@ -14,6 +14,7 @@ use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
 use berth_testkit::busybox_rootfs;
 use berth_testkit::images::{Registry, push_busybox, tar_dir};
+use berth_testkit::tar::Layer;
 use serde_json::{Value, json};
 
 mod common;
@@ -26,75 +27,6 @@ fn tempdir() -> tempfile::TempDir {
         .prefix("berth-bundle-")
         .tempdir()
         .expect("tempdir")
-}
-
-/// A layer tar built entry by entry.
-struct Layer(tar::Builder<Vec<u8>>);
-
-impl Layer {
-    fn new() -> Layer {
-        Layer(tar::Builder::new(Vec::new()))
-    }
-
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-
-    fn dir(self, path: &str, mode: u32) -> Layer {
-        self.dir_owned(path, mode, 0, 0)
-    }
-
-    fn dir_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64) -> Layer {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-
-    fn file(self, path: &str, mode: u32, data: &[u8]) -> Layer {
-        self.file_owned(path, mode, 0, 0, data)
-    }
-
-    fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Layer {
-        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.0.append_data(&mut h, path, data).unwrap();
-        self
-    }
-
-    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Layer {
-        let mut h = Self::header(kind, 0o777, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-
-    fn node(mut self, kind: tar::EntryType, path: &str, major: u32, minor: u32) -> Layer {
-        let mut h = Self::header(kind, 0o640, 0);
-        h.set_device_major(major).unwrap();
-        h.set_device_minor(minor).unwrap();
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-
-    fn xattr_file(mut self, path: &str, key: &str, value: &[u8]) -> Layer {
-        self.0
-            .append_pax_extensions([(format!("SCHILY.xattr.{key}").as_str(), value)])
-            .unwrap();
-        self.file(path, 0o644, b"x")
-    }
-
-    fn tar(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
 }
 
 /// busybox, then layers with every kind of entry, whiteouts, an opaque directory, changed
@@ -450,6 +382,44 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
         "{:?}",
         mounts_under(t.path())
     );
+}
+
+/// A bundle's container runs under Docker's default seccomp profile: a user namespace, which
+/// needs no capability, is refused there, and allowed once the profile is taken out.
+#[test]
+fn a_bundles_container_runs_under_the_default_seccomp_profile() {
+    let t = tempdir();
+    let s = ImageStore::open(&t.path().join("store")).unwrap();
+    add_image(
+        &s,
+        &[tar_dir(&busybox_rootfs())],
+        json!({"config": {"Cmd": ["sh"]}}),
+        "localhost/seccomp:1",
+    );
+    let dir = t.path().join("b");
+    let b = s
+        .bundle(
+            "localhost/seccomp:1",
+            &dir,
+            RootfsKind::Overlay,
+            &sh("unshare -U true 2>/dev/null; echo unshare=$?"),
+        )
+        .unwrap();
+    let seccomp = b.spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+    assert_eq!(
+        seccomp.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=1\n"), "{err}");
+    // The control: without the profile the same call works.
+    let config = dir.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    v["linux"].as_object_mut().unwrap().remove("seccomp");
+    std::fs::write(&config, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=0\n"), "{err}");
+    s.unbundle(&dir, false).unwrap();
 }
 
 /// busybox plus a layer with /data seeded, under a config that uses every field.

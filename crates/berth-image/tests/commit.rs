@@ -14,6 +14,7 @@ use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::Reference;
 use berth_testkit::busybox_rootfs;
 use berth_testkit::images::tar_dir;
+use berth_testkit::tar::Layer;
 use serde_json::{Value, json};
 
 mod common;
@@ -26,60 +27,6 @@ fn tempdir() -> tempfile::TempDir {
         .prefix("berth-commit-")
         .tempdir()
         .expect("tempdir")
-}
-
-/// A layer tar built entry by entry.
-struct Layer(tar::Builder<Vec<u8>>);
-
-impl Layer {
-    fn new() -> Layer {
-        Layer(tar::Builder::new(Vec::new()))
-    }
-
-    fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(kind);
-        h.set_mode(mode);
-        h.set_size(size);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        h
-    }
-
-    fn dir(self, path: &str, mode: u32) -> Layer {
-        self.dir_owned(path, mode, 0, 0)
-    }
-
-    fn dir_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64) -> Layer {
-        let mut h = Self::header(tar::EntryType::Directory, mode, 0);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-
-    fn file(self, path: &str, mode: u32, data: &[u8]) -> Layer {
-        self.file_owned(path, mode, 0, 0, data)
-    }
-
-    fn file_owned(mut self, path: &str, mode: u32, uid: u64, gid: u64, data: &[u8]) -> Layer {
-        let mut h = Self::header(tar::EntryType::Regular, mode, data.len() as u64);
-        h.set_uid(uid);
-        h.set_gid(gid);
-        self.0.append_data(&mut h, path, data).unwrap();
-        self
-    }
-
-    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Layer {
-        let mut h = Self::header(kind, 0o777, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-
-    fn tar(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
 }
 
 /// Every entry of a tree (root excluded): kind, mode, owner, mtime (seconds: layers keep

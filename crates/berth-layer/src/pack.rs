@@ -21,6 +21,10 @@
 //!   link entries to the first path packed; device nodes and FIFOs as such; sockets are
 //!   skipped (a tar cannot hold them).
 //!
+//! - A file whose name starts with `.wh.` cannot be packed: read back, it would be a
+//!   whiteout (a `.wh...` would even name the layer directory's parent); such a tree is
+//!   refused with [`PackError::WhiteoutName`].
+//!
 //! Every entry is opened relative to its parent directory's descriptor without following
 //! symlinks, so a tree that changes while it is packed cannot redirect the packer outside it.
 
@@ -34,7 +38,6 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::{Path, PathBuf};
 
 use rustix::fs::{Mode as FsMode, OFlags};
-use sha2::{Digest, Sha256};
 
 use crate::Compression;
 
@@ -60,6 +63,15 @@ pub enum PackError {
     /// Writing (or compressing) the layer failed.
     #[error("writing the layer: {0}")]
     Write(#[source] io::Error),
+    /// A file whose name starts with `.wh.`: in a layer it would be read back as a
+    /// whiteout (or opaque marker) instead of a file.
+    #[error(
+        "{path}: a file named \".wh.*\" cannot be put in an image layer (it would be read back as a whiteout): refused"
+    )]
+    WhiteoutName {
+        /// The path, relative to the packed directory.
+        path: PathBuf,
+    },
     /// Something in the directory a layer cannot express.
     #[error("{path}: {why}")]
     Unsupported {
@@ -107,10 +119,10 @@ pub struct Packed {
     pub entries: u64,
 }
 
-/// A writer that hashes and counts what passes through it.
+/// A writer that hashes (sha256, by ring) and counts what passes through it.
 struct HashingWriter<W> {
     inner: W,
-    hasher: Sha256,
+    hasher: ring::digest::Context,
     n: u64,
 }
 
@@ -118,20 +130,16 @@ impl<W: Write> HashingWriter<W> {
     fn new(inner: W) -> Self {
         HashingWriter {
             inner,
-            hasher: Sha256::new(),
+            hasher: ring::digest::Context::new(&ring::digest::SHA256),
             n: 0,
         }
     }
 
     fn digest(&self) -> String {
-        let hex: String = self
-            .hasher
-            .clone()
-            .finalize()
-            .iter()
-            .map(|b| format!("{b:02x}"))
-            .collect();
-        format!("sha256:{hex}")
+        format!(
+            "sha256:{}",
+            crate::hex(self.hasher.clone().finish().as_ref())
+        )
     }
 }
 
@@ -369,6 +377,10 @@ impl<W: Write> Packer<W> {
         let names = sorted_names(dir).map_err(fs_err("listing", rel))?;
         for name in names {
             let path = join(rel, name.as_bytes());
+            // A name unpack would take for a whiteout (or the opaque marker).
+            if name.as_bytes().starts_with(crate::WHITEOUT_PREFIX) {
+                return Err(PackError::WhiteoutName { path: shown(&path) });
+            }
             let at = path_at(dir, &name);
             let md = match std::fs::symlink_metadata(&at) {
                 Ok(md) => md,

@@ -478,6 +478,56 @@ fn what_a_layer_cannot_express_is_refused() {
 }
 
 #[test]
+fn files_named_like_whiteouts_are_refused_naming_the_path() {
+    // A container that created "/.wh..." (or any ".wh." name) must not be committed into a
+    // layer whose unpacking would delete "..": the tree is refused, in either form.
+    let cases: [(&[&str], &str); 5] = [
+        (&[".wh..."], ".wh..."),
+        (&[".wh.foo"], ".wh.foo"),
+        (&["d/", "d/.wh.foo"], "d/.wh.foo"),
+        (&["d/", "d/.wh..wh..opq"], "d/.wh..wh..opq"),
+        (&[".wh.dir/", ".wh.dir/inside"], ".wh.dir"),
+    ];
+    for (files, bad) in cases {
+        for whiteouts in [true, false] {
+            let src = tempdir();
+            std::fs::write(src.path().join("fine"), b"ok").unwrap();
+            for f in files {
+                let p = src.path().join(f);
+                if f.ends_with('/') {
+                    std::fs::create_dir(&p).unwrap();
+                } else {
+                    std::fs::write(&p, b"").unwrap();
+                }
+            }
+            let opts = PackOptions {
+                compression: Compression::Gzip,
+                whiteouts,
+            };
+            let e = pack::pack(src.path(), std::io::sink(), &opts).unwrap_err();
+            assert!(
+                matches!(&e, PackError::WhiteoutName { path } if path == Path::new(bad)),
+                "{bad}: {e}"
+            );
+            let msg = e.to_string();
+            assert!(msg.starts_with(&format!("{bad}: ")), "{msg}");
+            assert!(msg.ends_with("refused") && !msg.contains('\n'), "{msg}");
+        }
+    }
+    // A whiteout (0/0 device) of a name starting with ".wh." would pack to ".wh..wh.*".
+    let src = tempdir();
+    mknod(
+        &src.path().join(".wh.x"),
+        rustix::fs::FileType::CharacterDevice,
+        0,
+        0,
+        0,
+    );
+    let e = pack::pack(src.path(), std::io::sink(), &PackOptions::default()).unwrap_err();
+    assert!(matches!(e, PackError::WhiteoutName { .. }), "{e}");
+}
+
+#[test]
 fn helpers_read_names_and_xattrs() {
     let d = tempdir();
     std::fs::write(d.path().join("b"), b"").unwrap();

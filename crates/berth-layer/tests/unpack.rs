@@ -6,79 +6,15 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use berth_layer::{Error, Mode, unpack};
+use berth_testkit::tar::{EntryType, Format, Layer};
 use sha2::{Digest, Sha256};
 
-fn header(kind: tar::EntryType, mode: u32, size: u64) -> tar::Header {
-    let mut h = tar::Header::new_gnu();
-    h.set_entry_type(kind);
-    h.set_mode(mode);
-    h.set_size(size);
-    h.set_uid(1234);
-    h.set_gid(5678);
-    h.set_mtime(1_600_000_000);
-    h
-}
-
-/// A tar stream built entry by entry.
-struct Layer(tar::Builder<Vec<u8>>);
-
-impl Layer {
-    fn new() -> Layer {
-        Layer(tar::Builder::new(Vec::new()))
-    }
-    fn dir(mut self, path: &str, mode: u32) -> Layer {
-        let mut h = header(tar::EntryType::Directory, mode, 0);
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-    fn file(mut self, path: &str, mode: u32, data: &[u8]) -> Layer {
-        let mut h = header(tar::EntryType::Regular, mode, data.len() as u64);
-        self.0.append_data(&mut h, path, data).unwrap();
-        self
-    }
-    fn link(mut self, kind: tar::EntryType, path: &str, target: &str) -> Layer {
-        let mut h = header(kind, 0o777, 0);
-        self.0.append_link(&mut h, path, target).unwrap();
-        self
-    }
-    fn node(mut self, kind: tar::EntryType, path: &str, major: u32, minor: u32) -> Layer {
-        let mut h = header(kind, 0o640, 0);
-        h.set_device_major(major).unwrap();
-        h.set_device_minor(minor).unwrap();
-        self.0.append_data(&mut h, path, std::io::empty()).unwrap();
-        self
-    }
-    fn xattr_file(mut self, path: &str, key: &str, value: &[u8]) -> Layer {
-        self.0
-            .append_pax_extensions([(format!("SCHILY.xattr.{key}").as_str(), value)])
-            .unwrap();
-        self.file(path, 0o644, b"x")
-    }
-    /// An entry whose name is written raw, bypassing the builder's own path checks.
-    fn raw(mut self, name: &[u8], kind: tar::EntryType, link: &[u8]) -> Layer {
-        let mut h = header(
-            kind,
-            0o644,
-            if kind == tar::EntryType::Regular {
-                4
-            } else {
-                0
-            },
-        );
-        h.as_old_mut().name[..name.len()].copy_from_slice(name);
-        h.as_old_mut().linkname[..link.len()].copy_from_slice(link);
-        h.set_cksum();
-        let data: &[u8] = if kind == tar::EntryType::Regular {
-            b"evil"
-        } else {
-            b""
-        };
-        self.0.append(&h, data).unwrap();
-        self
-    }
-    fn tar(self) -> Vec<u8> {
-        self.0.into_inner().unwrap()
-    }
+/// A layer of GNU headers, every entry owned by 1234:5678 with mtime 1 600 000 000.
+fn layer() -> Layer {
+    Layer::new()
+        .format(Format::Gnu)
+        .owner(1234, 5678)
+        .mtime(1_600_000_000)
 }
 
 fn gzip(b: &[u8]) -> Vec<u8> {
@@ -113,14 +49,14 @@ fn tree(dir: &Path) -> Vec<String> {
 
 #[test]
 fn every_kind_of_entry_with_its_metadata_in_three_compressions() {
-    let tar = Layer::new()
+    let tar = layer()
         .dir("etc", 0o755)
         .file("etc/hosts", 0o644, b"127.0.0.1 localhost\n")
         .file("bin/tool", 0o4755, b"#!/bin/sh\n") // parent not in the archive
-        .link(tar::EntryType::Symlink, "bin/sh", "/bin/busybox")
-        .link(tar::EntryType::Link, "etc/hosts.hard", "etc/hosts")
-        .node(tar::EntryType::Fifo, "run/fifo", 0, 0)
-        .node(tar::EntryType::Char, "dev/null", 1, 3)
+        .link(EntryType::Symlink, "bin/sh", "/bin/busybox")
+        .link(EntryType::Link, "etc/hosts.hard", "etc/hosts")
+        .node(EntryType::Fifo, "run/fifo", 0, 0)
+        .node(EntryType::Char, "dev/null", 1, 3)
         .xattr_file("caps", "user.berth", b"yes")
         .dir("locked", 0o500)
         .file("locked/inside", 0o600, b"s")
@@ -190,7 +126,7 @@ fn xattr(p: &Path, key: &str) -> Option<Vec<u8>> {
 
 #[test]
 fn overlay_whiteouts_become_what_overlayfs_reads() {
-    let tar = Layer::new()
+    let tar = layer()
         .dir("a", 0o755)
         .file("a/.wh..wh..opq", 0o644, b"")
         .file("a/new", 0o644, b"n")
@@ -211,14 +147,14 @@ fn overlay_whiteouts_become_what_overlayfs_reads() {
 #[test]
 fn flattened_layers_apply_whiteouts_by_deleting() {
     let dir = tempfile::tempdir().unwrap();
-    let base = Layer::new()
+    let base = layer()
         .file("a/x", 0o644, b"x")
         .file("a/y", 0o644, b"y")
         .file("b/keep", 0o644, b"k")
         .file("c", 0o644, b"c")
         .tar();
     unpack(&base[..], dir.path(), Mode::Flatten).unwrap();
-    let top = Layer::new()
+    let top = layer()
         .file("a/z", 0o644, b"z")
         .file("a/.wh..wh..opq", 0o644, b"")
         .file(".wh.b", 0o644, b"")
@@ -234,40 +170,40 @@ fn escaping_entries_are_refused_and_nothing_lands_outside() {
     let cases: Vec<(&str, Vec<u8>)> = vec![
         (
             "dot-dot",
-            Layer::new()
-                .raw(b"../evil", tar::EntryType::Regular, b"")
+            layer()
+                .raw(b"../evil", EntryType::Regular, b"", b"evil")
                 .tar(),
         ),
         (
             "absolute",
-            Layer::new()
-                .raw(b"/tmp/berth-layer-evil", tar::EntryType::Regular, b"")
+            layer()
+                .raw(b"/tmp/berth-layer-evil", EntryType::Regular, b"", b"evil")
                 .tar(),
         ),
         (
             "through a planted symlink",
-            Layer::new()
-                .link(tar::EntryType::Symlink, "link", "/tmp")
-                .raw(b"link/berth-layer-evil", tar::EntryType::Regular, b"")
+            layer()
+                .link(EntryType::Symlink, "link", "/tmp")
+                .raw(b"link/berth-layer-evil", EntryType::Regular, b"", b"evil")
                 .tar(),
         ),
         (
             "through a relative planted symlink",
-            Layer::new()
-                .link(tar::EntryType::Symlink, "up", "..")
-                .raw(b"up/evil", tar::EntryType::Regular, b"")
+            layer()
+                .link(EntryType::Symlink, "up", "..")
+                .raw(b"up/evil", EntryType::Regular, b"", b"evil")
                 .tar(),
         ),
         (
             "hard link out",
-            Layer::new()
-                .raw(b"h", tar::EntryType::Link, b"../../etc/passwd")
+            layer()
+                .raw(b"h", EntryType::Link, b"../../etc/passwd", b"")
                 .tar(),
         ),
         (
             "hard link absolute",
-            Layer::new()
-                .raw(b"h", tar::EntryType::Link, b"/etc/passwd")
+            layer()
+                .raw(b"h", EntryType::Link, b"/etc/passwd", b"")
                 .tar(),
         ),
     ];
@@ -298,7 +234,7 @@ fn tree_with_layer(dest: &Path, outer: &Path) -> Vec<String> {
 
 #[test]
 fn truncated_and_corrupt_streams_are_read_errors() {
-    let tar = Layer::new().file("f", 0o644, &vec![7u8; 100_000]).tar();
+    let tar = layer().file("f", 0o644, &vec![7u8; 100_000]).tar();
     let gz = gzip(&tar);
     let dir = tempfile::tempdir().unwrap();
     let err = unpack(&gz[..gz.len() / 2], dir.path(), Mode::Overlay).unwrap_err();
@@ -321,12 +257,12 @@ fn overlayfs_stacks_unpacked_layers_with_their_whiteouts() {
     for d in [&base, &top, &merged] {
         std::fs::create_dir(d).unwrap();
     }
-    let l1 = Layer::new()
+    let l1 = layer()
         .file("a/old", 0o644, b"o")
         .file("gone", 0o644, b"g")
         .file("kept", 0o644, b"k")
         .tar();
-    let l2 = Layer::new()
+    let l2 = layer()
         .dir("a", 0o755)
         .file("a/.wh..wh..opq", 0o644, b"")
         .file("a/new", 0o644, b"n")
@@ -347,4 +283,51 @@ fn overlayfs_stacks_unpacked_layers_with_their_whiteouts() {
     let seen = tree(&merged);
     rustix::mount::unmount(&merged, rustix::mount::UnmountFlags::DETACH).unwrap();
     assert_eq!(seen, ["a", "a/new", "kept"]);
+}
+
+#[test]
+fn entry_types_layers_do_not_hold_are_refused_and_global_headers_ignored() {
+    for (kind, byte) in [
+        (EntryType::new(b'V'), 'V'), // GNU volume label
+        (EntryType::new(b'M'), 'M'), // GNU multi-volume continuation
+        (EntryType::new(b'Z'), 'Z'), // unknown
+    ] {
+        let tar = layer().raw(b"x", kind, b"", b"data").tar();
+        let dir = tempfile::tempdir().unwrap();
+        let err = unpack(&tar[..], dir.path(), Mode::Overlay).unwrap_err();
+        assert!(matches!(err, Error::Invalid { .. }), "{err}");
+        assert!(err.to_string().contains(&format!("'{byte}'")), "{err}");
+        assert_eq!(tree(dir.path()), Vec::<String>::new());
+    }
+    let tar = layer()
+        .raw(
+            b"pax_global_header",
+            EntryType::XGlobalHeader,
+            b"",
+            b"not even PAX records",
+        )
+        .file("f", 0o644, b"f")
+        .tar();
+    let dir = tempfile::tempdir().unwrap();
+    unpack(&tar[..], dir.path(), Mode::Overlay).unwrap();
+    assert_eq!(tree(dir.path()), ["f"]);
+}
+
+#[test]
+fn errors_about_very_long_paths_stay_short() {
+    // 4096 components: the kernel refuses the path (ENAMETOOLONG), and the message names it
+    // shortened, on one line.
+    let deep = vec!["a"; 4096].join("/");
+    let tar = layer()
+        .pax(&[("path", deep.as_bytes())])
+        .file("placeholder", 0o644, b"x")
+        .tar();
+    let dir = tempfile::tempdir().unwrap();
+    let err = unpack(&tar[..], dir.path(), Mode::Flatten).unwrap_err();
+    let msg = err.to_string();
+    assert!(msg.len() < 400, "{} bytes: {msg}", msg.len());
+    assert!(
+        msg.contains("a/a/a") && msg.contains('…') && !msg.contains('\n'),
+        "{msg}"
+    );
 }

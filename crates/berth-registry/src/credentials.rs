@@ -99,10 +99,16 @@ pub fn registry_key(registry: &str) -> String {
 /// `~/.docker/config.json` (home from `$HOME`, else from /etc/passwd). `None` if no home
 /// directory can be found.
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+    default_path_in(|name| std::env::var_os(name))
+}
+
+/// [`default_path`] with the environment read through `env` (so it can be tested without
+/// changing the process's environment).
+pub fn default_path_in(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    if let Some(dir) = env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    let home = std::env::var_os("HOME")
+    let home = env("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .or_else(home_from_passwd)?;

@@ -1,7 +1,8 @@
 //! `create` and `start`: the parent's side of making a container.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType,
@@ -24,7 +25,7 @@ pub enum ConsoleSocket {
     /// A unix socket path to connect to (`--console-socket`).
     Path(PathBuf),
     /// An already connected socket (the runtime's own, for `run` in the foreground).
-    Fd(RawFd),
+    Fd(Arc<OwnedFd>),
 }
 
 /// Options of `create` (and `run`).
@@ -276,9 +277,13 @@ fn create_in(
         None
     };
 
+    let connected: Option<OwnedFd> = match &opts.console_socket {
+        Some(ConsoleSocket::Path(p)) => Some(crate::console::connect(p)?.into()),
+        _ => None,
+    };
     let console = match &opts.console_socket {
-        Some(ConsoleSocket::Path(p)) => Some(ConsoleFd::Owned(crate::console::connect(p)?.into())),
-        Some(ConsoleSocket::Fd(fd)) => Some(ConsoleFd::Borrowed(*fd)),
+        Some(ConsoleSocket::Path(_)) => connected.as_ref().map(|c| c.as_fd()),
+        Some(ConsoleSocket::Fd(fd)) => Some(fd.as_fd()),
         None => None,
     };
     let linux = spec.linux().as_ref();
@@ -304,13 +309,13 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         exec_fifo: &exec_fifo,
         start_fifo: &start_fifo,
-        console_socket: console.as_ref().map(ConsoleFd::raw),
+        console_socket: console,
         seccomp,
         cgroups: cg_mounts.as_ref(),
     };
     let (pid, ch) = launch::spawn(&launch, move |ch| crate::init::run(ctx, ch))?;
     *init_pid = Some(pid);
-    drop(console);
+    drop(connected);
     drop(exec_fifo);
     drop(start_fifo);
     saved.pid = Some(pid);
@@ -360,20 +365,6 @@ fn create_in(
         write_pid_file(pf, pid)?;
     }
     Ok(())
-}
-
-enum ConsoleFd {
-    Owned(OwnedFd),
-    Borrowed(RawFd),
-}
-
-impl ConsoleFd {
-    fn raw(&self) -> RawFd {
-        match self {
-            ConsoleFd::Owned(f) => f.as_raw_fd(),
-            ConsoleFd::Borrowed(f) => *f,
-        }
-    }
 }
 
 /// Hand a seccomp notify fd to the agent at listenerPath.

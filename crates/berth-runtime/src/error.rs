@@ -68,6 +68,18 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A mount of the configuration (`mounts`) could not be made.
+    #[error("mount {}: {context}: {source}", destination.display())]
+    Mount {
+        /// The mount's destination in the container.
+        destination: PathBuf,
+        /// The step that failed.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The container's init or exec'd process reported a failure while being set up.
     #[error("{0}")]
     Child(String),

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod debian;
 pub mod images;
+pub mod tar;
 
 use std::fs;
 use std::os::unix::fs::{PermissionsExt, symlink};
@@ -48,9 +49,9 @@ pub fn build_once(dir: &Path, f: impl FnOnce(&Path)) {
     fs::create_dir_all(parent).expect("creating the fixtures dir");
     let lock_path = dir.with_extension("lock");
     let lock = fs::File::create(&lock_path).expect("creating the fixture lock");
-    // SAFETY: flock on an fd owned by `lock`, which outlives the call.
-    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(r, 0, "locking {}", lock_path.display());
+    // Held until `lock` is closed, at the end of this function.
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     if !done.exists() {
         let _ = fs::remove_dir_all(dir);
         f(dir);
@@ -445,8 +446,7 @@ pub fn processes_in_cgroup(name: &str) -> Vec<i32> {
 
 /// Whether this process runs as root (the integration suites need it).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A cgroup parent for clients (podman, containerd) that take an absolute cgroup path: it lies

@@ -176,7 +176,7 @@ fn main() -> ExitCode {
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {
-                eprintln!("berth: {e:#}");
+                eprintln!("berth: {}", cmd::one_line(&e));
                 ExitCode::FAILURE
             })
         }

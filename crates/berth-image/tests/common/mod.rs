@@ -34,35 +34,7 @@ pub fn store() -> (tempfile::TempDir, ImageStore) {
 
 /// An uncompressed layer tar holding these files (parents made on the way).
 pub fn layer(files: &[(&str, &[u8])]) -> Vec<u8> {
-    let mut b = tar::Builder::new(Vec::new());
-    let mut dirs = BTreeSet::new();
-    for (path, content) in files {
-        let mut parts: Vec<&str> = path.split('/').collect();
-        parts.pop();
-        for i in 1..=parts.len() {
-            let d = parts[..i].join("/");
-            if dirs.insert(d.clone()) {
-                let mut h = tar::Header::new_ustar();
-                h.set_entry_type(tar::EntryType::Directory);
-                h.set_mode(0o755);
-                h.set_size(0);
-                h.set_mtime(1_700_000_000);
-                h.set_uid(0);
-                h.set_gid(0);
-                b.append_data(&mut h, format!("{d}/"), std::io::empty())
-                    .expect("tar");
-            }
-        }
-        let mut h = tar::Header::new_ustar();
-        h.set_entry_type(tar::EntryType::Regular);
-        h.set_mode(0o644);
-        h.set_size(content.len() as u64);
-        h.set_mtime(1_700_000_000);
-        h.set_uid(0);
-        h.set_gid(0);
-        b.append_data(&mut h, path, *content).expect("tar");
-    }
-    b.into_inner().expect("tar")
+    berth_testkit::tar::Layer::new().files(files).tar()
 }
 
 /// How a test image's layer blobs are compressed.

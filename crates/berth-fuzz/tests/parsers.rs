@@ -1,0 +1,115 @@
+//! Image references, platforms, manifests and image configs (with the image's passwd and
+//! group files), against known odd inputs and generated ones (see `berth_fuzz`).
+
+use berth_fuzz::runner::{config, with_deadline};
+use berth_fuzz::{fuzz_image_config, fuzz_manifest, fuzz_platform, fuzz_reference, inputs, seeds};
+use proptest::prelude::*;
+
+#[test]
+fn known_odd_references_and_platforms() {
+    for r in seeds::references() {
+        fuzz_reference(&r);
+    }
+    for p in seeds::platforms() {
+        fuzz_platform(&p);
+    }
+}
+
+#[test]
+fn known_odd_configs() {
+    let (_, c) = seeds::docker_template();
+    let c = serde_json::to_vec(&c).unwrap();
+    let passwd = b"root:x:0:0::/root:/bin/sh\nu:x:1000:1000::/:/bin/sh\n";
+    let group = b"root:x:0:\ng:x:5:u,root\n";
+    fuzz_image_config(&c, passwd, group, None);
+    fuzz_image_config(&c, passwd, group, Some("/etc/shadow"));
+    fuzz_image_config(&c, passwd, group, Some("../../../../etc/passwd"));
+    fuzz_image_config(&c, passwd, group, Some("passwd"));
+    for user in [
+        "u",
+        "u:g",
+        "99999999999",
+        "4294967295:4294967295",
+        ":",
+        "a:b:c",
+        "",
+        "0:",
+    ] {
+        let mut v = seeds::docker_template().1;
+        inputs::set_pointer(&mut v, "/config/User", Some(user.into()));
+        fuzz_image_config(&serde_json::to_vec(&v).unwrap(), passwd, group, None);
+    }
+    fuzz_image_config(&c, &[0xff; 100], b":::::\n\n::", None);
+    fuzz_image_config(&c, "u:x:1:1\n".repeat(100_000).as_bytes(), b"", None);
+}
+
+fn reference_string() -> impl Strategy<Value = String> {
+    prop_oneof![
+        3 => "[a-zA-Z0-9._:/@\\[\\]-]{0,40}",
+        2 => (
+            prop::option::of("[a-z0-9.-]{1,10}(:[0-9]{1,6})?"),
+            "[a-z0-9]{1,5}([._-]{1,3}[a-z0-9]{1,4}){0,2}(/[a-z0-9._-]{1,8}){0,3}",
+            prop::option::of("[A-Za-z0-9_.-]{1,20}"),
+            prop::option::of("[0-9a-f]{64}"),
+        )
+            .prop_map(|(reg, path, tag, digest)| {
+                let mut s = String::new();
+                if let Some(r) = reg {
+                    s.push_str(&r);
+                    s.push('/');
+                }
+                s.push_str(&path);
+                if let Some(t) = tag {
+                    s.push(':');
+                    s.push_str(&t);
+                }
+                if let Some(d) = digest {
+                    s.push_str("@sha256:");
+                    s.push_str(&d);
+                }
+                s
+            }),
+        1 => ".{0,30}",
+    ]
+}
+
+proptest! {
+    #![proptest_config(config(512))]
+
+    #[test]
+    fn references(s in reference_string()) {
+        fuzz_reference(&s);
+    }
+
+    #[test]
+    fn platforms(s in "[a-z0-9/]{0,20}|.{0,10}") {
+        fuzz_platform(&s);
+    }
+
+    #[test]
+    fn manifests(m in inputs::json_from(
+        seeds::oci_manifest(b"{}"),
+        seeds::OCI_MANIFEST_FIELDS.to_vec(),
+    )) {
+        fuzz_manifest(&m);
+    }
+}
+
+proptest! {
+    #![proptest_config(config(64))]
+
+    #[test]
+    fn image_configs(
+        c in inputs::json_from(seeds::docker_template().1, seeds::CONFIG_FIELDS.to_vec()),
+        passwd in prop_oneof![
+            Just(b"root:x:0:0::/root:/bin/sh\n".to_vec()),
+            "([a-z:0-9]{0,12}\n){0,4}".prop_map(String::into_bytes),
+            prop::collection::vec(any::<u8>(), 0..64),
+        ],
+        group in "([a-z:0-9,]{0,12}\n){0,4}",
+    ) {
+        with_deadline("an image config", move || {
+            fuzz_image_config(&c, &passwd, group.as_bytes(), None)
+        });
+    }
+}
