@@ -35,7 +35,7 @@ use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags};
 use serde_json::json;
 
 use crate::ImageStore;
-use crate::config::{ImageConfig, Overrides, process};
+use crate::config::{ImageConfiguration, Overrides, process};
 use crate::rootfs::{Root, Rootfs, RootfsError, RootfsKind, io_err};
 
 /// The runtime-spec version written.
@@ -68,32 +68,37 @@ pub const STATE_DIR: &str = ".berth-rootfs";
 
 /// The annotations the conversion makes from an image config (see the module docs): the
 /// implicit ones, then the labels over them.
-pub fn annotations(cfg: &ImageConfig) -> BTreeMap<String, String> {
+pub fn annotations(cfg: &ImageConfiguration) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             out.insert(k.to_string(), v);
         }
     };
-    put(annotation::OS, Some(cfg.os.clone()));
-    put(annotation::ARCHITECTURE, Some(cfg.architecture.clone()));
-    put(annotation::VARIANT, cfg.variant.clone());
-    put(annotation::OS_VERSION, cfg.os_version.clone());
+    put(annotation::OS, Some(cfg.os().to_string()));
+    put(
+        annotation::ARCHITECTURE,
+        Some(cfg.architecture().to_string()),
+    );
+    put(annotation::VARIANT, cfg.variant().clone());
+    put(annotation::OS_VERSION, cfg.os_version().clone());
     put(
         annotation::OS_FEATURES,
-        cfg.os_features.as_ref().map(|f| f.join(",")),
+        cfg.os_features().as_ref().map(|f| f.join(",")),
     );
-    put(annotation::AUTHOR, cfg.author.clone());
-    put(annotation::CREATED, cfg.created.clone());
-    let c = cfg.config.clone().unwrap_or_default();
-    put(annotation::STOP_SIGNAL, c.stop_signal.clone());
+    put(annotation::AUTHOR, cfg.author().clone());
+    put(annotation::CREATED, cfg.created().clone());
+    let c = cfg.config().clone().unwrap_or_default();
+    put(annotation::STOP_SIGNAL, c.stop_signal().clone());
     put(
         annotation::EXPOSED_PORTS,
-        c.exposed_ports
-            .as_ref()
-            .map(|p| p.keys().cloned().collect::<Vec<_>>().join(",")),
+        c.exposed_ports().as_ref().map(|p| {
+            let mut ports = p.clone();
+            ports.sort();
+            ports.join(",")
+        }),
     );
-    for (k, v) in c.labels.unwrap_or_default() {
+    for (k, v) in c.labels().clone().unwrap_or_default() {
         out.insert(k, v);
     }
     out
@@ -103,7 +108,11 @@ pub fn annotations(cfg: &ImageConfig) -> BTreeMap<String, String> {
 /// (read for the user's passwd and group entries; `root.path` is set to it), with the `run`
 /// overrides `o` (see the module docs). Volumes are left to [`ImageStore::bundle`], which has
 /// a bundle to keep them in.
-pub fn runtime_spec(cfg: &ImageConfig, rootfs: &Path, o: &Overrides) -> Result<Spec, RootfsError> {
+pub fn runtime_spec(
+    cfg: &ImageConfiguration,
+    rootfs: &Path,
+    o: &Overrides,
+) -> Result<Spec, RootfsError> {
     let plan = process(cfg, rootfs, o)?;
     let mut spec = berth_spec::docker::container_spec(&rootfs.to_string_lossy());
     let mut user = oci_spec::runtime::User::default();
@@ -359,19 +368,13 @@ impl ImageStore {
         o: &Overrides,
     ) -> Result<Bundle, RootfsError> {
         let image = self.get(name)?;
-        let cfg: ImageConfig =
-            serde_json::from_slice(&self.read_blob(&image.id)?).map_err(|e| {
-                crate::Error::BadConfig {
-                    digest: image.id.clone(),
-                    why: e.to_string(),
-                }
-            })?;
-        let volumes: Vec<String> = cfg
-            .config
+        let cfg = crate::config::parse(&image.id, &self.read_blob(&image.id)?)?;
+        let mut volumes: Vec<String> = cfg
+            .config()
             .as_ref()
-            .and_then(|c| c.volumes.as_ref())
-            .map(|v| v.keys().cloned().collect())
+            .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
+        volumes.sort();
         for v in &volumes {
             check_volume(v)?;
         }
@@ -442,8 +445,14 @@ impl ImageStore {
 mod tests {
     use super::*;
 
-    fn cfg(v: serde_json::Value) -> ImageConfig {
-        serde_json::from_value(v).unwrap()
+    /// A config of the fields given, with the ones oci-spec requires.
+    fn cfg(v: serde_json::Value) -> ImageConfiguration {
+        let mut full =
+            json!({"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": []}});
+        if let (Some(full), serde_json::Value::Object(given)) = (full.as_object_mut(), v) {
+            full.extend(given);
+        }
+        serde_json::from_value(full).unwrap()
     }
 
     #[test]

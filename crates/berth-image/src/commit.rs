@@ -14,9 +14,12 @@ use std::io::{self, Write};
 use std::path::{Path, PathBuf};
 
 use berth_layer::{Compression, PackOptions, Packed};
+use berth_registry::{Descriptor, ImageManifest, MediaType, media};
 use berth_store::Digest;
-use serde_json::{Value, json};
+use oci_spec::image::History;
 
+use crate::archive::{descriptor, make_manifest};
+use crate::config_edit::ConfigEdit;
 pub use crate::rootfs::{Change, ChangeKind};
 use crate::rootfs::{Rootfs, RootfsError, io_err};
 use crate::{Error, ImageRecord, ImageStore};
@@ -46,23 +49,6 @@ pub struct CommitOptions {
     /// Config changes as Dockerfile instructions (`docker commit --change`): CMD, ENTRYPOINT,
     /// ENV, EXPOSE, LABEL, ONBUILD, STOPSIGNAL, USER, VOLUME, WORKDIR.
     pub changes: Vec<String>,
-}
-
-/// Docker's layer media types, as their OCI equivalents (the new manifest is an OCI one).
-fn oci_layer_type(t: &str) -> &str {
-    match t {
-        "application/vnd.docker.image.rootfs.diff.tar.gzip" => {
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-        }
-        "application/vnd.docker.image.rootfs.diff.tar" => "application/vnd.oci.image.layer.v1.tar",
-        "application/vnd.docker.image.rootfs.diff.tar.zstd" => {
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-        }
-        "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip" => {
-            "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip"
-        }
-        t => t,
-    }
 }
 
 /// A scratch path in `dir` unique to this process and call.
@@ -114,23 +100,9 @@ impl ImageStore {
                 given: base_rec.id,
             });
         }
-        let Value::Object(mut config) = self.config_json(&base_rec.id)? else {
-            return Err(Error::BadConfig {
-                digest: base_rec.id.clone(),
-                why: "not a JSON object".into(),
-            }
-            .into());
-        };
-        {
-            let c = config.entry("config").or_insert_with(|| json!({}));
-            if !c.is_object() {
-                *c = json!({});
-            }
-            if let Some(c) = c.as_object_mut() {
-                for change in &opts.changes {
-                    crate::import::apply_change(c, change)?;
-                }
-            }
+        let mut config = ConfigEdit::parse(&base_rec.id, &self.read_blob(&base_rec.id)?)?;
+        for change in &opts.changes {
+            config.apply_change(change)?;
         }
 
         let _lock = self.lock_shared()?;
@@ -158,114 +130,57 @@ impl ImageStore {
         };
         let empty = packed.entries == 0;
         let now = crate::util::now_rfc3339();
-        let mut history = json!({
-            "created": now,
-            "created_by": opts.created_by.clone().unwrap_or_else(|| "berth commit".into()),
-        });
-        if let Some(a) = &opts.author {
-            history["author"] = json!(a);
-        }
-        if let Some(m) = &opts.message {
-            history["comment"] = json!(m);
-        }
-        let mut layers: Vec<Value> = {
-            let bytes = self.read_blob(&base_rec.manifest)?;
-            let m: Value = serde_json::from_slice(&bytes).map_err(|e| Error::BadConfig {
+        let mut step = History::default();
+        step.set_created(Some(now.clone()))
+            .set_created_by(Some(
+                opts.created_by
+                    .clone()
+                    .unwrap_or_else(|| "berth commit".into()),
+            ))
+            .set_author(opts.author.clone())
+            .set_comment(opts.message.clone());
+        // The base's layers as they are (Docker's layer types as OCI's: the new manifest is
+        // an OCI one), then the new one.
+        let base: ImageManifest = serde_json::from_slice(&self.read_blob(&base_rec.manifest)?)
+            .map_err(|e| Error::BadConfig {
                 digest: base_rec.manifest.clone(),
                 why: format!("manifest: {e}"),
             })?;
-            m.get("layers")
-                .and_then(Value::as_array)
-                .cloned()
-                .unwrap_or_default()
-        };
-        for l in &mut layers {
-            if let Some(t) = l.get("mediaType").and_then(Value::as_str) {
-                let t = oci_layer_type(t).to_string();
-                l["mediaType"] = json!(t);
-            }
-        }
+        let mut layers: Vec<Descriptor> = base
+            .layers()
+            .iter()
+            .map(|l| {
+                let mut l = l.clone();
+                l.set_media_type(media::oci_layer(l.media_type()));
+                l
+            })
+            .collect();
+        let mut ids = diff_ids.clone();
         if empty {
-            history["empty_layer"] = json!(true);
+            step.set_empty_layer(Some(true));
         } else {
             let digest = Digest::parse(&packed.digest).map_err(Error::from)?;
             let file = std::fs::File::open(&tmp.0).map_err(io_err("opening", &tmp.0))?;
             self.blobs
                 .put(&digest, Some(packed.size), file)
                 .map_err(Error::from)?;
-            layers.push(json!({
-                "mediaType": "application/vnd.oci.image.layer.v1.tar+gzip",
-                "digest": packed.digest,
-                "size": packed.size,
-            }));
-        }
-        config.insert("created".into(), json!(now));
-        match &opts.author {
-            Some(a) => config.insert("author".into(), json!(a)),
-            None => config.remove("author"),
-        };
-        match &opts.message {
-            Some(m) => config.insert("comment".into(), json!(m)),
-            None => config.remove("comment"),
-        };
-        let mut ids = diff_ids.clone();
-        if !empty {
+            layers.push(descriptor(MediaType::ImageLayerGzip, &digest, packed.size)?);
             ids.push(packed.diff_id.clone());
         }
-        let rootfs_v = config
-            .entry("rootfs")
-            .or_insert_with(|| json!({"type": "layers"}));
-        if !rootfs_v.is_object() {
-            *rootfs_v = json!({"type": "layers"});
-        }
-        rootfs_v["diff_ids"] = json!(ids);
-        let hist = config.entry("history").or_insert_with(|| json!([]));
-        if !hist.is_array() {
-            *hist = json!([]);
-        }
-        if let Some(h) = hist.as_array_mut() {
-            h.push(history);
-        }
-        let config = Value::Object(config);
-        let config_bytes =
-            serde_json::to_vec(&config).map_err(|e| Error::Invalid(e.to_string()))?;
+        config.set_created(&now);
+        config.set_author(opts.author.as_deref());
+        config.set_comment(opts.message.as_deref());
+        config.set_diff_ids(&ids);
+        config.push_history(&step)?;
+        let config_bytes = config.to_bytes()?;
         let config_digest = self.blobs.put_bytes(&config_bytes).map_err(Error::from)?;
-        let manifest = json!({
-            "schemaVersion": 2,
-            "mediaType": "application/vnd.oci.image.manifest.v1+json",
-            "config": {
-                "mediaType": "application/vnd.oci.image.config.v1+json",
-                "digest": config_digest.to_string(),
-                "size": config_bytes.len(),
-            },
-            "layers": layers,
-        });
-        let manifest_bytes =
-            serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
+        let (manifest_bytes, parsed) =
+            make_manifest(&config_digest, config_bytes.len() as u64, layers)?;
         let manifest_digest = self.blobs.put_bytes(&manifest_bytes).map_err(Error::from)?;
-        let parsed: berth_registry::Manifest =
-            serde_json::from_slice(&manifest_bytes).map_err(|e| Error::Invalid(e.to_string()))?;
         let rec = self.add_image(&manifest_digest, &parsed, None)?;
         if let Some(tag) = tag {
             self.set_tags(&[(rec.id.clone(), tag)])?;
         }
         Ok(self.get(&rec.id)?)
-    }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn docker_layer_types_become_oci_ones() {
-        assert_eq!(
-            oci_layer_type("application/vnd.docker.image.rootfs.diff.tar.gzip"),
-            "application/vnd.oci.image.layer.v1.tar+gzip"
-        );
-        assert_eq!(
-            oci_layer_type("application/vnd.oci.image.layer.v1.tar+zstd"),
-            "application/vnd.oci.image.layer.v1.tar+zstd"
-        );
     }
 }

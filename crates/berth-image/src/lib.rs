@@ -20,7 +20,8 @@
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 //!
 //! Names: [`ImageStore::lookup`] takes a tag in any form a reference accepts (`busybox`,
-//! `docker.io/library/busybox:latest`), `repo@sha256:<manifest digest>`, a full image ID
+//! `docker.io/library/busybox:latest`), `repo@sha256:<digest>` (its manifest's, or a digest
+//! reference it was recorded with, e.g. of the index it was pulled through), a full image ID
 //! (`sha256:<hex>` or the bare hex) or an unambiguous prefix of one (at least
 //! [`MIN_SHORT_ID`] hex digits, with or without `sha256:`), as Docker does.
 //!
@@ -54,17 +55,20 @@ pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod config;
+mod config_edit;
 mod db;
 mod import;
 pub mod inspect;
 pub mod manage;
 mod pull;
+mod push;
 pub mod rootfs;
 mod util;
 
 pub use inspect::HistoryEntry;
 pub use manage::{DiskUsage, GcReport, ImageUsage, PruneReport, Removed};
 pub use pull::PullEvent;
+pub use push::PushEvent;
 
 use std::fs::File;
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
@@ -91,7 +95,9 @@ const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots");
 /// The fewest hex digits a short image ID may have.
 pub const MIN_SHORT_ID: usize = 4;
 
-/// What can go wrong in the image store.
+/// What can go wrong in the image store. Each message is whole (the object, and the cause
+/// once): no variant returns a `source()`, so printing the chain (anyhow's `{:#}`) does not
+/// repeat a cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Talking to the registry failed.
@@ -101,13 +107,18 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] berth_store::Error),
     /// Unpacking a layer failed.
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest}: {cause}")]
     Layer {
         /// The layer blob.
         digest: String,
-        /// Why.
-        #[source]
-        source: berth_layer::Error,
+        /// Why (in the message; not a `source()`).
+        cause: berth_layer::Error,
+    },
+    /// A layer blob (whole, and decompressed) that is not a tar archive, or a damaged one.
+    #[error("layer {digest}: not a tar archive (or a corrupt one)")]
+    LayerNotTar {
+        /// The layer blob.
+        digest: String,
     },
     /// A layer's content does not match the image config's diff ID.
     #[error("layer {digest} unpacks to {actual}, but the image config says {expected}: refused")]
@@ -184,12 +195,16 @@ pub enum Error {
     /// An image archive that is not what it must be (missing blobs, bad JSON, no images).
     #[error("invalid image archive: {0}")]
     BadArchive(String),
-    /// Reading an archive failed (truncated or corrupt data included).
+    /// The input is not a tar archive, or its tar structure is damaged (nothing of the
+    /// input is quoted: it may be any file).
+    #[error("not a tar archive (or a corrupt one)")]
+    NotAnArchive,
+    /// Reading an archive failed (truncated or corrupt compressed data included).
     #[error("reading the archive: {0}")]
-    ArchiveRead(#[source] std::io::Error),
+    ArchiveRead(std::io::Error),
     /// Writing an archive failed.
     #[error("writing the archive: {0}")]
-    ArchiveWrite(#[source] std::io::Error),
+    ArchiveWrite(std::io::Error),
     /// An import `--change` that cannot be applied.
     #[error("invalid change {change:?}: {why}")]
     InvalidChange {
@@ -199,15 +214,14 @@ pub enum Error {
         why: String,
     },
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message; not a `source()`).
+        cause: std::io::Error,
     },
 }
 
@@ -247,16 +261,6 @@ pub struct ImageStore {
     pub(crate) root: PathBuf,
     pub(crate) blobs: BlobStore,
     pub(crate) db: db::Db,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ConfigRootfs {
-    pub(crate) diff_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ConfigHead {
-    pub(crate) rootfs: ConfigRootfs,
 }
 
 impl ImageStore {
@@ -331,7 +335,7 @@ impl ImageStore {
                     return Err(Error::Io {
                         op: "protecting",
                         path,
-                        source: e,
+                        cause: e,
                     });
                 }
                 _ => {}
@@ -344,7 +348,7 @@ impl ImageStore {
     fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
         match self.lock(rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(l) => Ok(Some(l)),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::WouldBlock => {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -369,7 +373,7 @@ impl ImageStore {
         let io = |op, source| Error::Io {
             op,
             path: path.clone(),
-            source,
+            cause: source,
         };
         let file = std::fs::OpenOptions::new()
             .read(true)
@@ -403,14 +407,17 @@ impl ImageStore {
         berth_layer::layer_dir(&self.root.join("layers"), diff_id)
     }
 
-    /// Store the record (keeping the tags of an image already recorded), moving `tag` (full
-    /// form) to it.
+    /// Store the record (keeping the tags and digest references of an image already
+    /// recorded), moving `tag` (full form) to it. Its digest references move to it too: as in
+    /// Docker, `repo@digest` names one image (pulling another platform of an index moves the
+    /// index's reference to that image).
     pub(crate) fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
         let db = self.db.get()?;
         let txn = db.begin_write().map_err(db_err)?;
         let stored = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
+            manage::take_repo_digests(&mut images, &record.id, &record.repo_digests)?;
             if let Some(old) = get_record(&images, &record.id)? {
                 record.repo_tags = old.repo_tags;
                 let new = std::mem::replace(&mut record.repo_digests, old.repo_digests);
@@ -477,7 +484,7 @@ impl ImageStore {
                 Error::Io {
                     op: "reading",
                     path,
-                    source,
+                    cause: source,
                 }
             }
         })
@@ -491,7 +498,7 @@ fn private_dir(dir: &Path) -> Result<()> {
     let io = |op, source| Error::Io {
         op,
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     std::fs::DirBuilder::new()
         .recursive(true)

@@ -84,6 +84,27 @@ fn put_record(images: &mut ImagesTable, rec: &ImageRecord) -> Result<()> {
     Ok(())
 }
 
+/// Take the digest references `refs` (full form) from every image but `id`: as in Docker, a
+/// `repo@digest` reference names one image.
+pub(crate) fn take_repo_digests(images: &mut ImagesTable, id: &str, refs: &[String]) -> Result<()> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let mut others = Vec::new();
+    for row in images.iter().map_err(db_err)? {
+        let (_, v) = row.map_err(db_err)?;
+        let other: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+        if other.id != id && other.repo_digests.iter().any(|d| refs.contains(d)) {
+            others.push(other);
+        }
+    }
+    for mut other in others {
+        other.repo_digests.retain(|d| !refs.contains(d));
+        put_record(images, &other)?;
+    }
+    Ok(())
+}
+
 /// Point `tag` (full form) at the image `id` (which must be recorded), taking it from the image
 /// it named before, if any.
 pub(crate) fn set_tag(
@@ -299,8 +320,10 @@ impl ImageStore {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut rec =
                 get_record(&images, id)?.ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
-            if !rec.repo_digests.iter().any(|d| d == reference) {
-                rec.repo_digests.push(reference.to_string());
+            let reference = reference.to_string();
+            take_repo_digests(&mut images, id, std::slice::from_ref(&reference))?;
+            if !rec.repo_digests.contains(&reference) {
+                rec.repo_digests.push(reference);
                 put_record(&mut images, &rec)?;
             }
             rec
@@ -524,7 +547,7 @@ impl ImageStore {
             keep_layers.extend(root.diff_ids);
         }
         for rec in self.images()? {
-            let manifest: berth_registry::Manifest = self
+            let manifest: berth_registry::ImageManifest = self
                 .read_blob(&rec.manifest)
                 .and_then(|b| {
                     serde_json::from_slice(&b).map_err(|e| Error::Invalid(e.to_string()))
@@ -537,8 +560,8 @@ impl ImageStore {
                 })?;
             keep_blobs.insert(rec.id.clone());
             keep_blobs.insert(rec.manifest.clone());
-            keep_blobs.insert(manifest.config.digest);
-            keep_blobs.extend(manifest.layers.into_iter().map(|l| l.digest));
+            keep_blobs.insert(manifest.config().digest().to_string());
+            keep_blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
             keep_layers.extend(rec.diff_ids);
         }
         let mut report = GcReport::default();
@@ -549,7 +572,7 @@ impl ImageStore {
         let rd = std::fs::read_dir(&layers_dir).map_err(|source| Error::Io {
             op: "reading",
             path: layers_dir.clone(),
-            source,
+            cause: source,
         })?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -576,7 +599,7 @@ impl ImageStore {
             std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
                 op: "removing",
                 path: dir,
-                source,
+                cause: source,
             })?;
             report.reclaimed += sizes.get(&d).copied().unwrap_or(0);
             report.layers.push(d);
@@ -645,7 +668,7 @@ impl ImageStore {
             let size = util::dir_usage(&dir).map_err(|source| Error::Io {
                 op: "measuring",
                 path: dir,
-                source,
+                cause: source,
             })?;
             out.insert(d.clone(), size);
             computed.push((d, size));

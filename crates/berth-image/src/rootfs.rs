@@ -112,16 +112,20 @@ impl From<RootfsError> for Error {
     fn from(e: RootfsError) -> Error {
         match e {
             RootfsError::Store(e) => e,
-            RootfsError::Io { op, path, source } => Error::Io { op, path, source },
+            RootfsError::Io { op, path, source } => Error::Io {
+                op,
+                path,
+                cause: source,
+            },
             RootfsError::Overlay { path, source } => Error::Io {
                 op: "mounting overlayfs at",
                 path,
-                source,
+                cause: source,
             },
             RootfsError::Exists(path) => Error::Io {
                 op: "creating",
                 path,
-                source: io::Error::from(io::ErrorKind::AlreadyExists),
+                cause: io::Error::from(io::ErrorKind::AlreadyExists),
             },
             e => Error::Invalid(e.to_string()),
         }

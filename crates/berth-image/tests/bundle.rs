@@ -8,7 +8,7 @@ use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
 use berth_image::bundle::{Bundle, annotation, runtime_spec};
-use berth_image::config::{ConfigError, ImageConfig, Overrides};
+use berth_image::config::{ConfigError, ImageConfiguration, Overrides};
 use berth_image::rootfs::{Root, RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
@@ -349,8 +349,12 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
     let t = tempdir();
     let s = ImageStore::open(&t.path().join("store")).unwrap();
     let r = Reference::parse(&format!("{}/bb:run", reg.addr)).unwrap();
-    s.pull(&Client::new(Options::default()), &r, &Platform::host())
-        .unwrap();
+    s.pull(
+        &Client::new(Options::default()),
+        &r,
+        &<Platform as berth_registry::PlatformExt>::host(),
+    )
+    .unwrap();
     for kind in [RootfsKind::Overlay, RootfsKind::Copy] {
         let dir = t.path().join(format!("bundle-{kind:?}"));
         let o = Overrides {
@@ -567,9 +571,10 @@ fn runtime_spec_alone() {
     let root = tempdir();
     std::fs::create_dir(root.path().join("etc")).unwrap();
     std::fs::write(root.path().join("etc/passwd"), "app:x:7:8::/:/bin/sh\n").unwrap();
-    let cfg: ImageConfig = serde_json::from_value(json!({
+    let cfg: ImageConfiguration = serde_json::from_value(json!({
         "os": "linux", "architecture": "arm64",
-        "config": {"Cmd": ["run"], "User": "app"}
+        "config": {"Cmd": ["run"], "User": "app"},
+        "rootfs": {"type": "layers", "diff_ids": []}
     }))
     .unwrap();
     let spec = runtime_spec(&cfg, root.path(), &Overrides::default()).unwrap();
@@ -582,8 +587,12 @@ fn runtime_spec_alone() {
     let caps = p.capabilities().as_ref().unwrap();
     assert!(caps.bounding().as_ref().unwrap().len() >= 14);
     // Unknown users are errors.
-    let cfg: ImageConfig =
-        serde_json::from_value(json!({"config": {"Cmd": ["x"], "User": "ghost"}})).unwrap();
+    let cfg: ImageConfiguration = serde_json::from_value(json!({
+        "os": "linux", "architecture": "arm64",
+        "config": {"Cmd": ["x"], "User": "ghost"},
+        "rootfs": {"type": "layers", "diff_ids": []}
+    }))
+    .unwrap();
     assert!(matches!(
         runtime_spec(&cfg, root.path(), &Overrides::default()),
         Err(RootfsError::Config(ConfigError::Unknown { .. }))

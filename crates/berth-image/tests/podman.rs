@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_image::ImageStore;
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
 use berth_testkit::images::{Registry, push_busybox};
 use common::{hex, rootfs_dir, run_in, store};
 

@@ -22,19 +22,19 @@ use crate::reference::DOCKER_HUB;
 /// The key Docker stores Docker Hub's credentials under.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
-/// What can go wrong with a credentials file.
+/// What can go wrong with a credentials file. Each message is whole (no `source()`), so a
+/// cause is printed once however the error is shown.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// Reading or writing the file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (in the message; not a `source()`).
+        cause: io::Error,
     },
     /// The file is not JSON, or not a JSON object.
     #[error("{path} is not a valid config file: {why}")]
@@ -61,10 +61,10 @@ pub enum CredentialsError {
 pub type Result<T, E = CredentialsError> = std::result::Result<T, E>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CredentialsError + 'a {
-    move |source| CredentialsError::Io {
+    move |cause| CredentialsError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 

@@ -6,9 +6,9 @@ use std::process::ExitCode;
 use std::io::Read;
 
 use anyhow::{Context, Result, bail};
-use berth_image::{ImageStore, PullEvent};
+use berth_image::{ImageStore, PullEvent, PushEvent};
 use berth_registry::{
-    Client, Credentials, CredentialsFile, Options, Platform, PushEvent, PushImage, Reference,
+    Client, Credentials, CredentialsFile, Options, Platform, PlatformExt, Reference,
 };
 use clap::Args;
 
@@ -129,7 +129,13 @@ pub fn pull(data_root: &Path, a: &PullArgs) -> Result<ExitCode> {
             .map_or_else(|| r.manifest_ref(), str::to_string),
         r.repository
     ));
+    let resolved = std::sync::Mutex::new(None);
     let on_event = |e: PullEvent| match e {
+        PullEvent::Resolved { digest } => {
+            if let Ok(mut r) = resolved.lock() {
+                *r = Some(digest);
+            }
+        }
         PullEvent::Exists { digest } => progress.done(&digest.to_string(), "Already exists"),
         PullEvent::Progress {
             digest,
@@ -159,7 +165,13 @@ pub fn pull(data_root: &Path, a: &PullArgs) -> Result<ExitCode> {
         } else {
             "Downloaded newer image for"
         };
-        progress.line(&format!("Digest: {}", img.manifest));
+        // What the reference resolved to: an index's digest for a multi-platform image.
+        let digest = resolved
+            .into_inner()
+            .ok()
+            .flatten()
+            .map_or_else(|| img.manifest.clone(), |d| d.to_string());
+        progress.line(&format!("Digest: {digest}"));
         progress.line(&format!("Status: {news} {}", r.familiar()));
         println!("{r}");
     }
@@ -240,40 +252,19 @@ pub fn data_root(flag: Option<PathBuf>) -> PathBuf {
         .unwrap_or_else(|| PathBuf::from("/var/lib/berth"))
 }
 
-/// Run `push`.
+/// Run `push`: Docker's lines (`<layer>: Preparing`, then `Pushed`, `Layer already exists` or
+/// `Mounted from …`; `<tag>: digest: … size: …`).
 pub fn push(data_root: &Path, a: &PushArgs) -> Result<ExitCode> {
     let r = Reference::parse(&a.reference)?;
     let store = open(data_root)?;
-    let img = store
-        .lookup(&a.reference)?
-        .with_context(|| format!("No such image: {}", a.reference))?;
-    let manifest_digest = berth_store::Digest::parse(&img.manifest)?;
-    let bytes = std::fs::read(store.blobs().path(&manifest_digest))
-        .with_context(|| format!("reading the manifest of {}", a.reference))?;
-    let media_type = serde_json::from_slice::<serde_json::Value>(&bytes)
-        .ok()
-        .and_then(|v| {
-            v.get("mediaType")
-                .and_then(|m| m.as_str())
-                .map(str::to_string)
-        })
-        .unwrap_or_else(|| "application/vnd.oci.image.manifest.v1+json".to_string());
-    let mut image = PushImage::from_manifest(bytes, &media_type)?;
-    // Other repositories of the same registry this image came from or went to may lend blobs.
-    image.mount_from = img
-        .repo_tags
-        .iter()
-        .filter_map(|t| Reference::parse(t).ok())
-        .filter(|o| o.registry == r.registry && o.repository != r.repository)
-        .map(|o| o.repository)
-        .collect();
+    let client = client(&a.registry)?;
     let progress = Progress::new(a.quiet);
     progress.line(&format!(
         "The push refers to repository [{}/{}]",
         r.registry, r.repository
     ));
-    let client = client(&a.registry)?;
     let on_event = |e: PushEvent| match e {
+        PushEvent::Preparing { digest } => progress.status(&digest.to_string(), "Preparing"),
         PushEvent::Exists { digest } => progress.done(&digest.to_string(), "Layer already exists"),
         PushEvent::Mounted { digest, from } => {
             progress.done(&digest.to_string(), &format!("Mounted from {from}"))
@@ -283,18 +274,11 @@ pub fn push(data_root: &Path, a: &PushArgs) -> Result<ExitCode> {
             sent,
             total,
         } => progress.update(&digest.to_string(), "Pushing", sent, total),
-        PushEvent::Pushed { digest, .. } => progress.done(&digest.to_string(), "Pushed"),
-        PushEvent::ManifestPushed { .. } => {}
+        PushEvent::Pushed { digest } => progress.done(&digest.to_string(), "Pushed"),
     };
-    let pushed = client
-        .push(&r, &image, store.blobs(), &on_event)
+    let pushed = store
+        .push(&client, &r, &on_event)
         .with_context(|| format!("pushing {r}"))?;
-    store
-        .add_repo_digest(
-            &img.id,
-            &format!("{}/{}@{}", r.registry, r.repository, pushed.digest),
-        )
-        .with_context(|| format!("recording {r}'s digest"))?;
     if a.quiet {
         println!("{}", pushed.digest);
     } else {
