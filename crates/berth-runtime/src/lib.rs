@@ -30,11 +30,6 @@ pub mod spec;
 pub mod state;
 pub mod sync;
 pub mod sys;
-/// The default config `berth-runc spec` writes; it lives in `berth-spec` (kept here for the
-/// runtime's command line until it calls `berth_spec` itself).
-pub mod template {
-    pub use berth_spec::runc_spec as default_spec;
-}
 
 use std::path::{Path, PathBuf};
 

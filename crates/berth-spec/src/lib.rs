@@ -7,7 +7,8 @@
 //!   read-only paths, mounts, device rules, namespaces, and [`docker::container_spec`] built
 //!   from them (what a bundle made from an image starts from, and the engine's containers);
 //! - [`seccomp`], Docker's default seccomp profile: [`seccomp::default_profile`] gives the
-//!   `linux.seccomp` of a container holding a set of capabilities on this host.
+//!   `linux.seccomp` of a container holding a set of capabilities on this host;
+//! - [`units`], sizes as Docker's command line takes them (`512m`), parsed exactly.
 //!
 //! Nothing here changes the system: these are values (only [`docker::masked_paths`] looks at
 //! which CPUs the host has, and [`seccomp::default_profile`] at the kernel's version).
@@ -15,6 +16,7 @@
 pub mod docker;
 mod runc;
 pub mod seccomp;
+pub mod units;
 
 pub use runc::runc_spec;
 

@@ -7,7 +7,7 @@ pub fn spec(bundle: &std::path::Path, rootless: bool) -> Result<()> {
     if path.exists() {
         bail!("{} already exists; remove it first", path.display());
     }
-    let v = berth_runtime::template::default_spec(
+    let v = berth_spec::runc_spec(
         rootless,
         nix::unistd::getuid().as_raw(),
         nix::unistd::getgid().as_raw(),

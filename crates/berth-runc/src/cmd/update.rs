@@ -2,31 +2,18 @@
 
 use std::io::Read;
 
-use anyhow::{Context, Result, anyhow, bail};
+use anyhow::{Context, Result};
 use berth_runtime::Runtime;
 use oci_spec::runtime::LinuxResources;
 
 use crate::cli::UpdateArgs;
 
-/// Bytes from "512m", "1g", "1024", "-1".
+/// Bytes from "512m", "1g", "1024"; "-1" is unlimited.
 fn parse_bytes(s: &str) -> Result<i64> {
-    let t = s.trim().to_ascii_lowercase();
-    if t == "-1" {
+    if s.trim() == "-1" {
         return Ok(-1);
     }
-    let t = t.strip_suffix('b').unwrap_or(&t);
-    let (num, mult) = match t.chars().last() {
-        Some('k') => (&t[..t.len() - 1], 1i64 << 10),
-        Some('m') => (&t[..t.len() - 1], 1 << 20),
-        Some('g') => (&t[..t.len() - 1], 1 << 30),
-        Some('t') => (&t[..t.len() - 1], 1 << 40),
-        _ => (t, 1),
-    };
-    let n: f64 = num.parse().map_err(|_| anyhow!("invalid size {s:?}"))?;
-    if n < 0.0 {
-        bail!("invalid size {s:?}");
-    }
-    Ok((n * mult as f64) as i64)
+    Ok(berth_spec::units::ram_in_bytes(s)?)
 }
 
 pub fn update(rt: &Runtime, a: UpdateArgs) -> Result<()> {
@@ -121,5 +108,7 @@ mod tests {
         assert_eq!(parse_bytes("100").unwrap(), 100);
         assert_eq!(parse_bytes("-1").unwrap(), -1);
         assert!(parse_bytes("x").is_err());
+        assert!(parse_bytes("nan").is_err());
+        assert!(parse_bytes("inf").is_err());
     }
 }
