@@ -13,8 +13,8 @@ use berth_image::rootfs::{Rootfs, RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
 use berth_testkit::busybox_rootfs;
-use berth_testkit::tar::Layer;
 use berth_testkit::images::{Registry, push_busybox, tar_dir};
+use berth_testkit::tar::Layer;
 use serde_json::{Value, json};
 
 mod common;
