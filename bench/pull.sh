@@ -42,7 +42,7 @@ if [ -z "${BERTH_BENCH_INNER:-}" ]; then
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then apt-get update -qq && apt-get install -y -qq $need >/dev/null; fi
-  BERTH_BIN=$(scripts/build-release.sh)
+  BERTH_BIN=$(scripts/build-release.sh)/berth
   cargo build -q --release -p berth-testkit --example bench-image >&2
   cargo build -q --release -p berth-image --example pull >&2
   export BERTH_BIN BENCH_TARGET=$PWD/target/release/examples

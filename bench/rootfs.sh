@@ -52,7 +52,7 @@ if [ -z "${BERTH_BENCH_INNER:-}" ]; then
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then apt-get update -qq && apt-get install -y -qq $need >/dev/null; fi
-  BERTH_BIN=$(scripts/build-release.sh)
+  BERTH_BIN=$(scripts/build-release.sh)/berth
   exe() { # the executable cargo built for these arguments
     cargo "$@" --message-format=json | jq -r 'select(.executable != null) | .executable' | tail -1
   }

@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# The runtime benchmark: berth, crun and runc side by side in one hyperfine run.
+# The runtime benchmark: berth-runc, crun and runc side by side in one hyperfine run.
 #
 #   bench/runtime.sh [RUNS]        (as root; default 200 runs per command)
 #
@@ -25,15 +25,15 @@ if [ -z "${BERTH_BENCH_INNER:-}" ]; then
     dpkg -s "$p" >/dev/null 2>&1 || need="$need $p"
   done
   if [ -n "$need" ]; then apt-get update -qq && apt-get install -y -qq $need >/dev/null; fi
-  BERTH_BIN=$(scripts/build-release.sh)
-  export BERTH_BIN
+  BERTH_RUNC=$(scripts/build-release.sh)/berth-runc
+  export BERTH_RUNC
   export BERTH_BENCH_INNER=1
   exec unshare --mount --propagation private -- "$0" "$@"
 fi
 
 if mountpoint -q /sys/fs/cgroup/unified; then umount /sys/fs/cgroup/unified; fi
 
-BERTH=$BERTH_BIN
+BERTH=$BERTH_RUNC
 work=$(mktemp -d /tmp/berth-bench-XXXXXX)
 trap 'rm -rf "$work"' EXIT
 bundle=$work/bundle
@@ -41,19 +41,20 @@ mkdir -p "$bundle/rootfs"/{bin,etc,proc,sys,dev,tmp}
 cp /bin/busybox "$bundle/rootfs/bin/"
 for a in $(/bin/busybox --list); do [ "$a" = busybox ] || ln -sf busybox "$bundle/rootfs/bin/$a"; done
 echo 'root:x:0:0:root:/root:/bin/sh' > "$bundle/rootfs/etc/passwd"
-(cd "$bundle" && "$BERTH" runtime spec)
+(cd "$bundle" && "$BERTH" spec)
 jq '.ociVersion = "1.0.2" | .process.terminal = false | .process.args = ["/bin/true"] | .linux.cgroupsPath = "berth-bench"' \
   "$bundle/config.json" > "$work/c.json" && mv "$work/c.json" "$bundle/config.json"
 
 declare -A RT=(
-  [berth]="$BERTH runtime --root $work/root-berth"
+  [berth]="$BERTH --root $work/root-berth"
   [crun]="crun --root $work/root-crun"
   [runc]="runc --root $work/root-runc"
 )
 names=(berth crun runc)
 
 echo "== versions"
-echo "berth $("$BERTH" --version | head -1)"; crun --version | head -1; runc --version | head -1
+"$BERTH" --version | head -1; crun --version | head -1; runc --version | head -1
+echo "berth-runc binary: $(stat -c %s "$BERTH") bytes"
 echo
 
 run_cmds=(); detach_cmds=()

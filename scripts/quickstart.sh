@@ -3,18 +3,21 @@
 #
 #   scripts/quickstart.sh
 #
-# Builds and installs /usr/local/bin/berth (plus the link berth-runc), imports an image from
-# Debian's busybox-static, makes an OCI bundle of it and runs it with berth's runtime. Needs
-# no registry (with one, `berth pull` instead of `berth import`).
+# Builds and installs /usr/local/bin/berth and /usr/local/bin/berth-runc (the OCI runtime, which
+# `berth runtime` runs), imports an image from Debian's busybox-static, makes an OCI bundle of
+# it and runs it with berth's runtime. Needs no registry (with one, `berth pull` instead of
+# `berth import`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc python3 binutils >/dev/null
+apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc git >/dev/null
 
-install -m 0755 "$(scripts/build-release.sh)" /usr/local/bin/berth
-ln -sf berth /usr/local/bin/berth-runc
+bin=$(scripts/build-release.sh)
+# berth-runc was once a link to berth: replace it, never write through it.
+rm -f /usr/local/bin/berth-runc
+install -m 0755 "$bin/berth" "$bin/berth-runc" /usr/local/bin/
 
 work=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
 export BERTH_DATA_ROOT=$work/data

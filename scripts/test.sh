@@ -4,7 +4,9 @@
 #   scripts/test.sh
 #
 # 1. installs the Debian packages the suites use (apt-get update, then install);
-# 2. builds berth and every test binary;
+# 2. checks the policy: `cargo fmt --check`, `cargo clippy --workspace --all-targets -D
+#    warnings`, and the release binaries built as installed (scripts/build-release.sh);
+#    then builds every test binary;
 # 3. runs the workspace's tests inside their own network and mount namespace
 #    (unshare --net --mount), so nothing they do can disturb the host;
 # 4. runs the runtime and cgroup suites again on a pure cgroup v2 kernel and a pure
@@ -28,8 +30,13 @@ export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
-  runc crun podman containerd \
+  runc crun podman containerd docker.io protobuf-compiler \
   qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography >/dev/null
+
+log "policy: formatting, lints, the release build as installed"
+cargo fmt --all --check
+cargo clippy --workspace --all-targets -- -D warnings
+scripts/build-release.sh >/dev/null
 
 log "building"
 cargo build --workspace --all-targets

@@ -4,24 +4,24 @@
 #
 #   scripts/vm-suite.sh v2|v1
 #
-# Builds the test binaries, boots tests/vm/run.sh with them and the berth binary, runs each test
-# binary inside, then checks inside the VM that nothing was left behind.
+# Builds the test binaries, boots tests/vm/run.sh with them and the berth-runc binary, runs each
+# test binary inside, then checks inside the VM that nothing was left behind.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 mode=${1:?usage: vm-suite.sh v2|v1}
 
-cargo build -q -p berth
-cargo test -q --no-run -p berth -p berth-cgroups
-mapfile -t tests < <(cargo test -q --no-run --message-format=json -p berth -p berth-cgroups 2>/dev/null |
+cargo build -q -p berth-runc
+cargo test -q --no-run -p berth-runc -p berth-cgroups
+mapfile -t tests < <(cargo test -q --no-run --message-format=json -p berth-runc -p berth-cgroups 2>/dev/null |
   jq -r 'select(.reason == "compiler-artifact" and .executable != null and .profile.test == true) | .executable' |
   grep -E '/(runtime_[a-z_]+|berth_cgroups|cgroups)-[0-9a-f]+$' | sort -u)
 [ "${#tests[@]}" -gt 0 ] || { echo "no test binaries found" >&2; exit 1; }
-berth=$PWD/target/debug/berth
+runc=$PWD/target/debug/berth-runc
 
 script=$(mktemp /tmp/berth-vm-suite-XXXXXX.sh)
 trap 'rm -f "$script"' EXIT
 {
-  echo "export BERTH_BIN=$berth BERTH_FIXTURES=/tmp/berth-fixtures RUST_BACKTRACE=1 PATH=/bin:/usr/bin:/sbin:/usr/sbin"
+  echo "export BERTH_RUNC_BIN=$runc BERTH_FIXTURES=/tmp/berth-fixtures RUST_BACKTRACE=1 PATH=/bin:/usr/bin:/sbin:/usr/sbin"
   echo "cd /tmp"
   echo "rc=0"
   for t in "${tests[@]}"; do
@@ -32,4 +32,4 @@ trap 'rm -f "$script"' EXIT
   echo "sh $PWD/scripts/check-leaks.sh || rc=1"
   echo "exit \$rc"
 } > "$script"
-tests/vm/run.sh "$mode" "$script" "$berth" "${tests[@]}" "$PWD/scripts/check-leaks.sh" /usr/bin/jq
+tests/vm/run.sh "$mode" "$script" "$runc" "${tests[@]}" "$PWD/scripts/check-leaks.sh" /usr/bin/jq

@@ -21,8 +21,8 @@
 # without any, every validation/*/*.t runs.
 #
 # Environment:
-#   RUNTIME         runtime command (default: <repo>/target/debug/berth-runc,
-#                   a symlink to target/debug/berth, created here if absent)
+#   RUNTIME         runtime command (default: <repo>/target/debug/berth-runc, built
+#                   here with `cargo build -p berth-runc` if absent)
 #   RUNTIME_TOOLS   runtime-tools directory (default: /work/ext/runtime-tools)
 #   TEST_TIMEOUT    seconds allowed per .t file (default: 60)
 #   RESULTS_DIR     where per-test .tap/.err files go (default: a new /tmp dir)
@@ -51,13 +51,13 @@ fi
 
 if [ -z "${RUNTIME:-}" ]; then
   RUNTIME=$REPO_ROOT/target/debug/berth-runc
-  if [ ! -e "$RUNTIME" ]; then
-    if [ -x "$REPO_ROOT/target/debug/berth" ]; then
-      ln -sfn berth "$RUNTIME"
-    else
-      echo "run-validation.sh: $REPO_ROOT/target/debug/berth is missing (build it: cargo build -p berth)" >&2
+  # A symlink left from when the runtime was a link to the berth binary is no runtime now.
+  if [ -L "$RUNTIME" ]; then rm -f "$RUNTIME"; fi
+  if [ ! -x "$RUNTIME" ]; then
+    (cd "$REPO_ROOT" && cargo build -q -p berth-runc) || {
+      echo "run-validation.sh: building berth-runc failed (cargo build -p berth-runc)" >&2
       exit 2
-    fi
+    }
   fi
 fi
 # A bare name (e.g. "runc") is looked up in PATH, as the tests would do.

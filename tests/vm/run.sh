@@ -67,7 +67,8 @@ echo 'root:x:0:' > "$stage/etc/group"
 # 3. Boot. The script's exit code comes back on the serial console. Software emulation
 # occasionally hangs before the kernel reaches /init (seen about once in twenty boots here): a
 # boot that has not printed the init's banner within BERTH_VM_BOOT_TIMEOUT seconds is killed and
-# tried again, up to three times.
+# tried again, up to three times. (The banner shares its line with the console's escape codes:
+# it is searched for anywhere in a line.)
 mem=${BERTH_VM_MEM:-3072}
 boot() {
   : > "$out"
@@ -81,7 +82,7 @@ boot() {
       sed -n "$((shown + 1)),${lines}p" "$out" | grep -v '^BERTH-VM-EXIT' || true
       shown=$lines
     fi
-    if ! grep -q '^berth test VM:' "$out" && [ "$waited" -ge "${BERTH_VM_BOOT_TIMEOUT:-180}" ]; then
+    if ! grep -q 'berth test VM:' "$out" && [ "$waited" -ge "${BERTH_VM_BOOT_TIMEOUT:-180}" ]; then
       kill "$qemu" 2>/dev/null; wait "$qemu" 2>/dev/null
       return 2
     fi

@@ -11,8 +11,15 @@ pub(crate) fn write(dir: &Path, file: &str, value: impl AsRef<str>) -> Result<()
     let value = value.as_ref();
     let res = std::fs::OpenOptions::new()
         .write(true)
+        // The unit tests' fake cgroupfs is plain files: there a write must replace the
+        // contents, as it does in a cgroup file. Real builds open cgroup files as before.
+        .truncate(cfg!(test))
         .open(&path)
         .and_then(|mut f| f.write_all(value.as_bytes()));
+    #[cfg(test)]
+    if res.is_ok() {
+        crate::fake::record_write(&path, value);
+    }
     res.map_err(|source| Error::Write {
         path,
         value: value.to_string(),

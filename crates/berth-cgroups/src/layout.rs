@@ -67,11 +67,28 @@ pub struct Layout {
 impl Layout {
     /// Read the layout of the running host.
     pub fn detect() -> Result<Layout> {
-        let mi = Path::new("/proc/self/mountinfo");
-        let pc = Path::new("/proc/self/cgroup");
-        let mountinfo = std::fs::read_to_string(mi).map_err(|e| io("reading", mi, e))?;
-        let own = std::fs::read_to_string(pc).map_err(|e| io("reading", pc, e))?;
+        Self::detect_in(Path::new("/"))
+    }
+
+    /// Read the layout of a host whose `/` is `root`: `root/proc/self/mountinfo` and
+    /// `root/proc/self/cgroup` say what is mounted where, and every mount point is taken
+    /// beneath `root`. With `/` this is [`Layout::detect`]; with a directory holding a fake
+    /// cgroupfs tree of plain files, every [`Cgroup`](crate::Cgroup) built on the layout reads
+    /// and writes that tree (the unit tests do this for v1, hybrid and v2 hosts).
+    pub fn detect_in(root: &Path) -> Result<Layout> {
+        let mi = join_under(root, Path::new("/proc/self/mountinfo"));
+        let pc = join_under(root, Path::new("/proc/self/cgroup"));
+        let mountinfo = std::fs::read_to_string(&mi).map_err(|e| io("reading", &mi, e))?;
+        let own = std::fs::read_to_string(&pc).map_err(|e| io("reading", &pc, e))?;
         let mut layout = Self::parse(&mountinfo, &own);
+        if root != Path::new("/") {
+            for m in &mut layout.v1 {
+                m.point = join_under(root, &m.point);
+            }
+            if let Some(u) = layout.unified.as_mut() {
+                u.point = join_under(root, &u.point);
+            }
+        }
         if let Some(u) = layout.unified.as_mut() {
             let f = u.point.join("cgroup.controllers");
             u.controllers = std::fs::read_to_string(&f)

@@ -12,14 +12,17 @@
 
 mod devices;
 mod error;
+#[cfg(test)]
+mod fake;
 mod fsutil;
 mod layout;
 mod stats;
+mod unset;
 mod v1;
 mod v2;
 
 use std::collections::BTreeMap;
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
@@ -197,15 +200,22 @@ impl Cgroup {
         Ok(())
     }
 
-    /// Apply resource limits at creation.
+    /// Apply resource limits at creation. Zeros that mean "not set" (as runc reads them) are
+    /// skipped.
     pub fn apply(&self, r: &LinuxResources) -> Result<()> {
-        v1::apply(&self.paths, r)?;
-        v2::apply(&self.paths, r)
+        let r = unset::effective(r);
+        v1::apply(&self.paths, &r)?;
+        v2::apply(&self.paths, &r)
     }
 
-    /// Change resource limits of a running container.
+    /// Change resource limits of a running container. Device rules are left as they were made
+    /// at creation, as `runc update` leaves them: clients send their spec's rules back (often
+    /// only containerd's leading deny-all), and applying them would take away the container's
+    /// default devices (/dev/null, /dev/ptmx, …).
     pub fn update(&self, r: &LinuxResources) -> Result<()> {
-        self.apply(r)
+        let mut r = r.clone();
+        r.set_devices(None);
+        self.apply(&r)
     }
 
     /// Every process in the cgroup (and cgroups beneath it).
@@ -333,17 +343,10 @@ impl Cgroup {
             });
         }
         // v1: an eventfd registered on memory.oom_control through cgroup.event_control.
-        // SAFETY: eventfd(2) has no memory-safety requirements; the result is checked.
-        let efd = unsafe { libc::eventfd(0, libc::EFD_CLOEXEC) };
-        if efd < 0 {
-            return Err(error::io(
-                "eventfd for",
-                dir,
-                std::io::Error::last_os_error(),
-            ));
-        }
-        // SAFETY: `efd` is a new file descriptor owned by nobody else.
-        let efd = unsafe { OwnedFd::from_raw_fd(efd) };
+        use nix::sys::eventfd::{EfdFlags, EventFd};
+        let efd = EventFd::from_flags(EfdFlags::EFD_CLOEXEC)
+            .map(OwnedFd::from)
+            .map_err(|e| error::io("eventfd for", dir, e.into()))?;
         let ctl = std::fs::File::open(dir.join("memory.oom_control"))
             .map_err(|e| error::io("opening", &dir.join("memory.oom_control"), e))?;
         fsutil::write(
@@ -356,6 +359,43 @@ impl Cgroup {
             v2_dir: None,
             seen: 0,
         })
+    }
+
+    /// Whether any of the cgroup's directories exists.
+    pub fn exists(&self) -> bool {
+        self.paths.dirs().iter().any(|d| d.is_dir())
+    }
+
+    /// How many processes the kernel's OOM killer has killed in the cgroup (None without a
+    /// memory controller, or on v1 kernels before 4.13, which do not count them).
+    pub fn oom_kills(&self) -> Option<u64> {
+        let (dir, v2) = self.paths.controller("memory")?;
+        if v2 {
+            return fsutil::read_kv(dir, "memory.events")
+                .get("oom_kill")
+                .copied();
+        }
+        fsutil::read_kv(dir, "memory.oom_control")
+            .get("oom_kill")
+            .copied()
+    }
+
+    /// The memory limit the kernel enforces, in bytes (None when unlimited or unknown). The
+    /// kernel keeps whole pages of a requested limit.
+    pub fn memory_limit(&self) -> Option<u64> {
+        let (dir, v2) = self.paths.controller("memory")?;
+        let file = if v2 {
+            "memory.max"
+        } else {
+            "memory.limit_in_bytes"
+        };
+        // v1 shows "unlimited" as the largest page-aligned i64; v2 says "max".
+        fsutil::read(dir, file)
+            .ok()?
+            .trim()
+            .parse::<u64>()
+            .ok()
+            .filter(|&v| v < (i64::MAX as u64) & !0xfff)
     }
 
     /// Remove every directory of the cgroup. Processes must be gone.
@@ -413,3 +453,6 @@ impl OomEvents {
         Ok(u64::from_ne_bytes(buf))
     }
 }
+
+#[cfg(test)]
+mod tests;

@@ -266,8 +266,11 @@ fn cpuacct_v1(d: &Path) -> CpuUsage {
         .filter_map(|v| v.parse().ok())
         .collect();
     // cpuacct.stat is in USER_HZ ticks.
-    // SAFETY: sysconf has no memory-safety requirements.
-    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) }.max(1) as u64;
+    let hz = nix::unistd::sysconf(nix::unistd::SysconfVar::CLK_TCK)
+        .ok()
+        .flatten()
+        .unwrap_or(100)
+        .max(1) as u64;
     let st = read_kv(d, "cpuacct.stat");
     let ns = |k: &str| st.get(k).copied().unwrap_or(0) * 1_000_000_000 / hz;
     CpuUsage {

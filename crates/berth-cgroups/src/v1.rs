@@ -211,6 +211,13 @@ fn set_memory_limits(d: &Path, mem: Option<i64>, swap: Option<i64>) -> Result<()
                 .into(),
         ));
     }
+    // An unlimited memory limit without a swap limit lifts the memory+swap limit too, as runc
+    // does (the kernel refuses a memory limit above the memory+swap limit).
+    let swap = if mem == Some(-1) && swap.is_none() && has_swap_file {
+        Some(-1)
+    } else {
+        swap
+    };
     let write_swap = |v: i64| -> Result<()> {
         if has_swap_file && v != 0 {
             fsutil::write(d, "memory.memsw.limit_in_bytes", limit(v))?;

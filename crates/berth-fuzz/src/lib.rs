@@ -252,23 +252,21 @@ pub fn fuzz_reference(s: &str) {
 
 /// A platform string: parsing never panics, and what parses prints back to itself.
 pub fn fuzz_platform(s: &str) {
-    if let Some(p) = berth_registry::Platform::parse(s) {
-        assert_eq!(
-            berth_registry::Platform::parse(&p.to_string()).as_ref(),
-            Some(&p),
-            "{s:?}"
-        );
+    use berth_registry::{Platform, PlatformExt};
+    if let Some(p) = Platform::parse(s) {
+        assert_eq!(Platform::parse(&p.format()).as_ref(), Some(&p), "{s:?}");
     }
 }
 
 /// A manifest as the push path reads it.
 pub fn fuzz_manifest(data: &[u8]) {
+    use berth_registry::{MediaType, media};
     for media_type in [
-        berth_registry::client::media::OCI_MANIFEST,
-        berth_registry::client::media::DOCKER_MANIFEST,
-        "application/json",
+        MediaType::ImageManifest,
+        MediaType::from(media::DOCKER_MANIFEST),
+        MediaType::from("application/json"),
     ] {
-        if let Err(e) = berth_registry::PushImage::from_manifest(data.to_vec(), media_type) {
+        if let Err(e) = berth_registry::PushImage::from_manifest(data.to_vec(), &media_type) {
             assert_one_line("from_manifest", &e.to_string());
         }
     }
@@ -277,7 +275,7 @@ pub fn fuzz_manifest(data: &[u8]) {
 /// An image config with the image's `/etc/passwd` and `/etc/group` (or `/etc/passwd` a
 /// symlink to `passwd_link`): the process and the runtime spec made from them.
 pub fn fuzz_image_config(config: &[u8], passwd: &[u8], group: &[u8], passwd_link: Option<&str>) {
-    let Ok(cfg) = serde_json::from_slice::<berth_image::config::ImageConfig>(config) else {
+    let Ok(cfg) = serde_json::from_slice::<berth_image::config::ImageConfiguration>(config) else {
         return;
     };
     let root = tempfile::Builder::new()

@@ -157,7 +157,11 @@ fn rootfs(c: &mut Criterion, f: &Fixture) {
                             .create_rootfs_with(img, &f.fresh(), RootfsKind::Overlay)
                             .expect("making an overlay root filesystem")
                     },
-                    |r| r.remove().expect("removing the root filesystem"),
+                    |r| {
+                        f.store
+                            .remove_rootfs(&r)
+                            .expect("removing the root filesystem")
+                    },
                 )
             })
         });
@@ -181,7 +185,11 @@ fn bundle(c: &mut Criterion, f: &Fixture) {
                             .bundle(&img.id, &f.fresh(), RootfsKind::Overlay, &none)
                             .expect("making a bundle")
                     },
-                    |b| b.remove().expect("removing the bundle"),
+                    |b| {
+                        f.store
+                            .unbundle(&b.dir, false)
+                            .expect("removing the bundle")
+                    },
                 )
             })
         });
@@ -205,7 +213,11 @@ fn copy(c: &mut Criterion, f: &Fixture) {
                             .create_rootfs_with(img, &f.fresh(), RootfsKind::Copy)
                             .expect("copying a root filesystem")
                     },
-                    |r| r.remove().expect("removing the root filesystem"),
+                    |r| {
+                        f.store
+                            .remove_rootfs(&r)
+                            .expect("removing the root filesystem")
+                    },
                 )
             })
         });

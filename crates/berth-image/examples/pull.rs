@@ -6,7 +6,7 @@
 //! Plain HTTP is used for localhost and 127.0.0.0/8 registries. Prints the image ID.
 
 use berth_image::ImageStore;
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
 
 fn main() {
     let args: Vec<String> = std::env::args().skip(1).collect();

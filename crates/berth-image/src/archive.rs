@@ -21,99 +21,59 @@
 //! their diff IDs; tags are applied last, in one transaction. A failed load may leave blobs in
 //! the content store that no image refers to: [`ImageStore::gc`] deletes them.
 
+use std::cell::Cell;
 use std::collections::{HashMap, HashSet};
 use std::io::{self, Read, Seek, Write};
 
 use berth_layer::Compression;
-use berth_registry::client::media;
-use berth_registry::{Descriptor, Manifest, Platform, Reference};
+use berth_registry::{
+    Descriptor, ImageIndex, ImageManifest, MediaType, Platform, PlatformExt, Reference,
+    descriptor_digest, media,
+};
 use berth_store::Digest;
-use serde::{Deserialize, Serialize};
+use serde::Deserialize;
 use serde_json::{Value, json};
 
 use crate::inspect::familiar;
 use crate::{Error, ImageRecord, ImageStore, Result, util};
-
-/// Media type of an uncompressed layer.
-pub const LAYER_TAR: &str = "application/vnd.oci.image.layer.v1.tar";
-/// Media type of a gzip-compressed layer.
-pub const LAYER_TAR_GZIP: &str = "application/vnd.oci.image.layer.v1.tar+gzip";
-/// Media type of a zstd-compressed layer.
-pub const LAYER_TAR_ZSTD: &str = "application/vnd.oci.image.layer.v1.tar+zstd";
-/// Media type of an OCI image config.
-pub const OCI_CONFIG: &str = "application/vnd.oci.image.config.v1+json";
 
 /// The most a metadata file of an archive (`manifest.json`, `index.json`, …) may hold.
 const MAX_METADATA: u64 = 16 * 1024 * 1024;
 /// How deep image indexes may nest.
 const MAX_INDEX_DEPTH: usize = 4;
 
-/// A descriptor as written into manifests (field order fixed: manifests are hashed).
-#[derive(Serialize)]
-struct OutDescriptor<'a> {
-    #[serde(rename = "mediaType")]
-    media_type: &'a str,
-    digest: String,
-    size: u64,
+/// A descriptor of the blob `digest` (`size` bytes) of type `media_type`.
+pub(crate) fn descriptor(media_type: MediaType, digest: &Digest, size: u64) -> Result<Descriptor> {
+    let oci = oci_spec::image::Digest::try_from(digest.to_string())
+        .map_err(|e| Error::Invalid(format!("digest {digest}: {e}")))?;
+    Ok(Descriptor::new(media_type, size, oci))
 }
-
-#[derive(Serialize)]
-struct OutManifest<'a> {
-    #[serde(rename = "schemaVersion")]
-    schema_version: u32,
-    #[serde(rename = "mediaType")]
-    media_type: &'a str,
-    config: OutDescriptor<'a>,
-    layers: Vec<OutDescriptor<'a>>,
-}
-
-/// A layer of a manifest being made: media type, digest, size.
-pub(crate) type LayerRef = (&'static str, Digest, u64);
 
 /// An OCI image manifest for this config and these layers: its bytes and parsed form. The same
-/// inputs always give the same bytes.
+/// inputs always give the same bytes (`schemaVersion`, `mediaType`, `config`, `layers`, each
+/// descriptor `mediaType`, `digest`, `size`, plus what a given layer descriptor carries).
 pub(crate) fn make_manifest(
     config: &Digest,
     config_size: u64,
-    layers: &[LayerRef],
-) -> Result<(Vec<u8>, Manifest)> {
-    let out = OutManifest {
-        schema_version: 2,
-        media_type: media::OCI_MANIFEST,
-        config: OutDescriptor {
-            media_type: OCI_CONFIG,
-            digest: config.to_string(),
-            size: config_size,
-        },
-        layers: layers
-            .iter()
-            .map(|(m, d, s)| OutDescriptor {
-                media_type: m,
-                digest: d.to_string(),
-                size: *s,
-            })
-            .collect(),
-    };
-    let bytes = serde_json::to_vec(&out).map_err(|e| Error::Invalid(e.to_string()))?;
-    let desc = |media_type: &str, digest: &Digest, size: u64| Descriptor {
-        media_type: media_type.to_string(),
-        digest: digest.to_string(),
-        size,
-        platform: None,
-    };
-    let manifest = Manifest {
-        config: desc(OCI_CONFIG, config, config_size),
-        layers: layers.iter().map(|(m, d, s)| desc(m, d, *s)).collect(),
-    };
+    layers: Vec<Descriptor>,
+) -> Result<(Vec<u8>, ImageManifest)> {
+    let manifest = oci_spec::image::ImageManifestBuilder::default()
+        .schema_version(2u32)
+        .media_type(MediaType::ImageManifest)
+        .config(descriptor(MediaType::ImageConfig, config, config_size)?)
+        .layers(layers)
+        .build()
+        .map_err(|e| Error::Invalid(e.to_string()))?;
+    let bytes = serde_json::to_vec(&manifest).map_err(|e| Error::Invalid(e.to_string()))?;
     Ok((bytes, manifest))
 }
 
 /// The media type of a layer blob, told by its first bytes.
-fn layer_media_type(c: Compression) -> &'static str {
+fn layer_media_type(c: Compression) -> MediaType {
     match c {
-        Compression::None => LAYER_TAR,
-        Compression::Gzip => LAYER_TAR_GZIP,
-        Compression::Zstd => LAYER_TAR_ZSTD,
+        Compression::None => MediaType::ImageLayer,
+        Compression::Gzip => MediaType::ImageLayerGzip,
+        Compression::Zstd => MediaType::ImageLayerZstd,
     }
 }
 
@@ -144,28 +104,10 @@ struct DockerEntry {
     layers: Vec<String>,
 }
 
-/// An OCI image index (also `index.json`).
-#[derive(Deserialize)]
-struct Index {
-    #[serde(default)]
-    manifests: Vec<IndexEntry>,
-}
-
-#[derive(Deserialize)]
-struct IndexEntry {
-    #[serde(rename = "mediaType", default)]
-    media_type: String,
-    digest: String,
-    #[serde(default)]
-    platform: Option<Platform>,
-    #[serde(default)]
-    annotations: HashMap<String, String>,
-}
-
 /// An image of an archive, ready to be recorded.
 struct Plan {
     manifest_digest: Digest,
-    manifest: Manifest,
+    manifest: ImageManifest,
     tags: Vec<String>,
 }
 
@@ -277,28 +219,30 @@ impl ImageStore {
         let mut repositories: serde_json::Map<String, Value> = serde_json::Map::new();
         for s in &chosen {
             let rec = &s.rec;
-            let stored: Manifest = serde_json::from_slice(&self.read_blob(&rec.manifest)?)
+            let stored: ImageManifest = serde_json::from_slice(&self.read_blob(&rec.manifest)?)
                 .map_err(|e| {
                     Error::Invalid(format!("image {}: manifest {}: {e}", rec.id, rec.manifest))
                 })?;
-            if stored.layers.len() != rec.diff_ids.len() {
+            if stored.layers().len() != rec.diff_ids.len() {
                 return Err(Error::BadConfig {
                     digest: rec.id.clone(),
                     why: format!(
                         "{} diff IDs for {} layers",
                         rec.diff_ids.len(),
-                        stored.layers.len()
+                        stored.layers().len()
                     ),
                 });
             }
-            let mut layers: Vec<LayerRef> = Vec::new();
-            for (layer, diff_id) in stored.layers.iter().zip(&rec.diff_ids) {
+            let mut layers: Vec<Descriptor> = Vec::new();
+            let mut diffs: Vec<Digest> = Vec::new();
+            for (layer, diff_id) in stored.layers().iter().zip(&rec.diff_ids) {
                 let diff = Digest::parse(diff_id)?;
-                let (mut reader, size) = self.layer_tar(&layer.digest, &diff)?;
+                let (mut reader, size) = self.layer_tar(&descriptor_digest(layer)?, &diff)?;
                 if written.insert(diff.to_string()) {
                     append_file(&mut tar, &blob_path(&diff), size, &mut reader)?;
                 }
-                layers.push((LAYER_TAR, diff, size));
+                layers.push(descriptor(MediaType::ImageLayer, &diff, size)?);
+                diffs.push(diff);
             }
             let config_bytes = self.read_blob(&rec.id)?;
             let config = Digest::parse(&rec.id)?;
@@ -310,7 +254,7 @@ impl ImageStore {
                     &mut &config_bytes[..],
                 )?;
             }
-            let (manifest_bytes, _) = make_manifest(&config, config_bytes.len() as u64, &layers)?;
+            let (manifest_bytes, _) = make_manifest(&config, config_bytes.len() as u64, layers)?;
             let manifest_digest = Digest::of(&manifest_bytes);
             if written.insert(manifest_digest.to_string()) {
                 append_file(
@@ -320,16 +264,16 @@ impl ImageStore {
                     &mut &manifest_bytes[..],
                 )?;
             }
-            let descriptor = json!({
-                "mediaType": media::OCI_MANIFEST,
+            let entry = json!({
+                "mediaType": MediaType::ImageManifest,
                 "digest": manifest_digest.to_string(),
                 "size": manifest_bytes.len(),
             });
             if s.tags.is_empty() {
-                index.push(descriptor.clone());
+                index.push(entry.clone());
             }
             for t in &s.tags {
-                let mut d = descriptor.clone();
+                let mut d = entry.clone();
                 let short_tag = Reference::parse(t)
                     .ok()
                     .and_then(|r| r.tag)
@@ -340,23 +284,23 @@ impl ImageStore {
                 });
                 index.push(d);
                 let fam = familiar(t);
-                if let (Some((repo, tag)), Some(top)) = (fam.rsplit_once(':'), layers.last()) {
+                if let (Some((repo, tag)), Some(top)) = (fam.rsplit_once(':'), diffs.last()) {
                     let entry = repositories
                         .entry(repo.to_string())
                         .or_insert_with(|| json!({}));
-                    entry[tag] = json!(top.1.hex());
+                    entry[tag] = json!(top.hex());
                 }
             }
             let repo_tags: Vec<String> = s.tags.iter().map(|t| familiar(t)).collect();
             docker_manifest.push(json!({
                 "Config": blob_path(&config),
                 "RepoTags": if repo_tags.is_empty() { Value::Null } else { json!(repo_tags) },
-                "Layers": layers.iter().map(|l| blob_path(&l.1)).collect::<Vec<_>>(),
+                "Layers": diffs.iter().map(blob_path).collect::<Vec<_>>(),
             }));
         }
         let index = json!({
             "schemaVersion": 2,
-            "mediaType": media::OCI_INDEX,
+            "mediaType": MediaType::ImageIndex,
             "manifests": index,
         });
         let json_bytes =
@@ -376,18 +320,18 @@ impl ImageStore {
     /// The uncompressed tar of layer blob `blob` (diff ID `diff`) and its size: the blob itself
     /// when it is stored uncompressed, else decompressed into an anonymous scratch file (and
     /// checked against the diff ID on the way).
-    fn layer_tar(&self, blob: &str, diff: &Digest) -> Result<(Box<dyn Read>, u64)> {
-        let d = Digest::parse(blob)?;
-        let path = self.blobs.path(&d);
+    fn layer_tar(&self, d: &Digest, diff: &Digest) -> Result<(Box<dyn Read>, u64)> {
+        let blob = d.to_string();
+        let path = self.blobs.path(d);
         let io_err = |op, source| Error::Io {
             op,
             path: path.clone(),
-            source,
+            cause: source,
         };
-        let mut file = self.blobs.open_blob(&d)?;
+        let mut file = self.blobs.open_blob(d)?;
         let compression = util::sniff(&mut file).map_err(|e| io_err("reading", e))?;
         file.rewind().map_err(|e| io_err("reading", e))?;
-        if compression == Compression::None && &d == diff {
+        if compression == Compression::None && d == diff {
             let size = file.metadata().map_err(|e| io_err("reading", e))?.len();
             return Ok((Box::new(file), size));
         }
@@ -395,11 +339,11 @@ impl ImageStore {
         let mut tmp = tempfile::tempfile_in(&tmp_dir).map_err(|source| Error::Io {
             op: "creating a scratch file in",
             path: tmp_dir.clone(),
-            source,
+            cause: source,
         })?;
         let layer_err = |e: io::Error| Error::Layer {
             digest: blob.to_string(),
-            source: berth_layer::Error::Read(e),
+            cause: berth_layer::Error::Read(e),
         };
         let reader = util::decompressed(io::BufReader::new(file)).map_err(layer_err)?;
         let (actual, size) = util::copy_hashing(reader, &mut tmp).map_err(|e| match e {
@@ -407,7 +351,7 @@ impl ImageStore {
             Err(write) => Error::Io {
                 op: "writing a scratch file in",
                 path: tmp_dir.clone(),
-                source: write,
+                cause: write,
             },
         })?;
         if &actual != diff {
@@ -420,7 +364,7 @@ impl ImageStore {
         tmp.rewind().map_err(|source| Error::Io {
             op: "reading a scratch file in",
             path: tmp_dir,
-            source,
+            cause: source,
         })?;
         Ok((Box::new(tmp), size))
     }
@@ -431,12 +375,25 @@ impl ImageStore {
     pub fn load(&self, input: impl Read) -> Result<Vec<ImageRecord>> {
         let _lock = self.lock_shared()?;
         let reader = util::decompressed(input).map_err(Error::ArchiveRead)?;
-        let mut archive = tar::Archive::new(reader);
+        // The tar reader's own errors quote the bytes it could not parse (the input may be any
+        // file): they become `NotAnArchive`; only the input's read errors are passed on.
+        let read_failed = Cell::new(false);
+        let tar_error = |e: io::Error| {
+            if read_failed.get() {
+                Error::ArchiveRead(e)
+            } else {
+                Error::NotAnArchive
+            }
+        };
+        let mut archive = tar::Archive::new(Tracked {
+            inner: reader,
+            failed: &read_failed,
+        });
         let mut files: HashMap<String, (Digest, u64)> = HashMap::new();
         let mut links: Vec<(String, String)> = Vec::new();
         let mut meta: HashMap<&'static str, Vec<u8>> = HashMap::new();
-        for entry in archive.entries().map_err(Error::ArchiveRead)? {
-            let mut entry = entry.map_err(Error::ArchiveRead)?;
+        for entry in archive.entries().map_err(tar_error)? {
+            let mut entry = entry.map_err(tar_error)?;
             let raw = String::from_utf8_lossy(&entry.path_bytes()).into_owned();
             let Some(path) = clean_path(&raw) else {
                 continue;
@@ -531,7 +488,7 @@ impl ImageStore {
         let mut ids = Vec::new();
         let mut assignments = Vec::new();
         for p in &plans {
-            let id = p.manifest.config.digest.clone();
+            let id = p.manifest.config().digest().to_string();
             let existed = self.lookup(&id)?.is_some();
             match self.add_image(&p.manifest_digest, &p.manifest, None) {
                 Ok(rec) => {
@@ -574,9 +531,9 @@ impl ImageStore {
             }
             Err(berth_store::Error::Io {
                 op: "reading content for",
-                source,
+                cause,
                 ..
-            }) => Err(Error::ArchiveRead(source)),
+            }) => Err(Error::ArchiveRead(cause)),
             Err(e) => Err(e.into()),
         }
     }
@@ -605,7 +562,7 @@ impl ImageStore {
         let io_err = |op, source| Error::Io {
             op,
             path: tmp_dir.clone(),
-            source,
+            cause: source,
         };
         let mut tmp = tempfile::Builder::new()
             .prefix("load-")
@@ -628,7 +585,7 @@ impl ImageStore {
             tmp.persist(&dest).map_err(|e| Error::Io {
                 op: "storing",
                 path: dest.clone(),
-                source: e.error,
+                cause: e.error,
             })?;
             if let Some(dir) = dest.parent() {
                 std::fs::File::open(dir)
@@ -636,7 +593,7 @@ impl ImageStore {
                     .map_err(|source| Error::Io {
                         op: "syncing",
                         path: dir.to_path_buf(),
-                        source,
+                        cause: source,
                     })?;
             }
         }
@@ -664,16 +621,16 @@ impl ImageStore {
         let mut plans = Vec::new();
         for e in entries {
             let (config, config_size) = find(&e.config)?;
-            let mut layers: Vec<LayerRef> = Vec::new();
+            let mut layers: Vec<Descriptor> = Vec::new();
             for l in &e.layers {
                 let (d, size) = find(l)?;
                 let blob = self.blobs.open_blob(&d)?;
                 let c = util::sniff(blob).map_err(|source| Error::Io {
                     op: "reading",
                     path: self.blobs.path(&d),
-                    source,
+                    cause: source,
                 })?;
-                layers.push((layer_media_type(c), d, size));
+                layers.push(descriptor(layer_media_type(c), &d, size)?);
             }
             let mut tags = Vec::new();
             for t in e.repo_tags.unwrap_or_default() {
@@ -683,7 +640,7 @@ impl ImageStore {
                     tags.push(r.to_string());
                 }
             }
-            let (bytes, manifest) = make_manifest(&config, config_size, &layers)?;
+            let (bytes, manifest) = make_manifest(&config, config_size, layers)?;
             let manifest_digest = self.blobs.put_bytes(&bytes)?;
             plans.push(Plan {
                 manifest_digest,
@@ -696,11 +653,10 @@ impl ImageStore {
 
     /// The images of an OCI archive's `index.json`.
     fn oci_plans(&self, index_json: &[u8]) -> Result<Vec<Plan>> {
-        let index: Index = serde_json::from_slice(index_json)
-            .map_err(|e| Error::BadArchive(format!("index.json: {e}")))?;
+        let index = parse_index(index_json, "index.json")?;
         let mut plans: Vec<Plan> = Vec::new();
-        for entry in &index.manifests {
-            let tag = tag_from_annotations(&entry.annotations);
+        for entry in index.manifests() {
+            let tag = entry.annotations().as_ref().and_then(tag_from_annotations);
             for (manifest_digest, manifest) in self.resolve_oci(entry, "index.json", 0)? {
                 match plans
                     .iter_mut()
@@ -718,58 +674,73 @@ impl ImageStore {
         Ok(plans)
     }
 
-    /// The image manifests an index entry leads to: itself, or for an index the manifest for
-    /// this host's platform (every manifest when none says its platform).
-    fn resolve_oci(
-        &self,
-        entry: &IndexEntry,
-        named_by: &str,
-        depth: usize,
-    ) -> Result<Vec<(Digest, Manifest)>> {
-        let d = Digest::parse(&entry.digest)
-            .map_err(|e| Error::BadArchive(format!("{named_by}: {e}")))?;
-        if !self.blobs.contains(&d) {
+    /// The blob `d` descriptor `desc` (in `named_by`) names, checked to be in the store with
+    /// the size the descriptor declares (a wrong size would only fail later, at a push).
+    fn described_blob(&self, desc: &Descriptor, named_by: &str) -> Result<Digest> {
+        let d =
+            descriptor_digest(desc).map_err(|e| Error::BadArchive(format!("{named_by}: {e}")))?;
+        let actual = match std::fs::metadata(self.blobs.path(&d)) {
+            Ok(m) if m.is_file() => m.len(),
+            _ => {
+                return Err(Error::BadArchive(format!(
+                    "{named_by} names blob {d}, which the archive does not hold"
+                )));
+            }
+        };
+        if actual != desc.size() {
             return Err(Error::BadArchive(format!(
-                "{named_by} names blob {d}, which the archive does not hold"
+                "{named_by} declares {} bytes for blob {d}, which has {actual}",
+                desc.size()
             )));
         }
+        Ok(d)
+    }
+
+    /// The image manifests an index entry leads to: itself, or for an index the manifest for
+    /// this host's platform (every manifest when none says its platform). Every blob on the
+    /// way must be in the store with the size its descriptor declares.
+    fn resolve_oci(
+        &self,
+        entry: &Descriptor,
+        named_by: &str,
+        depth: usize,
+    ) -> Result<Vec<(Digest, ImageManifest)>> {
+        let d = self.described_blob(entry, named_by)?;
         let bytes = self.read_blob(&d.to_string())?;
         let value: Value = serde_json::from_slice(&bytes)
             .map_err(|e| Error::BadArchive(format!("blob {d}: {e}")))?;
-        let is_index = matches!(
-            entry.media_type.as_str(),
-            media::OCI_INDEX | media::DOCKER_LIST
-        ) || (entry.media_type.is_empty() && value.get("manifests").is_some());
+        let untyped = entry.media_type().as_ref().is_empty();
+        let is_index =
+            media::is_index(entry.media_type()) || (untyped && value.get("manifests").is_some());
         if is_index {
             if depth >= MAX_INDEX_DEPTH {
                 return Err(Error::BadArchive(format!(
                     "image indexes nested deeper than {MAX_INDEX_DEPTH}"
                 )));
             }
-            let index: Index = serde_json::from_value(value)
-                .map_err(|e| Error::BadArchive(format!("index {d}: {e}")))?;
+            let index = parse_index(&bytes, &format!("index {d}"))?;
             let host = Platform::host();
-            let chosen: Vec<&IndexEntry> = if index.manifests.iter().all(|m| m.platform.is_none()) {
-                index.manifests.iter().collect()
+            let manifests = index.manifests();
+            let chosen: Vec<&Descriptor> = if manifests.iter().all(|m| m.platform().is_none()) {
+                manifests.iter().collect()
             } else {
-                index
-                    .manifests
+                manifests
                     .iter()
                     .find(|m| {
-                        m.platform
-                            .as_ref()
-                            .is_some_and(|p| p.os == host.os && p.architecture == host.architecture)
+                        m.platform().as_ref().is_some_and(|p| {
+                            p.os() == host.os() && p.architecture() == host.architecture()
+                        })
                     })
                     .into_iter()
                     .collect()
             };
             if chosen.is_empty() {
                 return Err(Error::BadArchive(format!(
-                    "index {d} has no image for {host} (it has {})",
-                    index
-                        .manifests
+                    "index {d} has no image for {} (it has {})",
+                    host.format(),
+                    manifests
                         .iter()
-                        .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
+                        .filter_map(|m| m.platform().as_ref().map(|p| p.format()))
                         .collect::<Vec<_>>()
                         .join(", ")
                 )));
@@ -780,18 +751,48 @@ impl ImageStore {
             }
             return Ok(out);
         }
-        let manifest: Manifest = serde_json::from_value(value)
+        let manifest: ImageManifest = serde_json::from_value(value)
             .map_err(|e| Error::BadArchive(format!("manifest {d}: {e}")))?;
-        for blob in std::iter::once(&manifest.config).chain(&manifest.layers) {
-            let b = Digest::parse(&blob.digest)
-                .map_err(|e| Error::BadArchive(format!("manifest {d}: {e}")))?;
-            if !self.blobs.contains(&b) {
-                return Err(Error::BadArchive(format!(
-                    "manifest {d} names blob {b}, which the archive does not hold"
-                )));
-            }
+        for blob in std::iter::once(manifest.config()).chain(manifest.layers()) {
+            self.described_blob(blob, &format!("manifest {d}"))?;
         }
         Ok(vec![(d, manifest)])
+    }
+}
+
+/// An image index of an archive (`index.json`, or a nested index), as oci-spec's type. Older
+/// writers left out `schemaVersion` and the entries' `mediaType`, which the OCI spec requires:
+/// those are filled in (2, and an empty type that [`ImageStore::resolve_oci`] tells by the
+/// blob's content).
+fn parse_index(bytes: &[u8], what: &str) -> Result<ImageIndex> {
+    let bad = |e: serde_json::Error| Error::BadArchive(format!("{what}: {e}"));
+    let mut v: Value = serde_json::from_slice(bytes).map_err(bad)?;
+    if let Some(o) = v.as_object_mut() {
+        o.entry("schemaVersion").or_insert(json!(2));
+        if let Some(entries) = o.get_mut("manifests").and_then(Value::as_array_mut) {
+            for e in entries.iter_mut().filter_map(Value::as_object_mut) {
+                e.entry("mediaType").or_insert(json!(""));
+            }
+        }
+    }
+    serde_json::from_value(v).map_err(bad)
+}
+
+/// A reader that notes whether reading failed (so a tar error can be told from a read error).
+struct Tracked<'a, R> {
+    inner: R,
+    failed: &'a Cell<bool>,
+}
+
+impl<R: Read> Read for Tracked<'_, R> {
+    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
+        let r = self.inner.read(buf);
+        if r.as_ref()
+            .is_err_and(|e| e.kind() != io::ErrorKind::Interrupted)
+        {
+            self.failed.set(true);
+        }
+        r
     }
 }
 
@@ -895,12 +896,33 @@ mod tests {
     fn made_manifests_are_stable() {
         let c = Digest::of(b"config");
         let l = Digest::of(b"layer");
-        let (a, m) = make_manifest(&c, 6, &[(LAYER_TAR, l.clone(), 5)]).unwrap();
-        let (b, _) = make_manifest(&c, 6, &[(LAYER_TAR, l, 5)]).unwrap();
+        let layer = || vec![descriptor(MediaType::ImageLayer, &l, 5).unwrap()];
+        let (a, m) = make_manifest(&c, 6, layer()).unwrap();
+        let (b, _) = make_manifest(&c, 6, layer()).unwrap();
         assert_eq!(a, b);
-        assert_eq!(m.layers[0].media_type, LAYER_TAR);
-        let v: Value = serde_json::from_slice(&a).unwrap();
-        assert_eq!(v["mediaType"], media::OCI_MANIFEST);
-        assert_eq!(v["config"]["digest"], c.to_string());
+        assert_eq!(*m.layers()[0].media_type(), MediaType::ImageLayer);
+        // The bytes berth has always written for such a manifest (its digest is the image's
+        // name in registries and archives).
+        assert_eq!(
+            String::from_utf8(a).unwrap(),
+            format!(
+                r#"{{"schemaVersion":2,"mediaType":"application/vnd.oci.image.manifest.v1+json","config":{{"mediaType":"application/vnd.oci.image.config.v1+json","digest":"{c}","size":6}},"layers":[{{"mediaType":"application/vnd.oci.image.layer.v1.tar","digest":"{l}","size":5}}]}}"#
+            )
+        );
+    }
+
+    #[test]
+    fn old_indexes_without_types_parse() {
+        let d = Digest::of(b"m");
+        let i = parse_index(
+            format!(r#"{{"manifests":[{{"digest":"{d}","size":1}}]}}"#).as_bytes(),
+            "index.json",
+        )
+        .unwrap();
+        assert_eq!(i.manifests()[0].media_type().as_ref(), "");
+        assert!(matches!(
+            parse_index(b"[]", "index.json"),
+            Err(Error::BadArchive(_))
+        ));
     }
 }

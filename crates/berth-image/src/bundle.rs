@@ -19,27 +19,27 @@
 //! [`crate::config::process`]), and the annotations: `os`, `architecture`, `variant`,
 //! `os.version`, `os.features`, `author`, `created`, `Config.StopSignal`,
 //! `Config.ExposedPorts` (comma-separated) as `org.opencontainers.image.*`, then
-//! `Config.Labels`, which take precedence over those. Everything else is the default spec of
-//! `berth runtime spec` (runc's), with these differences for running images: no terminal, a
-//! writable root, and the default capability set of Docker (and of runtime-tools, which umoci
-//! uses): [`DEFAULT_CAPABILITIES`].
+//! `Config.Labels`, which take precedence over those. Everything else is Docker's defaults
+//! for a container ([`berth_spec::docker::container_spec`]: its capability set, masked and
+//! read-only paths, mounts and device rules) and its default seccomp profile
+//! ([`berth_spec::seccomp::default_profile`]), with a writable root and no terminal.
 
 use std::collections::BTreeMap;
 use std::ffi::OsStr;
 use std::io;
-use std::os::fd::AsFd;
+use std::os::unix::fs::DirBuilderExt;
 use std::path::{Component, Path, PathBuf};
 
 use oci_spec::runtime::Spec;
 use rustix::fs::{Mode as FsMode, OFlags, ResolveFlags};
-use serde_json::{Value, json};
+use serde_json::json;
 
 use crate::ImageStore;
-use crate::config::{ImageConfig, Overrides, process};
-use crate::rootfs::{Copier, Rootfs, RootfsError, RootfsKind, io_err};
+use crate::config::{ImageConfiguration, Overrides, process};
+use crate::rootfs::{Root, Rootfs, RootfsError, RootfsKind, io_err};
 
-/// The runtime-spec version written (the runtime's).
-pub use berth_runtime::spec::OCI_VERSION;
+/// The runtime-spec version written.
+pub use berth_spec::OCI_VERSION;
 
 /// The annotation keys the conversion sets (`org.opencontainers.image.<field>`).
 pub mod annotation {
@@ -63,94 +63,80 @@ pub mod annotation {
     pub const EXPOSED_PORTS: &str = "org.opencontainers.image.exposedPorts";
 }
 
-/// The capabilities a container made from an image gets (Docker's default set).
-pub const DEFAULT_CAPABILITIES: &[&str] = &[
-    "CAP_CHOWN",
-    "CAP_DAC_OVERRIDE",
-    "CAP_FSETID",
-    "CAP_FOWNER",
-    "CAP_MKNOD",
-    "CAP_NET_RAW",
-    "CAP_SETGID",
-    "CAP_SETUID",
-    "CAP_SETFCAP",
-    "CAP_SETPCAP",
-    "CAP_NET_BIND_SERVICE",
-    "CAP_SYS_CHROOT",
-    "CAP_KILL",
-    "CAP_AUDIT_WRITE",
-];
-
 /// The directory of a bundle's root filesystem state.
 pub const STATE_DIR: &str = ".berth-rootfs";
 
 /// The annotations the conversion makes from an image config (see the module docs): the
 /// implicit ones, then the labels over them.
-pub fn annotations(cfg: &ImageConfig) -> BTreeMap<String, String> {
+pub fn annotations(cfg: &ImageConfiguration) -> BTreeMap<String, String> {
     let mut out = BTreeMap::new();
     let mut put = |k: &str, v: Option<String>| {
         if let Some(v) = v.filter(|v| !v.is_empty()) {
             out.insert(k.to_string(), v);
         }
     };
-    put(annotation::OS, Some(cfg.os.clone()));
-    put(annotation::ARCHITECTURE, Some(cfg.architecture.clone()));
-    put(annotation::VARIANT, cfg.variant.clone());
-    put(annotation::OS_VERSION, cfg.os_version.clone());
+    put(annotation::OS, Some(cfg.os().to_string()));
+    put(
+        annotation::ARCHITECTURE,
+        Some(cfg.architecture().to_string()),
+    );
+    put(annotation::VARIANT, cfg.variant().clone());
+    put(annotation::OS_VERSION, cfg.os_version().clone());
     put(
         annotation::OS_FEATURES,
-        cfg.os_features.as_ref().map(|f| f.join(",")),
+        cfg.os_features().as_ref().map(|f| f.join(",")),
     );
-    put(annotation::AUTHOR, cfg.author.clone());
-    put(annotation::CREATED, cfg.created.clone());
-    let c = cfg.config.clone().unwrap_or_default();
-    put(annotation::STOP_SIGNAL, c.stop_signal.clone());
+    put(annotation::AUTHOR, cfg.author().clone());
+    put(annotation::CREATED, cfg.created().clone());
+    let c = cfg.config().clone().unwrap_or_default();
+    put(annotation::STOP_SIGNAL, c.stop_signal().clone());
     put(
         annotation::EXPOSED_PORTS,
-        c.exposed_ports
-            .as_ref()
-            .map(|p| p.keys().cloned().collect::<Vec<_>>().join(",")),
+        c.exposed_ports().as_ref().map(|p| {
+            let mut ports = p.clone();
+            ports.sort();
+            ports.join(",")
+        }),
     );
-    for (k, v) in c.labels.unwrap_or_default() {
+    for (k, v) in c.labels().clone().unwrap_or_default() {
         out.insert(k, v);
     }
     out
-}
-
-/// The default spec for a container of an image: `berth runtime spec`'s (runc's), with no
-/// terminal, a writable root at `rootfs` and [`DEFAULT_CAPABILITIES`] (no ambient ones).
-fn default_spec(rootfs: &Path) -> Value {
-    let mut spec = berth_runtime::template::default_spec(false, 0, 0);
-    let caps = json!(DEFAULT_CAPABILITIES);
-    spec["process"]["terminal"] = json!(false);
-    spec["process"]["env"] = json!([]);
-    spec["process"]["capabilities"] =
-        json!({"bounding": caps, "effective": caps, "permitted": caps});
-    spec["root"] = json!({"path": rootfs, "readonly": false});
-    spec
 }
 
 /// The runtime spec for a container of the image `cfg` whose root filesystem is `rootfs`
 /// (read for the user's passwd and group entries; `root.path` is set to it), with the `run`
 /// overrides `o` (see the module docs). Volumes are left to [`ImageStore::bundle`], which has
 /// a bundle to keep them in.
-pub fn runtime_spec(cfg: &ImageConfig, rootfs: &Path, o: &Overrides) -> Result<Spec, RootfsError> {
+pub fn runtime_spec(
+    cfg: &ImageConfiguration,
+    rootfs: &Path,
+    o: &Overrides,
+) -> Result<Spec, RootfsError> {
     let plan = process(cfg, rootfs, o)?;
-    let mut spec = default_spec(rootfs);
-    let p = &mut spec["process"];
-    p["args"] = json!(plan.args);
-    p["env"] = json!(plan.env);
-    p["cwd"] = json!(plan.cwd);
-    p["user"] = json!({"uid": plan.uid, "gid": plan.gid});
+    let mut spec = berth_spec::docker::container_spec(&rootfs.to_string_lossy());
+    let mut user = oci_spec::runtime::User::default();
+    user.set_uid(plan.uid).set_gid(plan.gid);
     if !plan.additional_gids.is_empty() {
-        p["user"]["additionalGids"] = json!(plan.additional_gids);
+        user.set_additional_gids(Some(plan.additional_gids.clone()));
     }
-    spec["hostname"] = json!(o.hostname.as_deref().unwrap_or("berth"));
+    if let Some(p) = spec.process_mut() {
+        p.set_args(Some(plan.args))
+            .set_env(Some(plan.env))
+            .set_cwd(PathBuf::from(plan.cwd))
+            .set_user(user);
+    }
+    if let Some(linux) = spec.linux_mut() {
+        linux.set_seccomp(Some(berth_spec::seccomp::default_profile(
+            berth_spec::docker::DEFAULT_CAPABILITIES,
+        )));
+    }
+    spec.set_hostname(Some(o.hostname.clone().unwrap_or_else(|| "berth".into())));
     let ann = annotations(cfg);
     if !ann.is_empty() {
-        spec["annotations"] = json!(ann);
+        spec.set_annotations(Some(ann.into_iter().collect()));
     }
-    serde_json::from_value(spec).map_err(|e| RootfsError::Invalid(format!("runtime spec: {e}")))
+    Ok(spec)
 }
 
 /// A volume of a bundle: a directory of the bundle bind-mounted at a path of the container.
@@ -175,13 +161,24 @@ pub struct Bundle {
     pub volumes: Vec<Volume>,
 }
 
+/// The record ID of the bundle at `dir` (absolute).
+pub fn bundle_id(dir: &Path) -> String {
+    format!("bundle:{}", dir.display())
+}
+
 impl Bundle {
     /// The bundle made at `dir` (reads `config.json` and the root filesystem's state).
-    pub fn open(dir: &Path) -> Result<Bundle, RootfsError> {
-        let rootfs = Rootfs::open(&dir.join(STATE_DIR)).map_err(|e| match e {
-            RootfsError::NotFound(_) => RootfsError::NotFound(dir.to_path_buf()),
-            e => e,
+    pub fn open(store: &ImageStore, dir: &Path) -> Result<Bundle, RootfsError> {
+        let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
+        let root = Root::open(&dir.join(STATE_DIR)).map_err(|e| match e {
+            berth_snapshot::Error::NotFound(_) => RootfsError::NotFound(dir.clone()),
+            e => e.into(),
         })?;
+        let (image, diff_ids) = match store.root_record(&bundle_id(&dir))? {
+            Some(rec) => (rec.image, rec.diff_ids),
+            // A bundle made before roots were recorded: no record to read them from.
+            None => (String::new(), Vec::new()),
+        };
         let config = dir.join("config.json");
         let bytes = std::fs::read(&config).map_err(io_err("reading", &config))?;
         let spec: Spec = serde_json::from_slice(&bytes).map_err(|e| {
@@ -200,8 +197,13 @@ impl Bundle {
             })
             .collect();
         Ok(Bundle {
-            dir: dir.to_path_buf(),
-            rootfs,
+            rootfs: Rootfs {
+                id: bundle_id(&dir),
+                image,
+                diff_ids,
+                root,
+            },
+            dir,
             spec,
             volumes,
         })
@@ -211,28 +213,33 @@ impl Bundle {
     pub fn config_path(&self) -> PathBuf {
         self.dir.join("config.json")
     }
-
-    /// Unmount the root filesystem and delete the whole bundle (volumes included).
-    pub fn remove(&self) -> Result<(), RootfsError> {
-        self.rootfs.remove().map_err(RootfsError::Store)?;
-        match std::fs::remove_dir_all(&self.dir) {
-            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &self.dir)(e)),
-            _ => Ok(()),
-        }
-    }
 }
 
-/// Unmount and delete the bundle berth made at `dir`. A directory that is not such a bundle
-/// (no `.berth-rootfs/rootfs.json`) is left alone: [`RootfsError::NotFound`].
-pub fn unbundle(dir: &Path) -> Result<(), RootfsError> {
-    let rootfs = Rootfs::open(&dir.join(STATE_DIR)).map_err(|e| match e {
-        RootfsError::NotFound(_) => RootfsError::NotFound(dir.to_path_buf()),
-        e => e,
-    })?;
-    rootfs.remove().map_err(RootfsError::Store)?;
-    match std::fs::remove_dir_all(dir) {
-        Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", dir)(e)),
-        _ => Ok(()),
+impl ImageStore {
+    /// Unmount and delete the bundle berth made at `dir` (volumes included), and drop its
+    /// record. Refused while a container runs in it ([`RootfsError::Busy`]) unless `force`
+    /// (then the container's root and writes are gone). A bundle whose making was
+    /// interrupted (killed between its mount and its state file) is cleaned up too. A
+    /// directory that is not such a bundle is left alone: [`RootfsError::NotFound`].
+    pub fn unbundle(&self, dir: &Path, force: bool) -> Result<(), RootfsError> {
+        let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
+        let id = bundle_id(&dir);
+        if self.root_record(&id)?.is_some() {
+            self.remove_root(&id, force)?;
+        } else if std::fs::read_dir(&dir).is_ok_and(|mut d| d.next().is_none()) {
+            // Made, then killed before its root was recorded: nothing in it yet.
+        } else {
+            // A bundle made before roots were recorded.
+            let root = Root::open(&dir.join(STATE_DIR)).map_err(|e| match e {
+                berth_snapshot::Error::NotFound(_) => RootfsError::NotFound(dir.clone()),
+                e => e.into(),
+            })?;
+            berth_snapshot::remove(&root, force)?;
+        }
+        match std::fs::remove_dir_all(&dir) {
+            Err(e) if e.kind() != io::ErrorKind::NotFound => Err(io_err("removing", &dir)(e)),
+            _ => Ok(()),
+        }
     }
 }
 
@@ -309,18 +316,12 @@ fn seed_volume(rootfs: &Path, dest: &str, vol: &Path) -> Result<(), RootfsError>
             "image volume {dest:?}: the image has something that is not a directory there"
         )));
     }
-    let dst = rustix::fs::open(
-        vol,
-        OFlags::PATH | OFlags::DIRECTORY | OFlags::CLOEXEC,
-        FsMode::empty(),
-    )
-    .map_err(|e| io_err("opening", vol)(e.into()))?;
-    let mut c = Copier {
-        links: Default::default(),
-        root: dst.try_clone().map_err(io_err("opening", vol))?,
-        dest: vol.to_path_buf(),
-    };
-    c.copy_tree(src.as_fd(), dst.as_fd())?;
+    // The resolved directory, by its descriptor (a path string could be redirected).
+    let src_path = PathBuf::from(format!(
+        "/proc/self/fd/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&src)
+    ));
+    berth_snapshot::copy_tree(&src_path, vol)?;
     // The volume's own owner and mode are those of the image's directory.
     let vol_parent = vol.parent().unwrap_or(Path::new("/"));
     let parent = rustix::fs::open(
@@ -356,7 +357,9 @@ impl ImageStore {
     /// Make an OCI runtime bundle of the image `name` at `dir` (created; must not exist), its
     /// root filesystem of `kind`, the process from the image config and the overrides `o`
     /// (see the module docs). Runs with `berth runtime run --bundle DIR ID`. Remove it with
-    /// [`Bundle::remove`] or [`unbundle`].
+    /// [`ImageStore::unbundle`]. The bundle's root filesystem is recorded (as
+    /// [`bundle_id`]`(dir)`) before it is made, so a bundle killed half-way can be removed and
+    /// nothing it uses is ever collected.
     pub fn bundle(
         &self,
         name: &str,
@@ -365,24 +368,20 @@ impl ImageStore {
         o: &Overrides,
     ) -> Result<Bundle, RootfsError> {
         let image = self.get(name)?;
-        let cfg: ImageConfig =
-            serde_json::from_slice(&self.read_blob(&image.id)?).map_err(|e| {
-                crate::Error::BadConfig {
-                    digest: image.id.clone(),
-                    why: e.to_string(),
-                }
-            })?;
-        let volumes: Vec<String> = cfg
-            .config
+        let cfg = crate::config::parse(&image.id, &self.read_blob(&image.id)?)?;
+        let mut volumes: Vec<String> = cfg
+            .config()
             .as_ref()
-            .and_then(|c| c.volumes.as_ref())
-            .map(|v| v.keys().cloned().collect())
+            .and_then(|c| c.volumes().clone())
             .unwrap_or_default();
+        volumes.sort();
         for v in &volumes {
             check_volume(v)?;
         }
         let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
-        match std::fs::create_dir(&dir) {
+        // 0700: the root filesystem inside holds the image's set-id programs, which no other
+        // user may reach.
+        match std::fs::DirBuilder::new().mode(0o700).create(&dir) {
             Ok(()) => {}
             Err(e) if e.kind() == io::ErrorKind::AlreadyExists => {
                 return Err(RootfsError::Exists(dir));
@@ -391,7 +390,10 @@ impl ImageStore {
         }
         let made = (|| {
             let merged = dir.join("rootfs");
-            let rootfs = self.create_rootfs_at(&image, &dir.join(STATE_DIR), &merged, kind)?;
+            let id = bundle_id(&dir);
+            let user = format!("bundle {}", dir.display());
+            let rootfs =
+                self.create_root(&image, &id, &user, &dir.join(STATE_DIR), &merged, kind)?;
             let result = (|| {
                 let mut spec = runtime_spec(&cfg, &merged, o)?;
                 let mut mounts = spec.mounts().clone().unwrap_or_default();
@@ -428,7 +430,7 @@ impl ImageStore {
                 })
             })();
             if result.is_err() {
-                let _ = rootfs.remove();
+                let _ = self.remove_root(&rootfs.id, true);
             }
             result
         })();
@@ -439,23 +441,18 @@ impl ImageStore {
     }
 }
 
-impl Copier {
-    /// Copy everything in `src` into `dst` (a plain tree: no whiteouts to apply).
-    pub(crate) fn copy_tree(
-        &mut self,
-        src: std::os::fd::BorrowedFd<'_>,
-        dst: std::os::fd::BorrowedFd<'_>,
-    ) -> Result<(), RootfsError> {
-        self.apply_dir(src, dst, Path::new(""))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn cfg(v: Value) -> ImageConfig {
-        serde_json::from_value(v).unwrap()
+    /// A config of the fields given, with the ones oci-spec requires.
+    fn cfg(v: serde_json::Value) -> ImageConfiguration {
+        let mut full =
+            json!({"architecture": "", "os": "", "rootfs": {"type": "layers", "diff_ids": []}});
+        if let (Some(full), serde_json::Value::Object(given)) = (full.as_object_mut(), v) {
+            full.extend(given);
+        }
+        serde_json::from_value(full).unwrap()
     }
 
     #[test]

@@ -5,7 +5,7 @@
 use std::io::Read;
 use std::path::Path;
 
-use serde::Deserialize;
+pub use oci_spec::image::{Config, ImageConfiguration};
 
 /// What can go wrong making the process.
 #[derive(Debug, thiserror::Error, PartialEq)]
@@ -28,65 +28,14 @@ pub enum ConfigError {
     InvalidUser(String),
 }
 
-/// The `config` part of an image config (Docker's field names).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct ContainerConfig {
-    /// `user`, `uid`, `user:group`, `uid:gid`…
-    #[serde(rename = "User", default)]
-    pub user: String,
-    /// `KEY=value` entries.
-    #[serde(rename = "Env", default)]
-    pub env: Option<Vec<String>>,
-    /// The entrypoint.
-    #[serde(rename = "Entrypoint", default)]
-    pub entrypoint: Option<Vec<String>>,
-    /// The default command (arguments to the entrypoint, if there is one).
-    #[serde(rename = "Cmd", default)]
-    pub cmd: Option<Vec<String>>,
-    /// The working directory.
-    #[serde(rename = "WorkingDir", default)]
-    pub working_dir: String,
-    /// Ports the image says it listens on ("80/tcp" → {}).
-    #[serde(rename = "ExposedPorts", default)]
-    pub exposed_ports: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// Volume mount points.
-    #[serde(rename = "Volumes", default)]
-    pub volumes: Option<std::collections::BTreeMap<String, serde_json::Value>>,
-    /// Labels.
-    #[serde(rename = "Labels", default)]
-    pub labels: Option<std::collections::BTreeMap<String, String>>,
-    /// The signal that stops the container.
-    #[serde(rename = "StopSignal", default)]
-    pub stop_signal: Option<String>,
-}
-
-/// An image config (the parts that matter for running it).
-#[derive(Debug, Clone, Default, Deserialize, PartialEq)]
-pub struct ImageConfig {
-    /// The container defaults.
-    #[serde(default)]
-    pub config: Option<ContainerConfig>,
-    /// e.g. "amd64".
-    #[serde(default)]
-    pub architecture: String,
-    /// e.g. "linux".
-    #[serde(default)]
-    pub os: String,
-    /// e.g. "v8" for arm64.
-    #[serde(default)]
-    pub variant: Option<String>,
-    /// The operating system's version (Windows images).
-    #[serde(rename = "os.version", default)]
-    pub os_version: Option<String>,
-    /// Operating system features the image needs (Windows images).
-    #[serde(rename = "os.features", default)]
-    pub os_features: Option<Vec<String>>,
-    /// Who made the image.
-    #[serde(default)]
-    pub author: Option<String>,
-    /// When the image was made (RFC 3339).
-    #[serde(default)]
-    pub created: Option<String>,
+/// Parse the image config `bytes` (the blob `digest`) as oci-spec's [`ImageConfiguration`],
+/// for reading. Docker's fields that it does not model (Healthcheck, OnBuild, Shell, …) are
+/// not in it: code that writes a config back edits it as JSON (`config_edit`) instead.
+pub fn parse(digest: &str, bytes: &[u8]) -> crate::Result<ImageConfiguration> {
+    serde_json::from_slice(bytes).map_err(|e| crate::Error::BadConfig {
+        digest: digest.to_string(),
+        why: e.to_string(),
+    })
 }
 
 /// What a `run` overrides.
@@ -122,8 +71,6 @@ pub struct ProcessPlan {
     /// Supplementary groups (from /etc/group memberships).
     pub additional_gids: Vec<u32>,
 }
-
-const DEFAULT_PATH: &str = "PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin";
 
 /// Read a file inside the image's root filesystem without following any symlink out of it.
 fn read_in_root(rootfs: &Path, rel: &str) -> Option<String> {
@@ -235,33 +182,34 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
 
 /// The process a container of this image runs.
 pub fn process(
-    cfg: &ImageConfig,
+    cfg: &ImageConfiguration,
     rootfs: &Path,
     o: &Overrides,
 ) -> Result<ProcessPlan, ConfigError> {
-    let c = cfg.config.clone().unwrap_or_default();
+    let c = cfg.config().clone().unwrap_or_default();
     let (entrypoint, cmd) = match &o.entrypoint {
         Some(ep) => (ep.clone(), o.cmd.clone().unwrap_or_default()),
         None => (
-            c.entrypoint.clone().unwrap_or_default(),
-            o.cmd.clone().or(c.cmd.clone()).unwrap_or_default(),
+            c.entrypoint().clone().unwrap_or_default(),
+            o.cmd.clone().or(c.cmd().clone()).unwrap_or_default(),
         ),
     };
     let args: Vec<String> = entrypoint.into_iter().chain(cmd).collect();
     if args.is_empty() {
         return Err(ConfigError::NoCommand);
     }
-    let mut env = merge_env(c.env.as_deref().unwrap_or_default(), &o.env);
+    let mut env = merge_env(c.env().as_deref().unwrap_or_default(), &o.env);
     if !env.iter().any(|e| e.starts_with("PATH=")) {
-        env.insert(0, DEFAULT_PATH.to_string());
+        env.insert(0, format!("PATH={}", berth_spec::DEFAULT_PATH));
     }
-    let user = o.user.clone().unwrap_or(c.user);
+    let user = o.user.clone().or(c.user().clone()).unwrap_or_default();
     let (uid, gid, additional_gids) = resolve_user(&user, rootfs)?;
     let cwd = o
         .workdir
         .clone()
         .filter(|w| !w.is_empty())
-        .unwrap_or(c.working_dir);
+        .or(c.working_dir().clone())
+        .unwrap_or_default();
     Ok(ProcessPlan {
         args,
         env,
@@ -292,8 +240,16 @@ mod tests {
         d
     }
 
-    fn cfg(v: serde_json::Value) -> ImageConfig {
-        serde_json::from_value(v).unwrap()
+    /// A config of the fields given, with the ones oci-spec requires.
+    fn cfg(v: serde_json::Value) -> ImageConfiguration {
+        let mut full = serde_json::json!({
+            "architecture": "amd64", "os": "linux",
+            "rootfs": {"type": "layers", "diff_ids": []},
+        });
+        if let (Some(full), serde_json::Value::Object(given)) = (full.as_object_mut(), v) {
+            full.extend(given);
+        }
+        serde_json::from_value(full).unwrap()
     }
 
     #[test]
@@ -325,7 +281,8 @@ mod tests {
         );
         let bare = cfg(serde_json::json!({"config": {"Cmd": ["sh"]}}));
         let p = process(&bare, r.path(), &Overrides::default()).unwrap();
-        assert_eq!((p.env[0].as_str(), p.cwd.as_str()), (DEFAULT_PATH, "/"));
+        assert_eq!(p.env[0], format!("PATH={}", berth_spec::DEFAULT_PATH));
+        assert_eq!(p.cwd, "/");
         assert_eq!(
             process(&cfg(serde_json::json!({})), r.path(), &Overrides::default()),
             Err(ConfigError::NoCommand)

@@ -7,21 +7,29 @@
 //! - `layers/sha256-<hex>/` — one unpacked layer per diff ID; a layer is unpacked into
 //!   `layers/.tmp-*` and renamed into place only once its diff ID is verified, so a layer
 //!   directory is always complete;
-//! - `metadata.redb` — images by ID (the config digest), tags, cached layer sizes and the time
-//!   each image was last tagged;
+//! - `metadata.redb` — images by ID (the config digest), tags, cached layer sizes, the time
+//!   each image was last tagged, and the container root filesystems made from images
+//!   (`rootfs`: each one recorded before it is made, so nothing it uses is ever collected);
 //! - `tmp/` — scratch files of loads and saves (emptied when the store opens);
 //! - `lock` — the store lock (see below).
+//!
+//! Everything is root's only: the data root and the directories beneath it are made (and,
+//! in a store made before, set) 0700, the database and the lock 0600, so no other user reads
+//! a private image, runs a set-id program from an unpacked layer, or holds the lock.
 //!
 //! A pull writes the database last: an image that is listed has all its blobs and layers.
 //!
 //! Names: [`ImageStore::lookup`] takes a tag in any form a reference accepts (`busybox`,
-//! `docker.io/library/busybox:latest`), `repo@sha256:<manifest digest>`, a full image ID
+//! `docker.io/library/busybox:latest`), `repo@sha256:<digest>` (its manifest's, or a digest
+//! reference it was recorded with, e.g. of the index it was pulled through), a full image ID
 //! (`sha256:<hex>` or the bare hex) or an unambiguous prefix of one (at least
 //! [`MIN_SHORT_ID`] hex digits, with or without `sha256:`), as Docker does.
 //!
 //! Removing an image ([`ImageStore::remove`], [`ImageStore::untag`]) only changes the
 //! database; blobs and unpacked layers nobody refers to any more are deleted by the garbage
-//! collector ([`ImageStore::gc`], run by [`ImageStore::prune`]).
+//! collector ([`ImageStore::gc`], run by [`ImageStore::prune`]). A recorded root filesystem
+//! refers to its image's layers and blobs: an image a root uses is not removed without
+//! force, and even forced its layers stay until the last root made from it is removed.
 //!
 //! # Locking
 //!
@@ -47,19 +55,23 @@ pub mod archive;
 pub mod bundle;
 pub mod commit;
 pub mod config;
+mod config_edit;
 mod db;
 mod import;
 pub mod inspect;
 pub mod manage;
 mod pull;
+mod push;
 pub mod rootfs;
 mod util;
 
 pub use inspect::HistoryEntry;
 pub use manage::{DiskUsage, GcReport, ImageUsage, PruneReport, Removed};
 pub use pull::PullEvent;
+pub use push::PushEvent;
 
 use std::fs::File;
+use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
 use berth_registry::Reference;
@@ -76,11 +88,16 @@ const TAGS: TableDefinition<&str, &str> = TableDefinition::new("tags");
 const LAYER_SIZES: TableDefinition<&str, u64> = TableDefinition::new("layer_sizes");
 /// When an image was last tagged here (tag, load, import), RFC 3339, by image ID.
 const TAG_TIMES: TableDefinition<&str, &str> = TableDefinition::new("tag_times");
+/// Container root filesystems made from images, by ID, as JSON ([`rootfs::RootRecord`]):
+/// references that keep their images' layers and blobs from being collected.
+const ROOTS: TableDefinition<&str, &[u8]> = TableDefinition::new("roots");
 
 /// The fewest hex digits a short image ID may have.
 pub const MIN_SHORT_ID: usize = 4;
 
-/// What can go wrong in the image store.
+/// What can go wrong in the image store. Each message is whole (the object, and the cause
+/// once): no variant returns a `source()`, so printing the chain (anyhow's `{:#}`) does not
+/// repeat a cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// Talking to the registry failed.
@@ -90,13 +107,18 @@ pub enum Error {
     #[error(transparent)]
     Store(#[from] berth_store::Error),
     /// Unpacking a layer failed.
-    #[error("layer {digest}: {source}")]
+    #[error("layer {digest}: {cause}")]
     Layer {
         /// The layer blob.
         digest: String,
-        /// Why.
-        #[source]
-        source: berth_layer::Error,
+        /// Why (in the message; not a `source()`).
+        cause: berth_layer::Error,
+    },
+    /// A layer blob (whole, and decompressed) that is not a tar archive, or a damaged one.
+    #[error("layer {digest}: not a tar archive (or a corrupt one)")]
+    LayerNotTar {
+        /// The layer blob.
+        digest: String,
     },
     /// A layer's content does not match the image config's diff ID.
     #[error("layer {digest} unpacks to {actual}, but the image config says {expected}: refused")]
@@ -146,18 +168,43 @@ pub enum Error {
         /// Its tags.
         tags: String,
     },
+    /// Removing the last reference of an image a root filesystem (a container) uses: needs
+    /// `force` (the image then stays, untagged, until its last user is gone).
+    #[error(
+        "conflict: unable to remove repository reference \"{reference}\" (must force) - {user} is using its referenced image {id}"
+    )]
+    ReferenceInUse {
+        /// The reference as given.
+        reference: String,
+        /// Who uses the image (`bundle /tmp/b`, `container 3f2a…`).
+        user: String,
+        /// The image's short ID.
+        id: String,
+    },
+    /// Deleting, by ID, an image a root filesystem (a container) uses: needs `force`.
+    #[error("conflict: unable to delete {id} (must be forced) - image is being used by {user}")]
+    ImageInUse {
+        /// The image's short ID.
+        id: String,
+        /// Who uses it.
+        user: String,
+    },
     /// An argument that cannot be used.
     #[error("{0}")]
     Invalid(String),
     /// An image archive that is not what it must be (missing blobs, bad JSON, no images).
     #[error("invalid image archive: {0}")]
     BadArchive(String),
-    /// Reading an archive failed (truncated or corrupt data included).
+    /// The input is not a tar archive, or its tar structure is damaged (nothing of the
+    /// input is quoted: it may be any file).
+    #[error("not a tar archive (or a corrupt one)")]
+    NotAnArchive,
+    /// Reading an archive failed (truncated or corrupt compressed data included).
     #[error("reading the archive: {0}")]
-    ArchiveRead(#[source] std::io::Error),
+    ArchiveRead(std::io::Error),
     /// Writing an archive failed.
     #[error("writing the archive: {0}")]
-    ArchiveWrite(#[source] std::io::Error),
+    ArchiveWrite(std::io::Error),
     /// An import `--change` that cannot be applied.
     #[error("invalid change {change:?}: {why}")]
     InvalidChange {
@@ -167,15 +214,14 @@ pub enum Error {
         why: String,
     },
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The path.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: std::io::Error,
+        /// The OS error (in the message; not a `source()`).
+        cause: std::io::Error,
     },
 }
 
@@ -217,16 +263,6 @@ pub struct ImageStore {
     pub(crate) db: db::Db,
 }
 
-#[derive(Deserialize)]
-pub(crate) struct ConfigRootfs {
-    pub(crate) diff_ids: Vec<String>,
-}
-
-#[derive(Deserialize)]
-pub(crate) struct ConfigHead {
-    pub(crate) rootfs: ConfigRootfs,
-}
-
 impl ImageStore {
     /// Open (creating) the store under `root`. Several stores, in this process or others, may
     /// have one root open at the same time: the database is opened for each transaction and
@@ -235,12 +271,9 @@ impl ImageStore {
     pub fn open(root: &Path) -> Result<ImageStore> {
         let layers = root.join("layers");
         let tmp = root.join("tmp");
-        for dir in [&layers, &tmp] {
-            std::fs::create_dir_all(dir).map_err(|source| Error::Io {
-                op: "creating",
-                path: dir.to_path_buf(),
-                source,
-            })?;
+        private_dir(root)?;
+        for dir in [&layers, &tmp, &root.join("content")] {
+            private_dir(dir)?;
         }
         let db = db::Db::new(&root.join("metadata.redb"));
         let blobs = BlobStore::open_keeping_ingest(&root.join("content"))?;
@@ -283,6 +316,7 @@ impl ImageStore {
                 TAGS.name(),
                 LAYER_SIZES.name(),
                 TAG_TIMES.name(),
+                ROOTS.name(),
             ];
             if !names.iter().all(|n| have.iter().any(|h| h == n)) {
                 let txn = db.begin_write().map_err(db_err)?;
@@ -290,7 +324,21 @@ impl ImageStore {
                 txn.open_table(TAGS).map_err(db_err)?;
                 txn.open_table(LAYER_SIZES).map_err(db_err)?;
                 txn.open_table(TAG_TIMES).map_err(db_err)?;
+                txn.open_table(ROOTS).map_err(db_err)?;
                 txn.commit().map_err(db_err)?;
+            }
+        }
+        for file in ["metadata.redb", "lock"] {
+            let path = root.join(file);
+            match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
+                Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+                    return Err(Error::Io {
+                        op: "protecting",
+                        path,
+                        cause: e,
+                    });
+                }
+                _ => {}
             }
         }
         Ok(store)
@@ -300,7 +348,7 @@ impl ImageStore {
     fn try_lock_exclusive(&self) -> Result<Option<StoreLock>> {
         match self.lock(rustix::fs::FlockOperation::NonBlockingLockExclusive) {
             Ok(l) => Ok(Some(l)),
-            Err(Error::Io { source, .. }) if source.kind() == std::io::ErrorKind::WouldBlock => {
+            Err(Error::Io { cause, .. }) if cause.kind() == std::io::ErrorKind::WouldBlock => {
                 Ok(None)
             }
             Err(e) => Err(e),
@@ -325,13 +373,14 @@ impl ImageStore {
         let io = |op, source| Error::Io {
             op,
             path: path.clone(),
-            source,
+            cause: source,
         };
         let file = std::fs::OpenOptions::new()
             .read(true)
             .write(true)
             .create(true)
             .truncate(false)
+            .mode(0o600)
             .open(&path)
             .map_err(|e| io("opening", e))?;
         loop {
@@ -358,14 +407,17 @@ impl ImageStore {
         berth_layer::layer_dir(&self.root.join("layers"), diff_id)
     }
 
-    /// Store the record (keeping the tags of an image already recorded), moving `tag` (full
-    /// form) to it.
+    /// Store the record (keeping the tags and digest references of an image already
+    /// recorded), moving `tag` (full form) to it. Its digest references move to it too: as in
+    /// Docker, `repo@digest` names one image (pulling another platform of an index moves the
+    /// index's reference to that image).
     pub(crate) fn record(&self, mut record: ImageRecord, tag: Option<&str>) -> Result<ImageRecord> {
         let db = self.db.get()?;
         let txn = db.begin_write().map_err(db_err)?;
         let stored = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
+            manage::take_repo_digests(&mut images, &record.id, &record.repo_digests)?;
             if let Some(old) = get_record(&images, &record.id)? {
                 record.repo_tags = old.repo_tags;
                 let new = std::mem::replace(&mut record.repo_digests, old.repo_digests);
@@ -432,11 +484,29 @@ impl ImageStore {
                 Error::Io {
                     op: "reading",
                     path,
-                    source,
+                    cause: source,
                 }
             }
         })
     }
+}
+
+/// Make the directory `dir` (and its parents) if missing, and make it root's only (0700),
+/// also when it was there already: the store holds private images, and unpacked layers hold
+/// set-id programs that no other user may reach.
+fn private_dir(dir: &Path) -> Result<()> {
+    let io = |op, source| Error::Io {
+        op,
+        path: dir.to_path_buf(),
+        cause: source,
+    };
+    std::fs::DirBuilder::new()
+        .recursive(true)
+        .mode(0o700)
+        .create(dir)
+        .map_err(|e| io("creating", e))?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
+        .map_err(|e| io("protecting", e))
 }
 
 /// The record of image `id`, if any.

@@ -12,9 +12,10 @@ use berth_registry::Reference;
 use berth_store::Digest;
 use redb::{ReadableTable, Table};
 
+use crate::rootfs::{RootRecord, roots_in};
 use crate::{
-    Error, IMAGES, ImageRecord, ImageStore, LAYER_SIZES, Result, TAG_TIMES, TAGS, db_err, find_id,
-    get_record, util,
+    Error, IMAGES, ImageRecord, ImageStore, LAYER_SIZES, ROOTS, Result, TAG_TIMES, TAGS, db_err,
+    find_id, get_record, util,
 };
 
 /// One thing a removal did, in Docker's terms (`Untagged: …`, `Deleted: …`).
@@ -83,6 +84,27 @@ fn put_record(images: &mut ImagesTable, rec: &ImageRecord) -> Result<()> {
     Ok(())
 }
 
+/// Take the digest references `refs` (full form) from every image but `id`: as in Docker, a
+/// `repo@digest` reference names one image.
+pub(crate) fn take_repo_digests(images: &mut ImagesTable, id: &str, refs: &[String]) -> Result<()> {
+    if refs.is_empty() {
+        return Ok(());
+    }
+    let mut others = Vec::new();
+    for row in images.iter().map_err(db_err)? {
+        let (_, v) = row.map_err(db_err)?;
+        let other: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
+        if other.id != id && other.repo_digests.iter().any(|d| refs.contains(d)) {
+            others.push(other);
+        }
+    }
+    for mut other in others {
+        other.repo_digests.retain(|d| !refs.contains(d));
+        put_record(images, &other)?;
+    }
+    Ok(())
+}
+
 /// Point `tag` (full form) at the image `id` (which must be recorded), taking it from the image
 /// it named before, if any.
 pub(crate) fn set_tag(
@@ -148,6 +170,21 @@ fn delete_image(
     Ok(out)
 }
 
+/// Remove every tag and digest reference of image `id`, keeping the image.
+fn untag_all(images: &mut ImagesTable, tags: &mut TagsTable, id: &str) -> Result<Vec<Removed>> {
+    let Some(mut rec) = get_record(images, id)? else {
+        return Ok(Vec::new());
+    };
+    let mut out = Vec::new();
+    for t in rec.repo_tags.drain(..) {
+        tags.remove(t.as_str()).map_err(db_err)?;
+        out.push(Removed::Untagged(t));
+    }
+    out.extend(rec.repo_digests.drain(..).map(Removed::Untagged));
+    put_record(images, &rec)?;
+    Ok(out)
+}
+
 /// After the reference `gone` (a tag or a digest reference, full form) of image `id` was
 /// removed: as Docker does, when it was the last tag of its repository the digest references
 /// of that repository go too, and an image left with no reference at all is deleted.
@@ -156,6 +193,7 @@ fn drop_reference(
     times: &mut TagsTable,
     id: &str,
     gone: &str,
+    in_use: bool,
 ) -> Result<Vec<Removed>> {
     let mut out = Vec::new();
     let Some(mut rec) = get_record(images, id)? else {
@@ -178,7 +216,8 @@ fn drop_reference(
             out.extend(drop.into_iter().map(Removed::Untagged));
         }
     }
-    if rec.repo_tags.is_empty() && rec.repo_digests.is_empty() {
+    // An image a root filesystem uses stays, untagged, until its last user is gone.
+    if rec.repo_tags.is_empty() && rec.repo_digests.is_empty() && !in_use {
         images.remove(id).map_err(db_err)?;
         times.remove(id).map_err(db_err)?;
         out.push(Removed::Deleted(id.to_string()));
@@ -190,6 +229,32 @@ fn drop_reference(
 pub(crate) fn short_id(id: &str) -> &str {
     let hex = id.strip_prefix("sha256:").unwrap_or(id);
     &hex[..hex.len().min(12)]
+}
+
+/// Does the image have at most one tag, all its digest references in that tag's repository
+/// (Docker's "single reference": removing it leaves the image unnamed)?
+fn single_reference(rec: &ImageRecord) -> bool {
+    let repo = |name: &str| {
+        Reference::parse(name)
+            .ok()
+            .map(|r| (r.registry, r.repository))
+    };
+    match rec.repo_tags.as_slice() {
+        [] => {
+            let repos: HashSet<_> = rec.repo_digests.iter().map(|d| repo(d)).collect();
+            repos.len() <= 1
+        }
+        [tag] => {
+            let r = repo(tag);
+            rec.repo_digests.iter().all(|d| repo(d) == r)
+        }
+        _ => false,
+    }
+}
+
+/// The first root filesystem made from image `id`, if any.
+fn user_of(roots: &[RootRecord], id: &str) -> Option<String> {
+    roots.iter().find(|r| r.image == id).map(|r| r.user.clone())
 }
 
 /// A tag given by the user, as its full form; digests are refused.
@@ -255,8 +320,10 @@ impl ImageStore {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut rec =
                 get_record(&images, id)?.ok_or_else(|| Error::NoSuchImage(id.to_string()))?;
-            if !rec.repo_digests.iter().any(|d| d == reference) {
-                rec.repo_digests.push(reference.to_string());
+            let reference = reference.to_string();
+            take_repo_digests(&mut images, id, std::slice::from_ref(&reference))?;
+            if !rec.repo_digests.contains(&reference) {
+                rec.repo_digests.push(reference);
                 put_record(&mut images, &rec)?;
             }
             rec
@@ -316,6 +383,11 @@ impl ImageStore {
     /// with it if that was its last reference; an ID (full or short) or another `repo@digest`
     /// of its manifest deletes the image with all its references, which needs `force` when it
     /// has more than one tag. Blobs and layers stay until [`ImageStore::gc`].
+    ///
+    /// An image a recorded root filesystem (a container) uses is protected as Docker protects
+    /// an image a container uses: removing its last name, or deleting it by ID, is a conflict
+    /// naming the user, unless `force`, and then only its names go: the image itself (its
+    /// layers and blobs) stays, untagged, until the last root made from it is removed.
     pub fn remove(&self, name: &str, force: bool) -> Result<Vec<Removed>> {
         let db = self.db.get()?;
         let txn = db.begin_write().map_err(db_err)?;
@@ -323,6 +395,7 @@ impl ImageStore {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
             let mut times = txn.open_table(TAG_TIMES).map_err(db_err)?;
+            let roots = roots_in(&txn.open_table(ROOTS).map_err(db_err)?)?;
             let as_ref = Reference::parse(name).ok();
             let as_tag = as_ref
                 .as_ref()
@@ -345,18 +418,49 @@ impl ImageStore {
                 }
                 None => None,
             };
+            // A name: refused when it is the image's last and a root uses the image.
+            let check_name = |rec: &ImageRecord| -> Result<bool> {
+                let user = user_of(&roots, &rec.id);
+                if let Some(user) = &user
+                    && !force
+                    && single_reference(rec)
+                {
+                    return Err(Error::ReferenceInUse {
+                        reference: name.to_string(),
+                        user: user.clone(),
+                        id: short_id(&rec.id).to_string(),
+                    });
+                }
+                Ok(user.is_some())
+            };
             if let (Some(tag), true) = (as_tag, tagged) {
+                let id = tags
+                    .get(tag.as_str())
+                    .map_err(db_err)?
+                    .map(|v| v.value().to_string())
+                    .unwrap_or_default();
+                let in_use = match get_record(&images, &id)? {
+                    Some(rec) => check_name(&rec)?,
+                    None => false,
+                };
                 let mut out = vec![Removed::Untagged(tag.clone())];
                 if let Some(id) = remove_tag(&mut images, &mut tags, &tag)? {
-                    out.extend(drop_reference(&mut images, &mut times, &id, &tag)?);
+                    out.extend(drop_reference(&mut images, &mut times, &id, &tag, in_use)?);
                 }
                 out
             } else if let Some((rec, full)) = digested {
+                let in_use = check_name(&rec)?;
                 let mut rec = rec;
                 rec.repo_digests.retain(|d| *d != full);
                 put_record(&mut images, &rec)?;
                 let mut out = vec![Removed::Untagged(full.clone())];
-                out.extend(drop_reference(&mut images, &mut times, &rec.id, &full)?);
+                out.extend(drop_reference(
+                    &mut images,
+                    &mut times,
+                    &rec.id,
+                    &full,
+                    in_use,
+                )?);
                 out
             } else {
                 let id = find_id(&images, &tags, name)?
@@ -369,7 +473,17 @@ impl ImageStore {
                         tags: rec.repo_tags.join(", "),
                     });
                 }
-                delete_image(&mut images, &mut tags, &mut times, &id)?
+                match user_of(&roots, &id) {
+                    Some(user) if !force => {
+                        return Err(Error::ImageInUse {
+                            id: short_id(&id).to_string(),
+                            user,
+                        });
+                    }
+                    // Forced: the names go, the image stays for its users.
+                    Some(_) => untag_all(&mut images, &mut tags, &id)?,
+                    None => delete_image(&mut images, &mut tags, &mut times, &id)?,
+                }
             }
         };
         txn.commit().map_err(db_err)?;
@@ -377,22 +491,27 @@ impl ImageStore {
     }
 
     /// `docker image prune [-a]`: delete dangling (untagged) images, or with `all` every image
-    /// not in use; `in_use(id)` says whether a container uses an image (those are kept). Then
-    /// collect garbage ([`ImageStore::gc`]).
+    /// not in use: images a recorded root filesystem uses are kept, and so are those
+    /// `in_use(id)` names. Then collect garbage ([`ImageStore::gc`]).
     pub fn prune(&self, all: bool, in_use: &dyn Fn(&str) -> bool) -> Result<PruneReport> {
         let _lock = self.lock_exclusive()?;
+        self.forget_stale_roots()?;
         let db = self.db.get()?;
         let txn = db.begin_write().map_err(db_err)?;
         let removed = {
             let mut images = txn.open_table(IMAGES).map_err(db_err)?;
             let mut tags = txn.open_table(TAGS).map_err(db_err)?;
             let mut times = txn.open_table(TAG_TIMES).map_err(db_err)?;
+            let used: HashSet<String> = roots_in(&txn.open_table(ROOTS).map_err(db_err)?)?
+                .into_iter()
+                .map(|r| r.image)
+                .collect();
             let mut victims = Vec::new();
             for row in images.iter().map_err(db_err)? {
                 let (_, v) = row.map_err(db_err)?;
                 let rec: ImageRecord = serde_json::from_slice(v.value()).map_err(db_err)?;
                 let dangling = rec.repo_tags.is_empty() && rec.repo_digests.is_empty();
-                if (all || dangling) && !in_use(&rec.id) {
+                if (all || dangling) && !used.contains(&rec.id) && !in_use(&rec.id) {
                     victims.push(rec.id);
                 }
             }
@@ -407,9 +526,12 @@ impl ImageStore {
         Ok(PruneReport { removed, gc })
     }
 
-    /// Delete every blob and unpacked layer no recorded image refers to (its manifest, its
-    /// config, its layer blobs; its layers by diff ID). Blobs left by failed loads and imports
-    /// go here too.
+    /// Delete every blob and unpacked layer no recorded image or root filesystem refers to
+    /// (an image's manifest, config, layer blobs and layers by diff ID; a root's image config
+    /// and layers). Blobs left by failed loads and imports go here too. A root recorded whose
+    /// directories are both gone (its maker died before making any, or someone deleted them
+    /// by hand) is unrecorded first: nobody can be making it, since makers hold the store lock
+    /// shared and this runs with it exclusive.
     pub fn gc(&self) -> Result<GcReport> {
         let _lock = self.lock_exclusive()?;
         self.gc_locked()
@@ -420,8 +542,12 @@ impl ImageStore {
         // layer blobs cannot be told from garbage.
         let mut keep_blobs = HashSet::new();
         let mut keep_layers = HashSet::new();
+        for root in self.forget_stale_roots()? {
+            keep_blobs.insert(root.image.clone());
+            keep_layers.extend(root.diff_ids);
+        }
         for rec in self.images()? {
-            let manifest: berth_registry::Manifest = self
+            let manifest: berth_registry::ImageManifest = self
                 .read_blob(&rec.manifest)
                 .and_then(|b| {
                     serde_json::from_slice(&b).map_err(|e| Error::Invalid(e.to_string()))
@@ -434,8 +560,8 @@ impl ImageStore {
                 })?;
             keep_blobs.insert(rec.id.clone());
             keep_blobs.insert(rec.manifest.clone());
-            keep_blobs.insert(manifest.config.digest);
-            keep_blobs.extend(manifest.layers.into_iter().map(|l| l.digest));
+            keep_blobs.insert(manifest.config().digest().to_string());
+            keep_blobs.extend(manifest.layers().iter().map(|l| l.digest().to_string()));
             keep_layers.extend(rec.diff_ids);
         }
         let mut report = GcReport::default();
@@ -446,7 +572,7 @@ impl ImageStore {
         let rd = std::fs::read_dir(&layers_dir).map_err(|source| Error::Io {
             op: "reading",
             path: layers_dir.clone(),
-            source,
+            cause: source,
         })?;
         for e in rd.flatten() {
             let name = e.file_name().to_string_lossy().into_owned();
@@ -473,7 +599,7 @@ impl ImageStore {
             std::fs::remove_dir_all(&dir).map_err(|source| Error::Io {
                 op: "removing",
                 path: dir,
-                source,
+                cause: source,
             })?;
             report.reclaimed += sizes.get(&d).copied().unwrap_or(0);
             report.layers.push(d);
@@ -489,6 +615,20 @@ impl ImageStore {
             report.blobs.push(name);
         }
         Ok(report)
+    }
+
+    /// Unrecord the roots whose directories are both gone (see [`ImageStore::gc`]); the
+    /// others. Only with the store lock exclusive.
+    fn forget_stale_roots(&self) -> Result<Vec<RootRecord>> {
+        let mut live = Vec::new();
+        for root in self.roots()? {
+            if !root.dir.exists() && !root.target.exists() {
+                self.forget_root(&root.id)?;
+            } else {
+                live.push(root);
+            }
+        }
+        Ok(live)
     }
 
     /// Bytes on disk of the unpacked layer `diff_id` (0 when it is not unpacked).
@@ -528,7 +668,7 @@ impl ImageStore {
             let size = util::dir_usage(&dir).map_err(|source| Error::Io {
                 op: "measuring",
                 path: dir,
-                source,
+                cause: source,
             })?;
             out.insert(d.clone(), size);
             computed.push((d, size));

@@ -29,15 +29,23 @@ use std::collections::{HashMap, HashSet};
 use std::io::Read;
 use std::path::Path;
 
-use berth_registry::{Client, Descriptor, Manifest, Platform, Reference};
+use berth_registry::{Client, Descriptor, ImageManifest, Platform, Reference, descriptor_digest};
 use berth_store::Digest;
 
-use crate::{ConfigHead, Error, ImageRecord, ImageStore, Result};
+use crate::{Error, ImageRecord, ImageStore, Result};
 use stream::{Ctx, Job, Staged};
 
-/// How a pull is getting on, layer by layer (each layer named by its blob's digest).
+/// How a pull is getting on: what the reference resolved to, then layer by layer (each layer
+/// named by its blob's digest).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum PullEvent {
+    /// The registry resolved the reference to this digest: an index's for a multi-platform
+    /// image (the platform's manifest is then chosen from it), else the manifest's. What
+    /// Docker prints as `Digest:` and records in RepoDigests. Told once, before the layers.
+    Resolved {
+        /// The digest.
+        digest: Digest,
+    },
     /// The store has the layer already: nothing to do ("Already exists").
     Exists {
         /// The layer blob.
@@ -68,8 +76,10 @@ const MAX_CONFIG: u64 = 16 * 1024 * 1024;
 
 impl ImageStore {
     /// Pull `r` for `platform` and record it under its tag (if `r` has one, or none and no
-    /// digest: `latest`). Layers are downloaded, verified and unpacked as streams, up to four
-    /// at a time; on failure nothing of this pull is left in the store.
+    /// digest: `latest`), with the digest reference `repo@digest` of what `r` resolved to (for
+    /// a multi-platform image, the index's digest: the record keeps the platform's manifest).
+    /// Layers are downloaded, verified and unpacked as streams, up to four at a time; on
+    /// failure nothing of this pull is left in the store.
     pub fn pull(&self, client: &Client, r: &Reference, platform: &Platform) -> Result<ImageRecord> {
         self.pull_with_progress(client, r, platform, &|_| {})
     }
@@ -87,14 +97,17 @@ impl ImageStore {
         // staged or in place but not yet recorded.
         let _lock = self.lock_shared()?;
         let resolved = client.resolve(r, platform)?;
+        on_event(PullEvent::Resolved {
+            digest: resolved.reference_digest().clone(),
+        });
         let manifest = &resolved.manifest;
-        let config_digest = Digest::parse(&manifest.config.digest)?;
-        let config = self.config_bytes(client, r, &config_digest, &manifest.config)?;
-        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers.len())?;
+        let config_digest = descriptor_digest(manifest.config())?;
+        let config = self.config_bytes(client, r, &config_digest, manifest.config())?;
+        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers().len())?;
         let jobs = self.plan(manifest, &diff_ids, true)?;
         let mut told = HashSet::new();
-        for layer in &manifest.layers {
-            let digest = Digest::parse(&layer.digest)?;
+        for layer in manifest.layers() {
+            let digest = descriptor_digest(layer)?;
             if !jobs.iter().any(|j| j.digest == digest) && told.insert(digest.clone()) {
                 on_event(PullEvent::Exists { digest });
             }
@@ -120,8 +133,10 @@ impl ImageStore {
         // reference is recorded either way.
         let tag = r.digest.is_none().then(|| r.to_string());
         let mut rec = image_record(&resolved.digest, manifest, &config_digest, &diff_ids);
-        rec.repo_digests
-            .push(crate::digest_ref(r, &resolved.digest.to_string()));
+        rec.repo_digests.push(crate::digest_ref(
+            r,
+            &resolved.reference_digest().to_string(),
+        ));
         self.record(rec, tag.as_deref())
     }
 
@@ -132,12 +147,12 @@ impl ImageStore {
     pub fn add_image(
         &self,
         manifest_digest: &Digest,
-        manifest: &Manifest,
+        manifest: &ImageManifest,
         tag: Option<&str>,
     ) -> Result<ImageRecord> {
-        let config_digest = Digest::parse(&manifest.config.digest)?;
-        let config = self.read_blob(&manifest.config.digest)?;
-        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers.len())?;
+        let config_digest = descriptor_digest(manifest.config())?;
+        let config = self.read_blob(&config_digest.to_string())?;
+        let diff_ids = config_diff_ids(&config_digest, &config, manifest.layers().len())?;
         let jobs = self.plan(manifest, &diff_ids, false)?;
         let layers_dir = self.root.join("layers");
         let ctx = Ctx {
@@ -155,7 +170,9 @@ impl ImageStore {
     }
 
     /// The config blob: from the store if it is there, else fetched into memory (at most
-    /// [`MAX_CONFIG`] bytes) and checked against its digest and size.
+    /// [`MAX_CONFIG`] bytes) and checked against its digest and size. A download that breaks
+    /// off is the registry's error (the connection closed before the end), a complete answer
+    /// of another size the store's (a size mismatch).
     fn config_bytes(
         &self,
         client: &Client,
@@ -164,32 +181,29 @@ impl ImageStore {
         desc: &Descriptor,
     ) -> Result<Vec<u8>> {
         if self.blobs.contains(digest) {
-            return self.read_blob(&desc.digest);
+            return self.read_blob(&digest.to_string());
         }
-        if desc.size > MAX_CONFIG {
+        let size = desc.size();
+        if size > MAX_CONFIG {
             return Err(Error::BadConfig {
                 digest: digest.to_string(),
                 why: format!(
-                    "the manifest says it has {} bytes; berth reads configs of at most {MAX_CONFIG}",
-                    desc.size
+                    "the manifest says it has {size} bytes; berth reads configs of at most {MAX_CONFIG}"
                 ),
             });
         }
-        let mut bytes = Vec::with_capacity(desc.size as usize);
-        client
-            .blob_reader(r, digest)?
-            .take(desc.size + 1)
-            .read_to_end(&mut bytes)
-            .map_err(|e| {
-                Error::Registry(berth_registry::client::Error::Unreachable {
-                    registry: r.registry.clone(),
-                    why: format!("reading blob {digest}: {e}"),
-                })
-            })?;
-        if bytes.len() as u64 != desc.size {
+        let mut bytes = Vec::with_capacity(size as usize);
+        let cut = |read: usize, e: &std::io::Error| {
+            berth_registry::client::Error::reading_blob(&r.registry, digest, read as u64, size, e)
+        };
+        let mut reader = client.blob_reader(r, digest)?.take(size + 1);
+        if let Err(e) = reader.read_to_end(&mut bytes) {
+            return Err(cut(bytes.len(), &e).into());
+        }
+        if bytes.len() as u64 != size {
             return Err(berth_store::Error::SizeMismatch {
                 digest: digest.clone(),
-                expected: desc.size,
+                expected: size,
                 actual: bytes.len() as u64,
             }
             .into());
@@ -208,16 +222,16 @@ impl ImageStore {
     /// The jobs for the layers the store lacks (each blob and each diff ID once). With
     /// `fetch`, missing blobs are downloaded; without, they must be in the store. One blob
     /// listed twice with two diff IDs is refused (one of them is wrong).
-    fn plan(&self, manifest: &Manifest, diff_ids: &[Digest], fetch: bool) -> Result<Vec<Job>> {
+    fn plan(&self, manifest: &ImageManifest, diff_ids: &[Digest], fetch: bool) -> Result<Vec<Job>> {
         let mut jobs = Vec::new();
         let mut seen_blobs: HashMap<Digest, &Digest> = HashMap::new();
         let mut seen_layers = HashSet::new();
-        for (layer, diff_id) in manifest.layers.iter().zip(diff_ids) {
-            let digest = Digest::parse(&layer.digest)?;
+        for (layer, diff_id) in manifest.layers().iter().zip(diff_ids) {
+            let digest = descriptor_digest(layer)?;
             if let Some(other) = seen_blobs.insert(digest.clone(), diff_id) {
                 if other != diff_id {
                     return Err(Error::BadConfig {
-                        digest: manifest.config.digest.clone(),
+                        digest: manifest.config().digest().to_string(),
                         why: format!(
                             "layer {digest} is listed twice, with diff IDs {other} and {diff_id}"
                         ),
@@ -231,7 +245,7 @@ impl ImageStore {
             if need_blob || need_layer {
                 jobs.push(Job {
                     digest,
-                    size: layer.size,
+                    size: layer.size(),
                     diff_id: diff_id.clone(),
                     fetch: need_blob,
                     unpack: need_layer,
@@ -267,8 +281,8 @@ fn config_diff_ids(digest: &Digest, bytes: &[u8], layers: usize) -> Result<Vec<D
         digest: digest.to_string(),
         why,
     };
-    let head: ConfigHead = serde_json::from_slice(bytes).map_err(|e| bad(e.to_string()))?;
-    let ids = &head.rootfs.diff_ids;
+    let config = crate::config::parse(&digest.to_string(), bytes)?;
+    let ids = config.rootfs().diff_ids();
     if ids.len() != layers {
         return Err(bad(format!("{} diff IDs for {layers} layers", ids.len())));
     }
@@ -279,7 +293,7 @@ fn config_diff_ids(digest: &Digest, bytes: &[u8], layers: usize) -> Result<Vec<D
 
 fn image_record(
     manifest_digest: &Digest,
-    manifest: &Manifest,
+    manifest: &ImageManifest,
     config_digest: &Digest,
     diff_ids: &[Digest],
 ) -> ImageRecord {
@@ -289,7 +303,7 @@ fn image_record(
         repo_tags: Vec::new(),
         repo_digests: Vec::new(),
         diff_ids: diff_ids.iter().map(Digest::to_string).collect(),
-        size: manifest.layers.iter().map(|l| l.size).sum(),
+        size: manifest.layers().iter().map(Descriptor::size).sum(),
     }
 }
 
@@ -298,7 +312,7 @@ fn sync(dir: &Path, whole: bool) -> Result<()> {
     let io = |op, source| Error::Io {
         op,
         path: dir.to_path_buf(),
-        source,
+        cause: source,
     };
     let d = std::fs::File::open(dir).map_err(|e| io("opening", e))?;
     if whole {

@@ -6,8 +6,7 @@ use std::os::unix::fs::MetadataExt;
 use std::path::Path;
 
 use berth_layer::Compression;
-use berth_store::Digest;
-use sha2::{Digest as _, Sha256};
+use berth_store::{Digest, Hasher};
 
 /// Now, as RFC 3339 in UTC with nanoseconds (what Docker writes in image configs).
 pub(crate) fn now_rfc3339() -> String {
@@ -98,7 +97,7 @@ pub(crate) fn copy_hashing(
     mut from: impl Read,
     mut to: impl Write,
 ) -> Result<(Digest, u64), Result<io::Error, io::Error>> {
-    let mut hasher = Sha256::new();
+    let mut hasher = Hasher::new();
     let mut buf = vec![0u8; 256 * 1024];
     let mut n = 0u64;
     loop {
@@ -112,13 +111,26 @@ pub(crate) fn copy_hashing(
         to.write_all(&buf[..r]).map_err(Err)?;
         n += r as u64;
     }
-    let hex: String = hasher
-        .finalize()
-        .iter()
-        .map(|b| format!("{b:02x}"))
-        .collect();
-    let digest = Digest::parse(&format!("sha256:{hex}")).map_err(|e| Err(io::Error::other(e)))?;
-    Ok((digest, n))
+    Ok((hasher.finish(), n))
+}
+
+/// A path for a message: whole when short, else its start and end around an ellipsis (a
+/// path in a hostile tree can be thousands of components deep).
+pub(crate) fn short_path(p: &Path) -> String {
+    const MAX: usize = 200;
+    let s = p.to_string_lossy();
+    if s.len() <= MAX {
+        return s.into_owned();
+    }
+    let mut head = MAX / 2;
+    while !s.is_char_boundary(head) {
+        head -= 1;
+    }
+    let mut tail = s.len() - MAX / 2;
+    while !s.is_char_boundary(tail) {
+        tail += 1;
+    }
+    format!("{}…{} ({} bytes)", &s[..head], &s[tail..], s.len())
 }
 
 #[cfg(test)]

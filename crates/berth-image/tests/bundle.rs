@@ -7,9 +7,9 @@ use std::os::unix::ffi::OsStrExt;
 use std::os::unix::fs::{FileTypeExt, MetadataExt};
 use std::path::Path;
 
-use berth_image::bundle::{Bundle, annotation, runtime_spec, unbundle};
-use berth_image::config::{ConfigError, ImageConfig, Overrides};
-use berth_image::rootfs::{Rootfs, RootfsError, RootfsKind};
+use berth_image::bundle::{Bundle, annotation, runtime_spec};
+use berth_image::config::{ConfigError, ImageConfiguration, Overrides};
+use berth_image::rootfs::{Root, RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::{Client, Options, Platform, Reference};
 use berth_testkit::busybox_rootfs;
@@ -190,15 +190,19 @@ fn overlay_and_copy_give_the_same_view_of_a_layered_image() {
     );
 
     // The kind survives a reopen; remove handles both.
-    assert_eq!(Rootfs::open(&cp.dir).unwrap(), cp);
-    assert_eq!(Rootfs::open(&ov.dir).unwrap(), ov);
+    assert_eq!(s.open_root(&cp.id).unwrap(), cp);
+    assert_eq!(s.open_root(&ov.id).unwrap(), ov);
+    assert_eq!(Root::open(&ov.dir).unwrap(), ov.root);
+    assert_eq!(s.roots().unwrap().len(), 3);
     for r in [ov, cp, auto] {
         r.check().unwrap();
-        r.remove().unwrap();
+        s.remove_rootfs(&r).unwrap();
         assert!(!r.dir.exists() && !r.merged().exists());
         assert!(matches!(r.check(), Err(RootfsError::NotFound(_))));
-        r.remove().unwrap(); // twice is fine
+        // Gone, and unrecorded.
+        assert!(matches!(s.remove_rootfs(&r), Err(RootfsError::NotFound(_))));
     }
+    assert!(s.roots().unwrap().is_empty());
     assert!(mounts_under(t.path()).is_empty());
     // The shared layers are untouched.
     assert!(s.layer_path(&img.diff_ids[1]).join("opt/c").is_file());
@@ -244,8 +248,8 @@ fn a_layer_repeated_in_an_image_mounts_and_counts_where_it_is_highest() {
         describe(&cp.merged()),
         "the same as applying every layer"
     );
-    ov.remove().unwrap();
-    cp.remove().unwrap();
+    s.remove_rootfs(&ov).unwrap();
+    s.remove_rootfs(&cp).unwrap();
     assert!(mounts_under(t.path()).is_empty());
 }
 
@@ -286,7 +290,7 @@ fn a_copy_keeps_xattrs_devices_and_links() {
     let state: Value =
         serde_json::from_slice(&std::fs::read(cp.dir.join("rootfs.json")).unwrap()).unwrap();
     assert_eq!(state["kind"], "copy");
-    cp.remove().unwrap();
+    s.remove_rootfs(&cp).unwrap();
 }
 
 #[test]
@@ -331,7 +335,7 @@ fn auto_falls_back_to_a_copy_where_overlayfs_cannot_be_used() {
     assert!(!dir.join(".berth-rootfs/upper").exists());
     let (code, out, err) = run_bundle(&dir);
     assert_eq!((code, out.as_str()), (0, "44\n0\n"), "{err}");
-    b.remove().unwrap();
+    s.unbundle(&b.dir, false).unwrap();
     assert!(!dir.exists());
     assert!(mounts_under(t.path()).is_empty());
 }
@@ -345,8 +349,12 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
     let t = tempdir();
     let s = ImageStore::open(&t.path().join("store")).unwrap();
     let r = Reference::parse(&format!("{}/bb:run", reg.addr)).unwrap();
-    s.pull(&Client::new(Options::default()), &r, &Platform::host())
-        .unwrap();
+    s.pull(
+        &Client::new(Options::default()),
+        &r,
+        &<Platform as berth_registry::PlatformExt>::host(),
+    )
+    .unwrap();
     for kind in [RootfsKind::Overlay, RootfsKind::Copy] {
         let dir = t.path().join(format!("bundle-{kind:?}"));
         let o = Overrides {
@@ -366,7 +374,7 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
             out, "hello from the image\n1000\n1000\n/tmp\nboxy\n",
             "{kind:?}"
         );
-        b.remove().unwrap();
+        s.unbundle(&b.dir, false).unwrap();
         assert!(!dir.exists());
     }
     assert!(
@@ -374,6 +382,44 @@ fn a_bundle_of_a_pulled_image_runs_with_the_berth_runtime() {
         "{:?}",
         mounts_under(t.path())
     );
+}
+
+/// A bundle's container runs under Docker's default seccomp profile: a user namespace, which
+/// needs no capability, is refused there, and allowed once the profile is taken out.
+#[test]
+fn a_bundles_container_runs_under_the_default_seccomp_profile() {
+    let t = tempdir();
+    let s = ImageStore::open(&t.path().join("store")).unwrap();
+    add_image(
+        &s,
+        &[tar_dir(&busybox_rootfs())],
+        json!({"config": {"Cmd": ["sh"]}}),
+        "localhost/seccomp:1",
+    );
+    let dir = t.path().join("b");
+    let b = s
+        .bundle(
+            "localhost/seccomp:1",
+            &dir,
+            RootfsKind::Overlay,
+            &sh("unshare -U true 2>/dev/null; echo unshare=$?"),
+        )
+        .unwrap();
+    let seccomp = b.spec.linux().as_ref().unwrap().seccomp().as_ref().unwrap();
+    assert_eq!(
+        seccomp.default_action(),
+        oci_spec::runtime::LinuxSeccompAction::ScmpActErrno
+    );
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=1\n"), "{err}");
+    // The control: without the profile the same call works.
+    let config = dir.join("config.json");
+    let mut v: Value = serde_json::from_slice(&std::fs::read(&config).unwrap()).unwrap();
+    v["linux"].as_object_mut().unwrap().remove("seccomp");
+    std::fs::write(&config, serde_json::to_vec(&v).unwrap()).unwrap();
+    let (code, out, err) = run_bundle(&dir);
+    assert_eq!((code, out.as_str()), (0, "unshare=0\n"), "{err}");
+    s.unbundle(&dir, false).unwrap();
 }
 
 /// busybox plus a layer with /data seeded, under a config that uses every field.
@@ -486,7 +532,7 @@ fn the_image_config_becomes_the_runtime_spec() {
     assert!(dir.join("volumes/var_cache_app").is_dir());
 
     // config.json says the same, and reopening finds it all.
-    let reopened = Bundle::open(&dir).unwrap();
+    let reopened = Bundle::open(&s, &dir).unwrap();
     assert_eq!(&reopened.spec, spec);
     assert_eq!(reopened.volumes, b.volumes);
     assert_eq!(reopened.rootfs, b.rootfs);
@@ -495,7 +541,7 @@ fn the_image_config_becomes_the_runtime_spec() {
     let (code, out, err) = run_bundle(&dir);
     assert_eq!(code, 0, "{err}");
     assert_eq!(out, "from-image-cmd\n");
-    b.remove().unwrap();
+    s.unbundle(&b.dir, false).unwrap();
 
     let b = s
         .bundle(
@@ -515,7 +561,7 @@ fn the_image_config_becomes_the_runtime_spec() {
         b"kept\n"
     );
     assert!(!dir.join("rootfs/data/out").exists());
-    unbundle(&dir).unwrap();
+    s.unbundle(&dir, false).unwrap();
     assert!(!dir.exists());
     assert!(mounts_under(t.path()).is_empty());
 }
@@ -525,9 +571,10 @@ fn runtime_spec_alone() {
     let root = tempdir();
     std::fs::create_dir(root.path().join("etc")).unwrap();
     std::fs::write(root.path().join("etc/passwd"), "app:x:7:8::/:/bin/sh\n").unwrap();
-    let cfg: ImageConfig = serde_json::from_value(json!({
+    let cfg: ImageConfiguration = serde_json::from_value(json!({
         "os": "linux", "architecture": "arm64",
-        "config": {"Cmd": ["run"], "User": "app"}
+        "config": {"Cmd": ["run"], "User": "app"},
+        "rootfs": {"type": "layers", "diff_ids": []}
     }))
     .unwrap();
     let spec = runtime_spec(&cfg, root.path(), &Overrides::default()).unwrap();
@@ -540,8 +587,12 @@ fn runtime_spec_alone() {
     let caps = p.capabilities().as_ref().unwrap();
     assert!(caps.bounding().as_ref().unwrap().len() >= 14);
     // Unknown users are errors.
-    let cfg: ImageConfig =
-        serde_json::from_value(json!({"config": {"Cmd": ["x"], "User": "ghost"}})).unwrap();
+    let cfg: ImageConfiguration = serde_json::from_value(json!({
+        "os": "linux", "architecture": "arm64",
+        "config": {"Cmd": ["x"], "User": "ghost"},
+        "rootfs": {"type": "layers", "diff_ids": []}
+    }))
+    .unwrap();
     assert!(matches!(
         runtime_spec(&cfg, root.path(), &Overrides::default()),
         Err(RootfsError::Config(ConfigError::Unknown { .. }))
@@ -582,8 +633,14 @@ fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
     assert!(matches!(&e, RootfsError::Exists(p) if p == &dir), "{e}");
     assert!(dir.join("mine").is_file());
     // Not a bundle: unbundle and open refuse, and delete nothing.
-    assert!(matches!(unbundle(&dir), Err(RootfsError::NotFound(_))));
-    assert!(matches!(Bundle::open(&dir), Err(RootfsError::NotFound(_))));
+    assert!(matches!(
+        s.unbundle(&dir, false),
+        Err(RootfsError::NotFound(_))
+    ));
+    assert!(matches!(
+        Bundle::open(&s, &dir),
+        Err(RootfsError::NotFound(_))
+    ));
     assert!(dir.join("mine").is_file());
     std::fs::remove_dir_all(&dir).unwrap();
     // A user the image does not know: refused after the rootfs was made, which is undone.
@@ -651,8 +708,8 @@ fn bad_input_is_refused_with_typed_errors_and_leaves_nothing() {
     ));
     assert!(t.path().join("taken").is_dir());
     assert!(matches!(
-        Rootfs::open(&t.path().join("taken")),
-        Err(RootfsError::NotFound(_))
+        Root::open(&t.path().join("taken")),
+        Err(berth_image::rootfs::SnapshotError::NotFound(_))
     ));
     assert!(mounts_under(t.path()).is_empty());
 }

@@ -9,7 +9,7 @@ use std::path::{Path, PathBuf};
 
 use berth_image::commit::{Change, ChangeKind, CommitOptions, diff, export};
 use berth_image::config::Overrides;
-use berth_image::rootfs::{Rootfs, RootfsError, RootfsKind};
+use berth_image::rootfs::{RootfsError, RootfsKind};
 use berth_image::{Error, ImageRecord, ImageStore};
 use berth_registry::Reference;
 use berth_testkit::busybox_rootfs;
@@ -178,7 +178,7 @@ fn diff_reports_what_changed_like_docker_diff() {
         assert_eq!(diff(&r).unwrap(), want, "{kind:?}");
         let shown: Vec<String> = diff(&r).unwrap().iter().map(|c| c.to_string()).collect();
         assert_eq!(shown[..3], ["C /bin", "D /bin/zcat", "D /data"]);
-        r.remove().unwrap();
+        s.remove_rootfs(&r).unwrap();
         assert!(matches!(diff(&r), Err(RootfsError::NotFound(_))));
     }
     assert!(mounts_under(t.path()).is_empty());
@@ -225,7 +225,7 @@ fn a_commit_is_an_image_that_runs_with_the_changes() {
             ],
         };
         let rec = s.commit(&b.rootfs, "localhost/base:commit", &opts).unwrap();
-        b.remove().unwrap();
+        s.unbundle(&b.dir, false).unwrap();
 
         // The record: the base's layers plus one, only that one unpacked.
         assert_eq!(rec.diff_ids.len(), base.diff_ids.len() + 1);
@@ -285,7 +285,7 @@ fn a_commit_is_an_image_that_runs_with_the_changes() {
             "{}",
             view["opt/new/f"]
         );
-        again.remove().unwrap();
+        s.remove_rootfs(&again).unwrap();
 
         // Its bundles run the new config and see the changes.
         let dir2 = t.path().join(format!("c-{kind:?}"));
@@ -299,7 +299,7 @@ fn a_commit_is_an_image_that_runs_with_the_changes() {
             .unwrap();
         let (code, out, err) = run_bundle(&dir2);
         assert_eq!((code, out.as_str()), (0, "committed\n"), "{err}");
-        b2.remove().unwrap();
+        s.unbundle(&b2.dir, false).unwrap();
         let b3 = s
             .bundle(
                 &rec.id,
@@ -314,7 +314,7 @@ fn a_commit_is_an_image_that_runs_with_the_changes() {
         let (code, out, err) = run_bundle(&dir2);
         assert_eq!(code, 0, "{err}");
         assert_eq!(out, "no-data\nno-motd\nx\n/opt\nuser\nbar\n");
-        b3.remove().unwrap();
+        s.unbundle(&b3.dir, false).unwrap();
     }
     assert!(
         mounts_under(t.path()).is_empty(),
@@ -344,7 +344,7 @@ fn a_commit_without_changes_adds_no_layer() {
         assert_eq!(last["empty_layer"], true);
         assert_eq!(last["created_by"], "berth commit");
         assert!(cfg.get("author").is_none());
-        r.remove().unwrap();
+        s.remove_rootfs(&r).unwrap();
     }
     assert!(mounts_under(t.path()).is_empty());
 }
@@ -399,7 +399,7 @@ fn export_is_a_tar_of_the_merged_tree() {
         std::fs::create_dir(&flat).unwrap();
         berth_layer::unpack(&out[..], &flat, berth_layer::Mode::Flatten).unwrap();
         assert_eq!(describe(&flat), describe(&m), "{kind:?}");
-        r.remove().unwrap();
+        s.remove_rootfs(&r).unwrap();
         assert!(matches!(
             export(&r, std::io::sink()),
             Err(RootfsError::NotFound(_))
@@ -466,7 +466,7 @@ fn bad_input_is_refused_with_typed_errors() {
     export(&r, std::io::sink()).unwrap();
     assert_eq!(mounts_under(t.path()).len(), 1);
     // Removed: everything refuses.
-    r.remove().unwrap();
+    s.remove_rootfs(&r).unwrap();
     let e = s
         .commit(&r, &base.id, &CommitOptions::default())
         .unwrap_err();
@@ -474,8 +474,8 @@ fn bad_input_is_refused_with_typed_errors() {
     assert!(matches!(r.remount(), Err(RootfsError::NotFound(_))));
     assert!(matches!(diff(&r), Err(RootfsError::NotFound(_))));
     assert!(matches!(
-        Rootfs::open(&r.dir),
-        Err(RootfsError::NotFound(_))
+        berth_image::rootfs::Root::open(&r.dir),
+        Err(berth_image::rootfs::SnapshotError::NotFound(_))
     ));
     assert_eq!(s.images().unwrap().len(), images_before);
     assert!(mounts_under(t.path()).is_empty());

@@ -387,7 +387,7 @@ fn inspect_and_history_are_shaped_like_docker() {
 
 #[test]
 fn pulled_images_resolve_by_repo_digest() {
-    use berth_registry::{Client, Options, Platform, Reference};
+    use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
     let reg = berth_testkit::images::Registry::start();
     let digest = berth_testkit::images::push_busybox(&reg, "bb:1");
     let (_d, s) = store();
@@ -435,7 +435,7 @@ fn pulled_images_resolve_by_repo_digest() {
 
 #[test]
 fn an_image_pulled_by_digest_has_no_tag_and_goes_with_its_repository_last_tag() {
-    use berth_registry::{Client, Options, Platform, Reference};
+    use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
     let reg = berth_testkit::images::Registry::start();
     let digest = berth_testkit::images::push_busybox(&reg, "bd:1");
     let (_d, s) = store();

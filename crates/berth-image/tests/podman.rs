@@ -8,7 +8,7 @@ use std::path::Path;
 use std::process::Command;
 
 use berth_image::ImageStore;
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
 use berth_testkit::images::{Registry, push_busybox};
 use common::{hex, rootfs_dir, run_in, store};
 
@@ -75,7 +75,7 @@ fn load_file(s: &ImageStore, path: &Path) -> Vec<berth_image::ImageRecord> {
 fn assert_runs(root: &Path, s: &ImageStore, img: &berth_image::ImageRecord) {
     let fs = s.create_rootfs(img, &rootfs_dir(root, "run")).unwrap();
     assert_eq!(run_in(&fs.merged(), &["echo", "hello"]), "hello\n");
-    fs.remove().unwrap();
+    s.remove_rootfs(&fs).unwrap();
 }
 
 #[test]

@@ -1,7 +1,7 @@
 //! Pulling into the image store from a real registry: blobs, unpacked layers, tags.
 
 use berth_image::ImageStore;
-use berth_registry::{Client, Options, Platform, Reference};
+use berth_registry::{Client, Options, Platform, PlatformExt, Reference};
 use berth_testkit::images::{Registry, busybox_layout, skopeo_copy};
 use std::os::unix::fs::MetadataExt;
 
@@ -108,7 +108,7 @@ fn copy_on_write_rootfs_over_shared_layers() {
     );
     assert!(c2.merged().join("etc/passwd").is_file());
     for c in [c1, c2] {
-        c.remove().unwrap();
+        store.remove_rootfs(&c).unwrap();
         assert!(!c.dir.exists());
     }
     let mounts = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
@@ -281,7 +281,7 @@ fn a_layered_debian_image_with_whiteouts_pulls_and_runs() {
         .output()
         .unwrap();
     assert_eq!(String::from_utf8_lossy(&out.stdout), "Hello, world!\n");
-    c.remove().unwrap();
+    store.remove_rootfs(&c).unwrap();
 }
 
 #[test]
@@ -313,7 +313,7 @@ fn zstd_layers_with_whiteouts() {
         "layer two\n"
     );
     assert_eq!(names(&m.join("usr/sbin")), ["only"]);
-    c.remove().unwrap();
+    store.remove_rootfs(&c).unwrap();
     assert_no_temporaries(root.path());
 }
 
@@ -518,6 +518,21 @@ fn bad_layers_are_refused_with_typed_errors_and_leave_nothing() {
                 lb.add_blob(&bad, GZ, &format!("sha256:{}", "0".repeat(64)));
             }),
         ),
+        // Gzip of something that is not a tar (a passwd file): refused without quoting it.
+        (
+            "nottar",
+            Box::new(|lb| {
+                let text = "root:x:0:0:root:/root:/bin/bash\n".repeat(40);
+                let mut gz = flate2::write::GzEncoder::new(Vec::new(), flate2::Compression::fast());
+                std::io::Write::write_all(&mut gz, text.as_bytes()).unwrap();
+                let blob = gz.finish().unwrap();
+                lb.add_blob(
+                    &blob,
+                    GZ,
+                    &berth_store::Digest::of(text.as_bytes()).to_string(),
+                );
+            }),
+        ),
         // A good layer whose diff ID in the config is another's.
         (
             "diffid",
@@ -555,16 +570,19 @@ fn bad_layers_are_refused_with_typed_errors_and_leave_nothing() {
             (
                 "garbage",
                 berth_image::Error::Layer {
-                    source: berth_layer::Error::Read(_),
+                    cause: berth_layer::Error::Read(_),
                     ..
                 },
             ) => {}
+            ("nottar", berth_image::Error::LayerNotTar { .. }) => {
+                assert!(!err.to_string().contains("root:"), "{err}");
+            }
             ("diffid", berth_image::Error::DiffIdMismatch { .. }) => {}
             ("twice", berth_image::Error::BadConfig { .. }) => {}
             (
                 "escape",
                 berth_image::Error::Layer {
-                    source: berth_layer::Error::Escape { .. },
+                    cause: berth_layer::Error::Escape { .. },
                     ..
                 },
             ) => {}
@@ -614,6 +632,7 @@ fn a_pull_reports_each_layers_progress() {
                 PullEvent::Exists { digest: d }
                 | PullEvent::Done { digest: d }
                 | PullEvent::Progress { digest: d, .. } => d.to_string() == *digest,
+                PullEvent::Resolved { .. } => false,
             })
             .collect();
         let (last, counts) = mine.split_last().expect("events for every layer");
@@ -651,7 +670,14 @@ fn a_pull_reports_each_layers_progress() {
             digest: berth_store::Digest::parse(d).unwrap(),
         })
         .collect();
-    assert_eq!(events, exists);
+    // First what the tag resolved to (a manifest: its digest), then the layers.
+    assert_eq!(
+        events[0],
+        PullEvent::Resolved {
+            digest: berth_store::Digest::parse(&again.manifest).unwrap()
+        }
+    );
+    assert_eq!(events[1..], exists);
 
     // A layer unpacked from a stored blob is read from the store, not downloaded.
     std::fs::remove_dir_all(store.layer_path(&img.diff_ids[0])).unwrap();

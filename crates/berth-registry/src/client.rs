@@ -1,5 +1,6 @@
 //! The OCI distribution client: manifests and blobs over HTTP(S), with anonymous, Bearer-token
-//! and Basic authentication, streaming blobs into the verified blob store.
+//! and Basic authentication. Blobs are handed over as streams ([`Client::blob_reader`]): the
+//! image store's pull hashes and stores them (the one pull path).
 
 use std::collections::HashMap;
 use std::io::Read;
@@ -7,24 +8,17 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use base64::Engine as _;
-use berth_store::{BlobStore, Digest};
+use berth_store::Digest;
+use oci_spec::image::{Descriptor, ImageIndex, ImageManifest, MediaType, Platform};
 use serde::Deserialize;
 
+use crate::media;
+use crate::platform::PlatformExt as _;
 use crate::reference::Reference;
 
-/// The manifest media types berth reads.
-pub mod media {
-    /// OCI image manifest.
-    pub const OCI_MANIFEST: &str = "application/vnd.oci.image.manifest.v1+json";
-    /// OCI image index.
-    pub const OCI_INDEX: &str = "application/vnd.oci.image.index.v1+json";
-    /// Docker schema 2 manifest.
-    pub const DOCKER_MANIFEST: &str = "application/vnd.docker.distribution.manifest.v2+json";
-    /// Docker manifest list.
-    pub const DOCKER_LIST: &str = "application/vnd.docker.distribution.manifest.list.v2+json";
-}
-
-/// What can go wrong talking to a registry.
+/// What can go wrong talking to a registry. Each message is whole (what was asked of which
+/// registry, and why it failed, once): no variant returns a `source()`, so printing the chain
+/// (anyhow's `{:#}`) does not repeat a cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// The registry could not be reached.
@@ -34,6 +28,30 @@ pub enum Error {
         registry: String,
         /// The transport error.
         why: String,
+    },
+    /// Reading a response broke off (the connection failed or timed out part-way).
+    #[error("reading {what} from {registry}: {why}")]
+    ReadFailed {
+        /// What was being read (`blob sha256:…`, `manifest …`).
+        what: String,
+        /// host\[:port\].
+        registry: String,
+        /// The transport's error.
+        why: String,
+    },
+    /// A blob's download ended before the size its descriptor gives.
+    #[error(
+        "reading blob {digest} from {registry}: connection closed before the end ({read} of {size} bytes)"
+    )]
+    Cut {
+        /// The blob.
+        digest: Digest,
+        /// host\[:port\].
+        registry: String,
+        /// Bytes received.
+        read: u64,
+        /// Bytes the descriptor announced.
+        size: u64,
     },
     /// The registry answered with an error status.
     #[error("{what}: the registry answered {status}{}", if body.is_empty() { String::new() } else { format!(": {body}") })]
@@ -96,6 +114,14 @@ pub enum Error {
     /// The manifest's media type is not an image manifest or index.
     #[error("unsupported manifest media type {0:?}")]
     UnknownMediaType(String),
+    /// A manifest or index that does not parse (or names a digest berth refuses).
+    #[error("{what}: {why}")]
+    BadManifest {
+        /// `manifest <reference>`, `index <digest>`…
+        what: String,
+        /// What is wrong.
+        why: String,
+    },
     /// No manifest in the index matches the platform.
     #[error("no image for platform {wanted} (the index has {have})")]
     NoPlatform {
@@ -111,93 +137,6 @@ pub enum Error {
 
 /// Result with this module's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
-
-/// A content descriptor.
-#[derive(Debug, Clone, Deserialize, PartialEq)]
-pub struct Descriptor {
-    /// Media type.
-    #[serde(rename = "mediaType", default)]
-    pub media_type: String,
-    /// Digest, `sha256:…`.
-    pub digest: String,
-    /// Size in bytes.
-    pub size: u64,
-    /// Platform, in an index.
-    #[serde(default)]
-    pub platform: Option<Platform>,
-}
-
-/// An image platform.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct Platform {
-    /// e.g. "linux".
-    pub os: String,
-    /// e.g. "amd64".
-    pub architecture: String,
-    /// e.g. "v8".
-    #[serde(default)]
-    pub variant: Option<String>,
-}
-
-impl Platform {
-    /// Parse `os/arch[/variant]`.
-    pub fn parse(s: &str) -> Option<Platform> {
-        let mut it = s.split('/');
-        let os = it.next().filter(|s| !s.is_empty())?.to_string();
-        let architecture = it.next().filter(|s| !s.is_empty())?.to_string();
-        let variant = it.next().map(str::to_string);
-        it.next().is_none().then_some(Platform {
-            os,
-            architecture,
-            variant,
-        })
-    }
-
-    /// The platform berth runs on.
-    pub fn host() -> Platform {
-        let architecture = match std::env::consts::ARCH {
-            "x86_64" => "amd64",
-            "aarch64" => "arm64",
-            "x86" => "386",
-            other => other,
-        };
-        Platform {
-            os: "linux".into(),
-            architecture: architecture.into(),
-            variant: None,
-        }
-    }
-
-    fn matches(&self, other: &Platform) -> bool {
-        self.os == other.os
-            && self.architecture == other.architecture
-            && (self.variant.is_none() || self.variant == other.variant)
-    }
-}
-
-impl std::fmt::Display for Platform {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "{}/{}", self.os, self.architecture)?;
-        if let Some(v) = &self.variant {
-            write!(f, "/{v}")?;
-        }
-        Ok(())
-    }
-}
-
-/// An image manifest.
-#[derive(Debug, Clone, Deserialize)]
-pub struct Manifest {
-    /// The config blob.
-    pub config: Descriptor,
-    /// The layers, bottom first.
-    pub layers: Vec<Descriptor>,
-}
-
-#[derive(Deserialize)]
-struct Index {
-    manifests: Vec<Descriptor>,
-}
 
 /// Credentials for one registry.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -234,14 +173,59 @@ pub struct Client {
 /// The result of resolving a reference to one image manifest.
 #[derive(Debug, Clone)]
 pub struct Resolved {
-    /// The manifest's digest.
+    /// The image manifest's digest.
     pub digest: Digest,
     /// Its media type.
-    pub media_type: String,
+    pub media_type: MediaType,
     /// Its bytes, as served (and stored).
     pub bytes: Vec<u8>,
     /// Parsed.
-    pub manifest: Manifest,
+    pub manifest: ImageManifest,
+    /// The index the reference named, when it named one (a multi-platform image) and the
+    /// manifest was chosen from it for a platform.
+    pub index: Option<Digest>,
+}
+
+impl Resolved {
+    /// The digest the reference resolved to: the index's for a multi-platform image, else the
+    /// manifest's. What Docker prints (`Digest: …`) and records (RepoDigests) for a pull.
+    pub fn reference_digest(&self) -> &Digest {
+        self.index.as_ref().unwrap_or(&self.digest)
+    }
+}
+
+impl Error {
+    /// The error for a failed read of blob `digest`'s download from `registry` after `read`
+    /// of its `size` bytes: an end of the stream before the last byte is [`Error::Cut`],
+    /// anything else [`Error::ReadFailed`].
+    pub fn reading_blob(
+        registry: &str,
+        digest: &Digest,
+        read: u64,
+        size: u64,
+        e: &std::io::Error,
+    ) -> Error {
+        if e.kind() == std::io::ErrorKind::UnexpectedEof && read < size {
+            Error::Cut {
+                digest: digest.clone(),
+                registry: registry.to_string(),
+                read,
+                size,
+            }
+        } else {
+            Error::ReadFailed {
+                what: format!("blob {digest}"),
+                registry: registry.to_string(),
+                why: e.to_string(),
+            }
+        }
+    }
+}
+
+/// The digest of the blob `d` describes, as the blob store's [`Digest`]: only `sha256:` and
+/// 64 hex digits, so a descriptor can never name a path.
+pub fn descriptor_digest(d: &Descriptor) -> Result<Digest, berth_store::Error> {
+    Digest::parse(d.digest().as_ref())
 }
 
 fn is_local(host: &str) -> bool {
@@ -517,32 +501,30 @@ impl Client {
         Ok(())
     }
 
-    /// Fetch the manifest `r` names; an index is resolved to the manifest for `platform`.
+    /// Fetch the manifest `r` names; an index is resolved to the manifest for `platform`
+    /// (and its digest kept in [`Resolved::index`]).
     pub fn resolve(&self, r: &Reference, platform: &Platform) -> Result<Resolved> {
-        let accept = [
-            media::OCI_MANIFEST,
-            media::OCI_INDEX,
-            media::DOCKER_MANIFEST,
-            media::DOCKER_LIST,
-        ]
-        .join(", ");
+        let accept = media::manifest_accept();
         let mut want = r.manifest_ref();
+        let mut index = None;
         for _ in 0..2 {
             let url = format!("{}/manifests/{want}", self.base(r));
-            let resp = self.get(r, &url, Some(&accept), &format!("manifest {r}"))?;
-            let media_type = resp
-                .header("Content-Type")
-                .unwrap_or_default()
-                .split(';')
-                .next()
-                .unwrap_or_default()
-                .trim()
-                .to_string();
+            let what = format!("manifest {r}");
+            let resp = self.get(r, &url, Some(&accept), &what)?;
+            let media_type = MediaType::from(
+                resp.header("Content-Type")
+                    .unwrap_or_default()
+                    .split(';')
+                    .next()
+                    .unwrap_or_default()
+                    .trim(),
+            );
             let mut bytes = Vec::new();
             resp.into_reader()
                 .take(16 * 1024 * 1024)
                 .read_to_end(&mut bytes)
-                .map_err(|e| Error::Unreachable {
+                .map_err(|e| Error::ReadFailed {
+                    what: what.clone(),
                     registry: r.registry.clone(),
                     why: e.to_string(),
                 })?;
@@ -553,59 +535,55 @@ impl Client {
                     r.registry
                 )));
             }
-            match media_type.as_str() {
-                media::OCI_MANIFEST | media::DOCKER_MANIFEST => {
-                    let manifest: Manifest = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::Protocol(format!("manifest {want}: {e}")))?;
-                    return Ok(Resolved {
-                        digest,
-                        media_type,
-                        bytes,
-                        manifest,
-                    });
-                }
-                media::OCI_INDEX | media::DOCKER_LIST => {
-                    let index: Index = serde_json::from_slice(&bytes)
-                        .map_err(|e| Error::Protocol(format!("index {want}: {e}")))?;
-                    let chosen = index
-                        .manifests
-                        .iter()
-                        .find(|m| m.platform.as_ref().is_some_and(|p| platform.matches(p)))
-                        .ok_or_else(|| Error::NoPlatform {
-                            wanted: platform.to_string(),
-                            have: index
-                                .manifests
-                                .iter()
-                                .filter_map(|m| m.platform.as_ref().map(|p| p.to_string()))
-                                .collect::<Vec<_>>()
-                                .join(", "),
-                        })?;
-                    want = chosen.digest.clone();
-                }
-                other => return Err(Error::UnknownMediaType(other.to_string())),
+            let bad = |why: String| Error::BadManifest {
+                what: format!("manifest {want} of {r}"),
+                why,
+            };
+            if media::is_manifest(&media_type) {
+                let manifest: ImageManifest =
+                    serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+                return Ok(Resolved {
+                    digest,
+                    media_type,
+                    bytes,
+                    manifest,
+                    index,
+                });
             }
+            if !media::is_index(&media_type) {
+                return Err(Error::UnknownMediaType(media_type.to_string()));
+            }
+            let list: ImageIndex =
+                serde_json::from_slice(&bytes).map_err(|e| bad(e.to_string()))?;
+            let chosen = list
+                .manifests()
+                .iter()
+                .find(|m| m.platform().as_ref().is_some_and(|p| platform.matches(p)))
+                .ok_or_else(|| Error::NoPlatform {
+                    wanted: platform.format(),
+                    have: list
+                        .manifests()
+                        .iter()
+                        .filter_map(|m| m.platform().as_ref().map(|p| p.format()))
+                        .collect::<Vec<_>>()
+                        .join(", "),
+                })?;
+            // Through the blob store's digest: only sha256 and hex ever goes into a URL.
+            want = descriptor_digest(chosen)
+                .map_err(|e| bad(e.to_string()))?
+                .to_string();
+            index = Some(digest);
         }
         Err(Error::Protocol(format!(
             "{r}: an index points to another index"
         )))
     }
 
-    /// Stream blob `d` of `r`'s repository into the store, verifying digest and size.
-    pub fn fetch_blob(&self, r: &Reference, d: &Descriptor, store: &BlobStore) -> Result<Digest> {
-        let digest = Digest::parse(&d.digest)?;
-        if store.contains(&digest) {
-            return Ok(digest);
-        }
-        let url = format!("{}/blobs/{digest}", self.base(r));
-        let resp = self.get(r, &url, None, &format!("blob {digest}"))?;
-        store.put(&digest, Some(d.size), resp.into_reader())?;
-        Ok(digest)
-    }
-
     /// Open blob `digest` of `r`'s repository as a byte stream (authenticated like every
     /// request; an error status is an error). Nothing is verified here: the caller hashes what
-    /// it reads (e.g. through [`BlobStore::ingest`]) and trusts none of it before the digest
-    /// matches. Read errors are the transport's.
+    /// it reads (e.g. through [`berth_store::BlobStore::ingest`]) and trusts none of it before
+    /// the digest matches. Read errors are the transport's ([`Error::reading_blob`] names
+    /// them).
     pub fn blob_reader(
         &self,
         r: &Reference,
@@ -614,42 +592,6 @@ impl Client {
         let url = format!("{}/blobs/{digest}", self.base(r));
         let resp = self.get(r, &url, None, &format!("blob {digest}"))?;
         Ok(resp.into_reader())
-    }
-
-    /// Pull the image `r` names (for `platform`) into `store`: manifest, config and layers,
-    /// layers several at a time. Returns what was resolved.
-    pub fn pull(&self, r: &Reference, platform: &Platform, store: &BlobStore) -> Result<Resolved> {
-        let resolved = self.resolve(r, platform)?;
-        self.fetch_blob(r, &resolved.manifest.config, store)?;
-        let layers = &resolved.manifest.layers;
-        let next = std::sync::atomic::AtomicUsize::new(0);
-        let first_error: Mutex<Option<Error>> = Mutex::new(None);
-        std::thread::scope(|s| {
-            for _ in 0..layers.len().clamp(1, 4) {
-                s.spawn(|| {
-                    loop {
-                        let i = next.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-                        let Some(layer) = layers.get(i) else { break };
-                        if let Err(e) = self.fetch_blob(r, layer, store)
-                            && let Ok(mut slot) = first_error.lock()
-                        {
-                            slot.get_or_insert(e);
-                            break;
-                        }
-                    }
-                });
-            }
-        });
-        if let Some(e) = first_error.into_inner().ok().flatten() {
-            return Err(e);
-        }
-        // The manifest goes in last: a manifest in the store means its blobs are there.
-        store.put(
-            &resolved.digest,
-            Some(resolved.bytes.len() as u64),
-            &resolved.bytes[..],
-        )?;
-        Ok(resolved)
     }
 }
 
@@ -681,25 +623,46 @@ mod tests {
     use super::*;
 
     #[test]
-    fn challenges_and_platforms_parse() {
+    fn challenges_parse() {
         let c = parse_challenge(
             r#"realm="https://auth.example/token",service="registry.example",scope="repository:a/b:pull""#,
         );
         assert_eq!(c["realm"], "https://auth.example/token");
         assert_eq!(c["service"], "registry.example");
         assert_eq!(c["scope"], "repository:a/b:pull");
-        let p = Platform::parse("linux/arm64/v8").unwrap();
-        assert_eq!(p.to_string(), "linux/arm64/v8");
-        assert!(Platform::parse("linux").is_none());
-        assert!(
-            Platform::parse("linux/amd64")
-                .unwrap()
-                .matches(&Platform::parse("linux/amd64").unwrap())
+    }
+
+    #[test]
+    fn errors_name_the_object_and_give_the_cause_once() {
+        use std::error::Error as _;
+        let d = Digest::of(b"blob");
+        let eof = std::io::Error::new(std::io::ErrorKind::UnexpectedEof, "closed");
+        let cut = Error::reading_blob("127.0.0.1:5000", &d, 10, 20, &eof);
+        assert_eq!(
+            cut.to_string(),
+            format!(
+                "reading blob {d} from 127.0.0.1:5000: connection closed before the end (10 of 20 bytes)"
+            )
         );
-        assert!(
-            !Platform::parse("linux/arm64")
-                .unwrap()
-                .matches(&Platform::parse("linux/amd64").unwrap())
+        let reset = std::io::Error::new(std::io::ErrorKind::ConnectionReset, "reset by peer");
+        let failed = Error::reading_blob("r:1", &d, 10, 20, &reset);
+        assert_eq!(
+            failed.to_string(),
+            format!("reading blob {d} from r:1: reset by peer")
+        );
+        // A store error inside: its message carries its cause, and nothing repeats it.
+        let store = Error::from(berth_store::Error::Io {
+            op: "reading",
+            path: "/x".into(),
+            cause: std::io::Error::from_raw_os_error(5),
+        });
+        for e in [&cut, &failed, &store] {
+            assert!(e.source().is_none(), "{e}: {:?}", e.source());
+        }
+        assert_eq!(
+            store.to_string().matches("os error 5").count(),
+            1,
+            "{store}"
         );
     }
 }

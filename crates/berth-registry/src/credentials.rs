@@ -22,19 +22,19 @@ use crate::reference::DOCKER_HUB;
 /// The key Docker stores Docker Hub's credentials under.
 pub const DOCKER_HUB_KEY: &str = "https://index.docker.io/v1/";
 
-/// What can go wrong with a credentials file.
+/// What can go wrong with a credentials file. Each message is whole (no `source()`), so a
+/// cause is printed once however the error is shown.
 #[derive(Debug, thiserror::Error)]
 pub enum CredentialsError {
     /// Reading or writing the file failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (in the message; not a `source()`).
+        cause: io::Error,
     },
     /// The file is not JSON, or not a JSON object.
     #[error("{path} is not a valid config file: {why}")]
@@ -61,10 +61,10 @@ pub enum CredentialsError {
 pub type Result<T, E = CredentialsError> = std::result::Result<T, E>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> CredentialsError + 'a {
-    move |source| CredentialsError::Io {
+    move |cause| CredentialsError::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -99,10 +99,16 @@ pub fn registry_key(registry: &str) -> String {
 /// `~/.docker/config.json` (home from `$HOME`, else from /etc/passwd). `None` if no home
 /// directory can be found.
 pub fn default_path() -> Option<PathBuf> {
-    if let Some(dir) = std::env::var_os("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
+    default_path_in(|name| std::env::var_os(name))
+}
+
+/// [`default_path`] with the environment read through `env` (so it can be tested without
+/// changing the process's environment).
+pub fn default_path_in(env: impl Fn(&str) -> Option<std::ffi::OsString>) -> Option<PathBuf> {
+    if let Some(dir) = env("DOCKER_CONFIG").filter(|d| !d.is_empty()) {
         return Some(PathBuf::from(dir).join("config.json"));
     }
-    let home = std::env::var_os("HOME")
+    let home = env("HOME")
         .filter(|h| !h.is_empty())
         .map(PathBuf::from)
         .or_else(home_from_passwd)?;

@@ -9,10 +9,12 @@ use std::sync::Mutex;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 
 use berth_store::{BlobStore, Digest};
+use oci_spec::image::{Descriptor, ImageManifest, MediaType};
 
 use crate::client::{
-    Auth, Body, Client, DEFAULT_CHUNK_SIZE, Descriptor, Error, Manifest, Result, error_body, media,
+    Auth, Body, Client, DEFAULT_CHUNK_SIZE, Error, Result, descriptor_digest, error_body,
 };
+use crate::media;
 use crate::reference::Reference;
 
 /// How many blobs are uploaded at once.
@@ -26,8 +28,9 @@ const PROGRESS_EVERY: u64 = 512 * 1024;
 pub struct PushImage {
     /// The manifest's bytes, pushed as they are (its digest is their sha256).
     pub manifest: Vec<u8>,
-    /// The manifest's media type (its Content-Type), one of [`media`]'s.
-    pub media_type: String,
+    /// The manifest's media type (its Content-Type): an image manifest or index, OCI's or
+    /// Docker's.
+    pub media_type: MediaType,
     /// The blobs the manifest refers to (config and layers); each must be in the store.
     pub blobs: Vec<Descriptor>,
     /// Repositories of the same registry that may hold these blobs: each blob the target
@@ -40,17 +43,17 @@ pub struct PushImage {
 impl PushImage {
     /// The image whose manifest is `manifest` (an image manifest of `media_type`): its blobs
     /// are the config and the layers it lists.
-    pub fn from_manifest(manifest: Vec<u8>, media_type: &str) -> Result<PushImage> {
-        if media_type != media::OCI_MANIFEST && media_type != media::DOCKER_MANIFEST {
+    pub fn from_manifest(manifest: Vec<u8>, media_type: &MediaType) -> Result<PushImage> {
+        if !media::is_manifest(media_type) {
             return Err(Error::UnknownMediaType(media_type.to_string()));
         }
-        let parsed: Manifest = serde_json::from_slice(&manifest)
+        let parsed: ImageManifest = serde_json::from_slice(&manifest)
             .map_err(|e| Error::BadRequest(format!("the manifest does not parse: {e}")))?;
         Ok(PushImage {
             manifest,
-            media_type: media_type.to_string(),
-            blobs: std::iter::once(parsed.config)
-                .chain(parsed.layers)
+            media_type: media_type.clone(),
+            blobs: std::iter::once(parsed.config().clone())
+                .chain(parsed.layers().iter().cloned())
                 .collect(),
             mount_from: Vec::new(),
             extra_tags: Vec::new(),
@@ -186,10 +189,10 @@ impl<'a> BlobSection<'a> {
     pub(crate) fn open(&self) -> Result<impl Read + 'a> {
         let mut f = self.store.open_blob(self.digest)?;
         f.seek(SeekFrom::Start(self.offset))
-            .map_err(|source| berth_store::Error::Io {
+            .map_err(|cause| berth_store::Error::Io {
                 op: "reading",
                 path: self.store.path(self.digest),
-                source,
+                cause,
             })?;
         Ok(Counting {
             inner: f.take(self.len),
@@ -214,15 +217,8 @@ impl Client {
         store: &BlobStore,
         progress: &(dyn Fn(PushEvent) + Sync),
     ) -> Result<Pushed> {
-        if ![
-            media::OCI_MANIFEST,
-            media::DOCKER_MANIFEST,
-            media::OCI_INDEX,
-            media::DOCKER_LIST,
-        ]
-        .contains(&image.media_type.as_str())
-        {
-            return Err(Error::UnknownMediaType(image.media_type.clone()));
+        if !media::is_manifest(&image.media_type) && !media::is_index(&image.media_type) {
+            return Err(Error::UnknownMediaType(image.media_type.to_string()));
         }
         let digest = Digest::of(&image.manifest);
         if let Some(want) = &r.digest
@@ -249,14 +245,14 @@ impl Client {
         let mut seen = HashSet::new();
         let mut blobs = Vec::new();
         for d in &image.blobs {
-            let dg = Digest::parse(&d.digest)?;
+            let dg = descriptor_digest(d)?;
             let meta = std::fs::metadata(store.path(&dg));
             match meta {
                 Ok(m) if m.is_file() => {
-                    if m.len() != d.size {
+                    if m.len() != d.size() {
                         return Err(berth_store::Error::SizeMismatch {
                             digest: dg,
-                            expected: d.size,
+                            expected: d.size(),
                             actual: m.len(),
                         }
                         .into());
@@ -265,7 +261,7 @@ impl Client {
                 _ => return Err(Error::BlobMissing { digest: dg }),
             }
             if seen.insert(dg.clone()) {
-                blobs.push((dg, d.size));
+                blobs.push((dg, d.size()));
             }
         }
 
@@ -351,7 +347,7 @@ impl Client {
             &auth,
             "PUT",
             &url,
-            &[("Content-Type", &image.media_type)],
+            &[("Content-Type", image.media_type.as_ref())],
             &Body::Bytes(&image.manifest),
         )?;
         if !(200..300).contains(&resp.status()) {
@@ -590,16 +586,22 @@ mod tests {
 
     #[test]
     fn from_manifest_lists_config_and_layers() {
-        let m = br#"{"schemaVersion":2,"config":{"mediaType":"c","digest":"sha256:aa","size":1},"layers":[{"mediaType":"l","digest":"sha256:bb","size":2}]}"#;
-        let p = PushImage::from_manifest(m.to_vec(), media::OCI_MANIFEST).unwrap();
+        let (a, b) = (Digest::of(b"a"), Digest::of(b"b"));
+        let m = format!(
+            r#"{{"schemaVersion":2,"config":{{"mediaType":"c","digest":"{a}","size":1}},"layers":[{{"mediaType":"l","digest":"{b}","size":2}}]}}"#
+        );
+        let p =
+            PushImage::from_manifest(m.clone().into_bytes(), &MediaType::ImageManifest).unwrap();
         assert_eq!(
             p.blobs
                 .iter()
-                .map(|b| b.digest.as_str())
+                .map(|d| descriptor_digest(d).unwrap())
                 .collect::<Vec<_>>(),
-            ["sha256:aa", "sha256:bb"]
+            [a, b]
         );
-        assert!(PushImage::from_manifest(m.to_vec(), media::OCI_INDEX).is_err());
-        assert!(PushImage::from_manifest(b"{".to_vec(), media::OCI_MANIFEST).is_err());
+        let docker = MediaType::from(media::DOCKER_MANIFEST);
+        assert!(PushImage::from_manifest(m.clone().into_bytes(), &docker).is_ok());
+        assert!(PushImage::from_manifest(m.into_bytes(), &MediaType::ImageIndex).is_err());
+        assert!(PushImage::from_manifest(b"{".to_vec(), &MediaType::ImageManifest).is_err());
     }
 }

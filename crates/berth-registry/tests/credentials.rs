@@ -1,10 +1,9 @@
 //! The Docker-style credentials file, and logging in to a real registry with htpasswd auth.
 
 use std::os::unix::fs::PermissionsExt;
-use std::process::Command;
 
 use berth_registry::client::Error;
-use berth_registry::credentials::{self, DOCKER_HUB_KEY, default_path};
+use berth_registry::credentials::{self, DOCKER_HUB_KEY};
 use berth_registry::{Client, Credentials, CredentialsFile, Options};
 use berth_testkit::images::Registry;
 use serde_json::{Value, json};
@@ -146,37 +145,16 @@ fn a_symlinked_config_is_written_through() {
     );
 }
 
-/// Run in a child process (environment variables are process-wide): prints default_path().
-#[test]
-fn default_path_child() {
-    if std::env::var_os("BERTH_DEFAULT_PATH_CHILD").is_none() {
-        return;
-    }
-    println!("PATH={}", default_path().unwrap().display());
-}
-
+/// `default_path` with this environment.
 fn default_path_with(env: &[(&str, Option<&str>)]) -> String {
-    let mut cmd = Command::new(std::env::current_exe().unwrap());
-    cmd.args([
-        "--exact",
-        "default_path_child",
-        "--nocapture",
-        "--test-threads=1",
-    ])
-    .env("BERTH_DEFAULT_PATH_CHILD", "1");
-    for (k, v) in env {
-        match v {
-            Some(v) => cmd.env(k, v),
-            None => cmd.env_remove(k),
-        };
-    }
-    let out = cmd.output().unwrap();
-    assert!(out.status.success(), "{out:?}");
-    let stdout = String::from_utf8(out.stdout).unwrap();
-    stdout
-        .lines()
-        .find_map(|l| l.split_once("PATH=").map(|(_, p)| p))
-        .unwrap_or_else(|| panic!("{stdout}"))
+    let get = |name: &str| {
+        env.iter()
+            .find(|(k, _)| *k == name)
+            .and_then(|(_, v)| v.map(std::ffi::OsString::from))
+    };
+    credentials::default_path_in(get)
+        .unwrap()
+        .display()
         .to_string()
 }
 

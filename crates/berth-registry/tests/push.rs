@@ -1,19 +1,23 @@
 //! Pushing to a real registry (Debian's docker-registry on 127.0.0.1): what berth pushes,
 //! berth and skopeo read back byte for byte; blobs the registry has are skipped, blobs
 //! another repository has are mounted, big blobs go in chunks, and failures are clear.
+//! (Pulling is the image store's: berth-image's tests.)
 
+use std::io::Read;
 use std::process::Command;
 use std::sync::Mutex;
 
 use berth_registry::client::Error;
 use berth_registry::{
-    Client, Credentials, Options, Platform, PushEvent, PushImage, Reference, Resolved,
+    Client, Credentials, MediaType, Options, Platform, PlatformExt, PushEvent, PushImage,
+    Reference, Resolved, descriptor_digest,
 };
 use berth_store::{BlobStore, Digest};
-use berth_testkit::images::{Registry, json_body, push_busybox};
+use berth_testkit::images::{Registry, busybox_layout, json_body, skopeo_copy};
 
-/// A store holding busybox, pulled by berth from `src/busybox:1` of a registry skopeo pushed it
-/// to (returned, for tests that push to the same registry).
+/// A store holding busybox's blobs (from the OCI layout skopeo pushed as `src/busybox:1` to
+/// the registry, returned for tests that push to the same registry), and the manifest as the
+/// registry serves it.
 struct Source {
     reg: Registry,
     _dir: tempfile::TempDir,
@@ -23,13 +27,29 @@ struct Source {
 
 fn source() -> Source {
     let reg = Registry::start();
-    push_busybox(&reg, "src/busybox:1");
+    let (_layout_dir, layout, digest) = busybox_layout();
+    skopeo_copy(
+        &format!("oci:{}:latest", layout.display()),
+        &format!("docker://{}/src/busybox:1", reg.addr),
+    );
     let dir = tempfile::tempdir().unwrap();
     let store = BlobStore::open(dir.path()).unwrap();
+    for e in std::fs::read_dir(layout.join("blobs/sha256")).unwrap() {
+        let e = e.unwrap();
+        let d = Digest::parse(&format!("sha256:{}", e.file_name().to_string_lossy())).unwrap();
+        store
+            .put(&d, None, std::fs::File::open(e.path()).unwrap())
+            .unwrap();
+    }
     let r = Reference::parse(&format!("{}/src/busybox:1", reg.addr)).unwrap();
     let image = Client::new(Options::default())
-        .pull(&r, &Platform::host(), &store)
+        .resolve(&r, &Platform::host())
         .unwrap();
+    assert_eq!(
+        image.digest.to_string(),
+        digest,
+        "skopeo pushed the layout as it is"
+    );
     Source {
         reg,
         _dir: dir,
@@ -44,9 +64,9 @@ fn push_image(image: &Resolved) -> PushImage {
 
 /// The digests of the image's blobs: config, then layers.
 fn blob_digests(image: &Resolved) -> Vec<Digest> {
-    std::iter::once(&image.manifest.config)
-        .chain(&image.manifest.layers)
-        .map(|d| Digest::parse(&d.digest).unwrap())
+    std::iter::once(image.manifest.config())
+        .chain(image.manifest.layers())
+        .map(|d| descriptor_digest(d).unwrap())
         .collect()
 }
 
@@ -83,18 +103,21 @@ fn outcomes(events: &[PushEvent], blobs: &[Digest]) -> Vec<PushEvent> {
         .collect()
 }
 
-/// Pull `r` back with berth into a new store and check it is `src`, byte for byte.
+/// Read `r` back with berth's client (the manifest, then each blob: what a pull reads) and
+/// check it is `src`, byte for byte.
 fn assert_pulls_back(client: &Client, r: &str, src: &Source) {
-    let dir = tempfile::tempdir().unwrap();
-    let store = BlobStore::open(dir.path()).unwrap();
-    let pulled = client
-        .pull(&Reference::parse(r).unwrap(), &Platform::host(), &store)
-        .unwrap();
+    let r = Reference::parse(r).unwrap();
+    let pulled = client.resolve(&r, &Platform::host()).unwrap();
     assert_eq!(pulled.digest, src.image.digest);
     assert_eq!(pulled.bytes, src.image.bytes);
     for d in blob_digests(&src.image) {
-        let ours = std::fs::read(store.path(&d)).unwrap();
-        let theirs = std::fs::read(src.store.path(&d)).unwrap();
+        let mut theirs = Vec::new();
+        client
+            .blob_reader(&r, &d)
+            .unwrap()
+            .read_to_end(&mut theirs)
+            .unwrap();
+        let ours = std::fs::read(src.store.path(&d)).unwrap();
         assert!(ours == theirs, "blob {d} differs");
     }
 }
@@ -501,7 +524,7 @@ fn refused_uploads_and_unreachable_registries_are_clear_errors() {
     assert!(matches!(res, Err(Error::BadRequest(_))), "{res:?}");
     assert!(events.is_empty());
     let mut image = push_image(&src.image);
-    image.media_type = "text/plain".into();
+    image.media_type = MediaType::from("text/plain");
     let (res, _) = push(
         &client,
         &format!("{}/bad/busybox:1", src.reg.addr),

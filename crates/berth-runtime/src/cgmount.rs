@@ -4,13 +4,19 @@
 //! runtime process before it forks (from the host's mountinfo and the container's cgroup
 //! directories), so the init does not need to read host state from inside its namespaces.
 
+use std::os::fd::{AsFd, AsRawFd};
 use std::path::{Path, PathBuf};
 
-use nix::mount::{MsFlags, mount};
+use nix::mount::MsFlags;
 use pathrs::Root;
 
 use crate::error::{Context, Error, Result};
 use crate::mountopts::MountOptions;
+use crate::sys::Sys;
+
+fn fd_path(fd: &impl AsFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
+}
 
 /// One cgroup hierarchy as the container will see it.
 #[derive(Debug, Clone, serde::Serialize, serde::Deserialize, PartialEq)]
@@ -120,22 +126,19 @@ impl CgroupMounts {
 
 /// Mount the container's cgroups at `dest` (relative to the rootfs).
 pub fn mount_cgroups(
+    sys: &dyn Sys,
     root: &Root,
     dest: &Path,
     cg: &CgroupMounts,
     cgroupns: bool,
     opts: &MountOptions,
-    _typ: &str,
 ) -> Result<()> {
     let flags = opts.flags
         & (MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC | MsFlags::MS_RELATIME);
     let ro = opts.flags.contains(MsFlags::MS_RDONLY);
     let target = crate::inroot::mkdir_all(root, Path::new(dest), 0o755)
         .ctx(|| "creating the cgroup mount point".into())?;
-    let tpath = format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&target))
-    );
+    let tpath = fd_path(&target);
 
     if cg.unified_only {
         let h = cg
@@ -143,17 +146,12 @@ pub fn mount_cgroups(
             .iter()
             .find(|h| h.v2)
             .ok_or_else(|| Error::Unsupported("no cgroup2 hierarchy found".into()))?;
-        return mount_hierarchy(&tpath, || root.resolve(dest), h, cgroupns, flags, ro);
+        return mount_hierarchy(sys, &tpath, || root.resolve(dest), h, cgroupns, flags, ro);
     }
 
-    mount(
-        Some("tmpfs"),
-        tpath.as_str(),
-        Some("tmpfs"),
-        flags,
-        Some("mode=755"),
-    )
-    .ctx(|| "mounting tmpfs for the cgroup hierarchies".into())?;
+    let tmpfs = Path::new("tmpfs");
+    sys.mount(Some(tmpfs), &tpath, Some("tmpfs"), flags, Some("mode=755"))
+        .ctx(|| "mounting tmpfs for the cgroup hierarchies".into())?;
     drop(target);
     let base = root
         .resolve(dest)
@@ -168,11 +166,9 @@ pub fn mount_cgroups(
         }
         let sub = crate::inroot::mkdir_all(&base_root, Path::new(&h.name), 0o755)
             .ctx(|| format!("creating {}", h.name))?;
-        let spath = format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&sub))
-        );
+        let spath = fd_path(&sub);
         mount_hierarchy(
+            sys,
             &spath,
             || base_root.resolve(&h.name),
             h,
@@ -184,22 +180,17 @@ pub fn mount_cgroups(
         if h.name.contains(',') {
             for part in h.name.split(',') {
                 if base_root.resolve_nofollow(part).is_err() {
-                    base_root
-                        .create(part, &pathrs::InodeType::Symlink(PathBuf::from(&h.name)))
+                    sys.symlinkat(Path::new(&h.name), base_root.as_fd(), part.as_ref())
                         .ctx(|| format!("linking {part}"))?;
                 }
             }
         }
     }
     if ro {
-        let bpath = format!(
-            "/proc/self/fd/{}",
-            std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&base))
-        );
-        mount(
-            None::<&str>,
-            bpath.as_str(),
-            None::<&str>,
+        sys.mount(
+            None,
+            &fd_path(&base),
+            None,
             MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | flags,
             Some("mode=755"),
         )
@@ -211,7 +202,8 @@ pub fn mount_cgroups(
 /// Mount one hierarchy at `target` (a /proc/self/fd path of the mount point); `reresolve`
 /// opens the mount point again, to reach what was mounted on top of it.
 fn mount_hierarchy(
-    target: &str,
+    sys: &dyn Sys,
+    target: &Path,
     reresolve: impl Fn() -> std::result::Result<pathrs::Handle, pathrs::error::Error>,
     h: &Hierarchy,
     cgroupns: bool,
@@ -229,7 +221,13 @@ fn mount_hierarchy(
         } else {
             ("cgroup", Some(h.options.as_str()))
         };
-        match mount(Some(fstype), target, Some(fstype), flags | roflag, data) {
+        match sys.mount(
+            Some(Path::new(fstype)),
+            target,
+            Some(fstype),
+            flags | roflag,
+            data,
+        ) {
             Ok(()) => return Ok(()),
             // Not allowed here (e.g. v1 in a user namespace), or the kernel would not share
             // the hierarchy: fall back to a bind mount, which shows the same directory.
@@ -244,22 +242,18 @@ fn mount_hierarchy(
             }
         }
     }
-    mount(
+    sys.mount(
         Some(&h.dir),
         target,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .ctx(|| format!("binding cgroup {}", h.dir.display()))?;
     // The fd behind `target` is the directory beneath the new mount: open the mount itself.
     let mounted = reresolve().ctx(|| format!("resolving the bind mount of {}", h.dir.display()))?;
-    let mpath = format!(
-        "/proc/self/fd/{}",
-        std::os::fd::AsRawFd::as_raw_fd(&std::os::fd::AsFd::as_fd(&mounted))
-    );
     let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | roflag;
-    mount(None::<&str>, mpath.as_str(), None::<&str>, f, None::<&str>)
+    sys.mount(None, &fd_path(&mounted), None, f, None)
         .ctx(|| format!("setting the flags of cgroup {}", h.dir.display()))
 }
 

@@ -5,7 +5,7 @@
 //! unix socket named by `--console-socket`.
 
 use std::io::IoSlice;
-use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::os::unix::net::UnixStream;
 use std::path::Path;
 
@@ -31,101 +31,51 @@ pub fn open_pty() -> Result<Pty> {
         nix::sys::stat::Mode::empty(),
     )
     .ctx(|| "opening /dev/ptmx in the container".into())?;
-    let m = master.as_raw_fd();
-    let mut unlock: libc::c_int = 0;
-    // SAFETY: TIOCSPTLCK reads an int from a valid pointer; `m` is an open ptmx fd.
-    if unsafe { libc::ioctl(m, libc::TIOCSPTLCK, &mut unlock) } != 0 {
-        return Err(Error::io(
-            "unlocking the pty",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    let mut n: libc::c_uint = 0;
-    // SAFETY: TIOCGPTN writes an unsigned int into a valid pointer.
-    if unsafe { libc::ioctl(m, libc::TIOCGPTN, &mut n) } != 0 {
-        return Err(Error::io(
-            "reading the pty number",
-            std::io::Error::last_os_error(),
-        ));
-    }
+    // TIOCSPTLCK, TIOCGPTN.
+    rustix::pty::unlockpt(&master).map_err(|e| Error::io("unlocking the pty", e.into()))?;
+    let name = rustix::pty::ptsname(&master, Vec::new())
+        .map_err(|e| Error::io("reading the pty number", e.into()))?;
     // TIOCGPTPEER opens the slave through the master, immune to path tricks.
-    // SAFETY: TIOCGPTPEER takes open flags as its argument and returns a new fd.
-    let s = unsafe {
-        libc::ioctl(
-            m,
-            libc::TIOCGPTPEER,
-            libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-        )
-    };
-    if s < 0 {
-        return Err(Error::io(
-            "opening the pty slave",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    // SAFETY: `s` is a new fd returned by the kernel and owned by nobody else.
-    let slave = unsafe { OwnedFd::from_raw_fd(s) };
+    use rustix::pty::OpenptFlags;
+    let slave = rustix::pty::ioctl_tiocgptpeer(
+        &master,
+        OpenptFlags::RDWR | OpenptFlags::NOCTTY | OpenptFlags::CLOEXEC,
+    )
+    .map_err(|e| Error::io("opening the pty slave", e.into()))?;
     Ok(Pty {
         master,
         slave,
-        slave_path: format!("/dev/pts/{n}"),
+        slave_path: name.to_string_lossy().into_owned(),
     })
 }
 
 /// Set a terminal's window size.
-pub fn set_size(fd: RawFd, rows: u16, cols: u16) -> Result<()> {
-    let ws = libc::winsize {
+pub fn set_size(fd: BorrowedFd<'_>, rows: u16, cols: u16) -> Result<()> {
+    let ws = rustix::termios::Winsize {
         ws_row: rows,
         ws_col: cols,
         ws_xpixel: 0,
         ws_ypixel: 0,
     };
-    // SAFETY: TIOCSWINSZ reads a winsize struct from a valid pointer.
-    if unsafe { libc::ioctl(fd, libc::TIOCSWINSZ, &ws) } != 0 {
-        return Err(Error::io(
-            "setting the terminal size",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    rustix::termios::tcsetwinsize(fd, ws)
+        .map_err(|e| Error::io("setting the terminal size", e.into()))
 }
 
 /// Read a terminal's window size.
-pub fn get_size(fd: RawFd) -> Option<(u16, u16)> {
-    let mut ws = libc::winsize {
-        ws_row: 0,
-        ws_col: 0,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
-    // SAFETY: TIOCGWINSZ writes a winsize struct into a valid pointer.
-    if unsafe { libc::ioctl(fd, libc::TIOCGWINSZ, &mut ws) } != 0 {
-        return None;
-    }
+pub fn get_size(fd: BorrowedFd<'_>) -> Option<(u16, u16)> {
+    let ws = rustix::termios::tcgetwinsize(fd).ok()?;
     Some((ws.ws_row, ws.ws_col))
 }
 
 /// Make `slave` the controlling terminal and stdin/stdout/stderr of the calling process
 /// (which must be a session leader).
 pub fn make_controlling(slave: &OwnedFd) -> Result<()> {
-    let s = slave.as_raw_fd();
-    // SAFETY: TIOCSCTTY takes an integer argument; `s` is an open tty fd.
-    if unsafe { libc::ioctl(s, libc::TIOCSCTTY, 0) } != 0 {
-        return Err(Error::io(
-            "making the pty the controlling terminal",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    for target in 0..3 {
-        // SAFETY: dup2 of an open fd onto a standard fd number.
-        if unsafe { libc::dup2(s, target) } < 0 {
-            return Err(Error::io(
-                "redirecting stdio to the pty",
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    Ok(())
+    rustix::process::ioctl_tiocsctty(slave)
+        .map_err(|e| Error::io("making the pty the controlling terminal", e.into()))?;
+    nix::unistd::dup2_stdin(slave)
+        .and_then(|()| nix::unistd::dup2_stdout(slave))
+        .and_then(|()| nix::unistd::dup2_stderr(slave))
+        .ctx(|| "redirecting stdio to the pty".into())
 }
 
 /// Connect to a console socket (in the runtime's mount namespace, before forking).

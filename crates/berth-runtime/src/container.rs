@@ -47,12 +47,15 @@ impl Container {
                 if !state::process_alive(pid, self.saved.pid_start) {
                     return Status::Stopped;
                 }
-                if self.saved.phase == Phase::Created {
-                    return Status::Created;
+                // A frozen container is paused whether or not it was started (as runc: a
+                // created container can be paused, and is created again once resumed).
+                if let Some(Ok(true)) = self.cgroup().map(|c| c.is_frozen()) {
+                    return Status::Paused;
                 }
-                match self.cgroup().map(|c| c.is_frozen()) {
-                    Some(Ok(true)) => Status::Paused,
-                    _ => Status::Running,
+                if self.saved.phase == Phase::Created {
+                    Status::Created
+                } else {
+                    Status::Running
                 }
             }
         }
@@ -91,15 +94,23 @@ impl Container {
     }
 
     /// Send a signal to the init, or with `all` to every process in the container.
+    ///
+    /// As runc: `all` signals whatever is left in the cgroup even when the container has stopped
+    /// (containerd's shim sends `kill --all ID 9` after every exit and expects success); without
+    /// `all` a stopped container is an error that says "container not running", which is what
+    /// containerd's shim recognises as "already finished".
     pub fn kill(&self, sig: i32, all: bool) -> Result<()> {
         let status = self.status();
-        if matches!(status, Status::Stopped | Status::Creating) {
-            return Err(self.wrong(status, "cannot signal a container that is not running"));
+        if status == Status::Creating || (status == Status::Stopped && !all) {
+            return Err(self.wrong(status, "cannot signal a container not running"));
         }
         if all {
             let cg = self.cgroup().ok_or_else(|| {
                 Error::Unsupported("kill --all needs the container's cgroup".into())
             })?;
+            if status == Status::Stopped && !cg.exists() {
+                return Ok(());
+            }
             cg.kill_all(sig)?;
         } else {
             let pid = self.saved.pid.unwrap_or(0);

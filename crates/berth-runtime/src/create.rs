@@ -1,7 +1,8 @@
 //! `create` and `start`: the parent's side of making a container.
 
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use oci_spec::runtime::{
     LinuxDeviceCgroup, LinuxDeviceCgroupBuilder, LinuxDeviceType, LinuxNamespaceType,
@@ -24,7 +25,7 @@ pub enum ConsoleSocket {
     /// A unix socket path to connect to (`--console-socket`).
     Path(PathBuf),
     /// An already connected socket (the runtime's own, for `run` in the foreground).
-    Fd(RawFd),
+    Fd(Arc<OwnedFd>),
 }
 
 /// Options of `create` (and `run`).
@@ -186,6 +187,10 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
     let layout = berth_cgroups::Layout::detect()?;
     let cgroup = berth_cgroups::Cgroup::new(&layout, &cgroups_path(spec, id))?;
 
+    // OOM kills the cgroup has seen already (a cgroupsPath may name an existing cgroup), so
+    // that one during this create can be told apart.
+    let ooms_before = cgroup.oom_kills().unwrap_or(0);
+
     let dir = StateDir::create(root, id)?;
     let mut saved = Saved {
         id: id.to_string(),
@@ -212,6 +217,23 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
         &mut init_pid,
     );
     if let Err(e) = result {
+        // A process that dies of its memory limit only shows as a closed channel (or some
+        // other symptom): the cgroup's OOM counter says why.
+        let e = match cgroup.oom_kills() {
+            Some(n) if n > ooms_before => Error::OomKilled {
+                // The limit as the configuration asked for it (the kernel rounds it to pages).
+                limit: spec
+                    .linux()
+                    .as_ref()
+                    .and_then(|l| l.resources().as_ref())
+                    .and_then(|r| r.memory().as_ref())
+                    .and_then(|m| m.limit())
+                    .and_then(|l| u64::try_from(l).ok())
+                    .filter(|&l| l > 0)
+                    .or_else(|| cgroup.memory_limit()),
+            },
+            _ => e,
+        };
         // Leave nothing behind: the init, its cgroup, the state directory.
         if let Some(pid) = init_pid {
             let _ = nix::sys::signal::kill(
@@ -276,9 +298,13 @@ fn create_in(
         None
     };
 
+    let connected: Option<OwnedFd> = match &opts.console_socket {
+        Some(ConsoleSocket::Path(p)) => Some(crate::console::connect(p)?.into()),
+        _ => None,
+    };
     let console = match &opts.console_socket {
-        Some(ConsoleSocket::Path(p)) => Some(ConsoleFd::Owned(crate::console::connect(p)?.into())),
-        Some(ConsoleSocket::Fd(fd)) => Some(ConsoleFd::Borrowed(*fd)),
+        Some(ConsoleSocket::Path(_)) => connected.as_ref().map(|c| c.as_fd()),
+        Some(ConsoleSocket::Fd(fd)) => Some(fd.as_fd()),
         None => None,
     };
     let linux = spec.linux().as_ref();
@@ -304,13 +330,13 @@ fn create_in(
         preserve_fds: opts.preserve_fds,
         exec_fifo: &exec_fifo,
         start_fifo: &start_fifo,
-        console_socket: console.as_ref().map(ConsoleFd::raw),
+        console_socket: console,
         seccomp,
         cgroups: cg_mounts.as_ref(),
     };
     let (pid, ch) = launch::spawn(&launch, move |ch| crate::init::run(ctx, ch))?;
     *init_pid = Some(pid);
-    drop(console);
+    drop(connected);
     drop(exec_fifo);
     drop(start_fifo);
     saved.pid = Some(pid);
@@ -360,20 +386,6 @@ fn create_in(
         write_pid_file(pf, pid)?;
     }
     Ok(())
-}
-
-enum ConsoleFd {
-    Owned(OwnedFd),
-    Borrowed(RawFd),
-}
-
-impl ConsoleFd {
-    fn raw(&self) -> RawFd {
-        match self {
-            ConsoleFd::Owned(f) => f.as_raw_fd(),
-            ConsoleFd::Borrowed(f) => *f,
-        }
-    }
 }
 
 /// Hand a seccomp notify fd to the agent at listenerPath.

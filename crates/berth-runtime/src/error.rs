@@ -68,9 +68,28 @@ pub enum Error {
         source: std::io::Error,
     },
 
+    /// A mount of the configuration (`mounts`) could not be made.
+    #[error("mount {}: {context}: {source}", destination.display())]
+    Mount {
+        /// The mount's destination in the container.
+        destination: PathBuf,
+        /// The step that failed.
+        context: String,
+        /// The underlying error.
+        #[source]
+        source: std::io::Error,
+    },
+
     /// The container's init or exec'd process reported a failure while being set up.
     #[error("{0}")]
     Child(String),
+
+    /// The kernel's OOM killer killed the container's process while it was being created.
+    #[error("{}", oom_message(*.limit))]
+    OomKilled {
+        /// The memory limit in force, in bytes, when known.
+        limit: Option<u64>,
+    },
 
     /// A hook failed.
     #[error("{kind} hook {path}: {reason}")]
@@ -99,6 +118,14 @@ pub enum Error {
         /// What is wrong.
         reason: String,
     },
+}
+
+fn oom_message(limit: Option<u64>) -> String {
+    match limit {
+        Some(1) => "container init was OOM-killed: memory limit 1 byte is too low".into(),
+        Some(l) => format!("container init was OOM-killed: memory limit {l} bytes is too low"),
+        None => "container init was OOM-killed: its memory limit is too low".into(),
+    }
 }
 
 impl Error {

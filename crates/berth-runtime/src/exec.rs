@@ -1,7 +1,7 @@
 //! `exec`: start another process in a running container.
 
 use std::convert::Infallible;
-use std::os::fd::{AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
@@ -14,6 +14,7 @@ use crate::launch::{self, Launch};
 use crate::spec::{self, Namespaces, ns_name};
 use crate::state::Status;
 use crate::sync::{Channel, Msg};
+use crate::sys::LinuxSys;
 use crate::{console, foreground, init, process};
 
 /// Options of `exec`.
@@ -130,40 +131,35 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
     if !opts.detach {
         foreground::become_subreaper()?;
     }
+    let mut close_in_child = vec![c.dir.lock_fd(), status_r.as_fd()];
+    // Our end of the console pair stays with us.
+    close_in_child.extend(own_console.as_ref().map(|s| s.as_fd()));
     let launch = Launch {
         join: namespaces_of(init_pid),
         cgroup: cgroup.as_ref(),
-        close_in_child: vec![c.dir.lock_fd(), status_r.as_raw_fd()],
+        close_in_child,
         ..Default::default()
     };
     let preserve = opts.preserve_fds;
-    let sock_fd = console_sock.as_ref().map(|s| s.as_raw_fd());
-    let own_fd = own_console.as_ref().map(|s| s.as_raw_fd());
+    let sock_fd = console_sock.as_ref().map(|s| s.as_fd());
     let proc_ref = &process;
     let status_w_ref = &status_w;
     let (pid, ch) = launch::spawn(&launch, move |ch: &Channel| -> Result<Infallible> {
-        if let Some(fd) = own_fd {
-            // SAFETY: our end of the console pair is the parent's; the child must not hold it.
-            unsafe { libc::close(fd) };
-        }
         if terminal {
             nix::unistd::setsid().ctx(|| "setsid".into())?;
             let pty = console::open_pty()?;
             if let Some(sz) = proc_ref.console_size() {
-                console::set_size(
-                    pty.master.as_raw_fd(),
-                    sz.height() as u16,
-                    sz.width() as u16,
-                )?;
+                console::set_size(pty.master.as_fd(), sz.height() as u16, sz.width() as u16)?;
             }
             let sock = sock_fd.ok_or_else(|| Error::InvalidArgument("no console socket".into()))?;
-            console::send_master(sock, &pty.master, &pty.slave_path)?;
+            console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?;
             drop(pty.master);
-            // SAFETY: closing the console socket, used only for sending the master.
-            unsafe { libc::close(sock) };
+            // SAFETY: this runs in a child of `launch::spawn`; the socket's owner is in the
+            // parent's frames, never dropped here, and the socket is not used again.
+            unsafe { launch::close_inherited(sock) };
             console::make_controlling(&pty.slave)?;
         }
-        let exe = init::prepare_process(proc_ref, seccomp, ch, in_userns, preserve)?;
+        let exe = init::prepare_process(&LinuxSys, proc_ref, seccomp, ch, in_userns, preserve)?;
         ch.send(&Msg::Ready)?;
         let e = init::exec(&exe, proc_ref);
         let _ = nix::unistd::write(status_w_ref, e.to_string().as_bytes());

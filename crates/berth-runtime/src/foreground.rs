@@ -4,7 +4,7 @@
 //! The runtime makes itself a child subreaper before forking, so the process (a grandchild)
 //! is re-parented to it and its exit status comes back here.
 
-use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal};
@@ -18,14 +18,7 @@ use crate::error::{Context, Result};
 
 /// Become a child subreaper: orphaned descendants are re-parented to us.
 pub fn become_subreaper() -> Result<()> {
-    // SAFETY: prctl with integer arguments only.
-    if unsafe { libc::prctl(libc::PR_SET_CHILD_SUBREAPER, 1, 0, 0, 0) } != 0 {
-        return Err(crate::error::Error::io(
-            "becoming a child subreaper",
-            std::io::Error::last_os_error(),
-        ));
-    }
-    Ok(())
+    nix::sys::prctl::set_child_subreaper(true).ctx(|| "becoming a child subreaper".into())
 }
 
 const FORWARDED: [Signal; 9] = [
@@ -66,8 +59,8 @@ pub fn wait(pid: i32, master: Option<OwnedFd>) -> Result<i32> {
         let mut raw = tio.clone();
         termios::cfmakeraw(&mut raw);
         let _ = termios::tcsetattr(stdin.as_fd(), termios::SetArg::TCSANOW, &raw);
-        if let Some((rows, cols)) = console::get_size(0) {
-            let _ = console::set_size(m.as_raw_fd(), rows, cols);
+        if let Some((rows, cols)) = console::get_size(std::io::stdin().as_fd()) {
+            let _ = console::set_size(m.as_fd(), rows, cols);
         }
     }
     let result = wait_loop(target, &sfd, master.as_ref());
@@ -129,8 +122,10 @@ fn wait_loop(target: Pid, sfd: &SignalFd, master: Option<&OwnedFd>) -> Result<i3
                         exit = Some(c);
                     }
                 } else if sig == libc::SIGWINCH {
-                    if let (Some(m), Some((r, c))) = (master, console::get_size(0)) {
-                        let _ = console::set_size(m.as_raw_fd(), r, c);
+                    if let (Some(m), Some((r, c))) =
+                        (master, console::get_size(std::io::stdin().as_fd()))
+                    {
+                        let _ = console::set_size(m.as_fd(), r, c);
                     }
                 } else if let Ok(s) = Signal::try_from(sig) {
                     let _ = nix::sys::signal::kill(target, s);

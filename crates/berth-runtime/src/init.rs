@@ -6,11 +6,15 @@
 //! sysctls → masked and read-only paths, LSM labels, rlimits and friends → seccomp (here when it needs
 //! privileges) → user and capabilities → cwd → seccomp (here with no_new_privs) → report
 //! ready → wait for `start` → startContainer hooks → execve.
+//!
+//! Everything up to "ready" ([`set_up`]) makes its system calls through [`Sys`]; the unit tests
+//! (`init/tests.rs`) run it against the recording double, without root.
 
 use std::convert::Infallible;
 use std::ffi::CString;
 use std::io::Write;
-use std::os::fd::{AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
+use std::path::Path;
 
 use oci_spec::runtime::{LinuxNamespaceType, Process};
 
@@ -20,7 +24,8 @@ use crate::process::{self, CapSets};
 use crate::rootfs::{self, RootfsPlan};
 use crate::spec::{Bundle, Namespaces};
 use crate::sync::{Channel, Msg};
-use crate::{console, hooks};
+use crate::sys::{LinuxSys, Sys};
+use crate::{console, hooks, launch};
 
 /// Everything the init needs, prepared by the parent before fork.
 pub struct InitCtx<'a> {
@@ -40,8 +45,9 @@ pub struct InitCtx<'a> {
     pub exec_fifo: &'a OwnedFd,
     /// start.fifo, open read-write: errors after start go here; exec closes it.
     pub start_fifo: &'a OwnedFd,
-    /// The connected console socket, when the process has a terminal.
-    pub console_socket: Option<RawFd>,
+    /// The connected console socket, when the process has a terminal. It stays owned by the
+    /// parent; the init closes its inherited copy once the terminal is sent.
+    pub console_socket: Option<BorrowedFd<'a>>,
     /// The compiled seccomp filter.
     pub seccomp: Option<berth_seccomp::Filter>,
     /// The container's cgroups, for `cgroup` mounts.
@@ -49,86 +55,15 @@ pub struct InitCtx<'a> {
 }
 
 /// Run the init. Only returns on failure before the container was reported ready.
-pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
+pub fn run(mut ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
+    let seccomp = ctx.seccomp.take();
+    let (exe, state_json) = set_up(&ctx, seccomp, ch, &LinuxSys)?;
     let spec = &ctx.bundle.spec;
     let process = spec
         .process()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
-    nix::unistd::setsid().ctx(|| "setsid".into())?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::empty());
-    if !ctx.no_new_keyring {
-        join_session_keyring(ctx.id)?;
-    }
-    let in_userns = ctx.ns.creates(LinuxNamespaceType::User);
-    let plan = RootfsPlan {
-        spec,
-        rootfs: &ctx.bundle.rootfs,
-        bundle: &ctx.bundle.dir,
-        in_userns,
-        cgroups: ctx.cgroups,
-        cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
-        no_pivot: ctx.no_pivot,
-    };
-    // Without a mount namespace of its own the container shares the runtime's mounts: none
-    // are made for it (they would land in the host's namespace); it is chrooted instead.
-    let own_mounts = ctx.ns.has(LinuxNamespaceType::Mount);
-    if own_mounts {
-        rootfs::prepare(&plan)?;
-    }
-
-    // prestart and createRuntime hooks run in the runtime's namespaces, in the parent.
-    ch.send(&Msg::RunHooks)?;
-    let state_json = match ch.expect("the hooks ran")?.0 {
-        Msg::HooksDone(s) => s,
-        other => return Err(Error::Child(format!("unexpected message {other:?}"))),
-    };
     let hooks = spec.hooks().as_ref();
-    hooks::run_all(
-        "createContainer",
-        hooks.and_then(|h| h.create_container().as_ref()),
-        &state_json,
-    )?;
-
-    if own_mounts {
-        rootfs::pivot(&plan)?;
-    } else {
-        // Shared mounts: no mount is made for the container, but it still sees its rootfs.
-        nix::unistd::chroot(ctx.bundle.rootfs.as_path()).ctx(|| "chroot into the rootfs".into())?;
-        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
-    }
-
-    if process.terminal() == Some(true) {
-        let sock = ctx.console_socket.ok_or_else(|| {
-            Error::InvalidArgument("process.terminal is set but no console socket was given".into())
-        })?;
-        setup_terminal(process, sock)?;
-    }
-    // Hostname, domainname and sysctls go in before /proc/sys becomes read-only.
-    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
-        nix::unistd::sethostname(h).ctx(|| format!("setting hostname {h:?}"))?;
-    }
-    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
-        // SAFETY: setdomainname reads `d.len()` bytes from a valid buffer.
-        if unsafe { libc::setdomainname(d.as_ptr().cast(), d.len()) } != 0 {
-            return Err(Error::io(
-                format!("setting domainname {d:?}"),
-                std::io::Error::last_os_error(),
-            ));
-        }
-    }
-    let linux = spec.linux().as_ref();
-    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
-        rootfs::write_sysctls(sysctl)?;
-    }
-    if own_mounts {
-        rootfs::finalize(&plan)?;
-    }
-    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
-        process::set_personality(p)?;
-    }
-
-    let exe = prepare_process(process, ctx.seccomp, ch, in_userns, ctx.preserve_fds)?;
 
     ch.send(&Msg::Ready)?;
     // Wait for `start`: one byte on exec.fifo.
@@ -154,57 +89,146 @@ pub fn run(ctx: InitCtx, ch: &Channel) -> Result<Infallible> {
     fail_after_start(ctx.start_fifo, &e)
 }
 
+/// The init up to "ready": session, rootfs, hooks run by the parent, createContainer hooks,
+/// root change, terminal, names, sysctls, masked and read-only paths, personality and
+/// [`prepare_process`]. Returns the program's path and the state the parent sent for hooks.
+pub fn set_up(
+    ctx: &InitCtx,
+    seccomp: Option<berth_seccomp::Filter>,
+    ch: &Channel,
+    sys: &dyn Sys,
+) -> Result<(CString, String)> {
+    let spec = &ctx.bundle.spec;
+    let process = spec
+        .process()
+        .as_ref()
+        .ok_or_else(|| Error::InvalidConfig("process is required".into()))?;
+    sys.setsid().ctx(|| "setsid".into())?;
+    sys.umask(nix::sys::stat::Mode::empty());
+    if !ctx.no_new_keyring {
+        join_session_keyring(sys, ctx.id)?;
+    }
+    let in_userns = ctx.ns.creates(LinuxNamespaceType::User);
+    let plan = RootfsPlan {
+        spec,
+        rootfs: &ctx.bundle.rootfs,
+        bundle: &ctx.bundle.dir,
+        in_userns,
+        cgroups: ctx.cgroups,
+        cgroupns: ctx.ns.has(LinuxNamespaceType::Cgroup),
+        no_pivot: ctx.no_pivot,
+    };
+    // Without a mount namespace of its own the container shares the runtime's mounts: none
+    // are made for it (they would land in the host's namespace); it is chrooted instead.
+    let own_mounts = ctx.ns.has(LinuxNamespaceType::Mount);
+    if own_mounts {
+        rootfs::prepare(&plan, sys)?;
+    }
+
+    // prestart and createRuntime hooks run in the runtime's namespaces, in the parent.
+    ch.send(&Msg::RunHooks)?;
+    let state_json = match ch.expect("the hooks ran")?.0 {
+        Msg::HooksDone(s) => s,
+        other => return Err(Error::Child(format!("unexpected message {other:?}"))),
+    };
+    let hooks = spec.hooks().as_ref();
+    hooks::run_all(
+        "createContainer",
+        hooks.and_then(|h| h.create_container().as_ref()),
+        &state_json,
+    )?;
+
+    if own_mounts {
+        rootfs::pivot(&plan, sys)?;
+    } else {
+        // Shared mounts: no mount is made for the container, but it still sees its rootfs.
+        sys.chroot(&ctx.bundle.rootfs)
+            .ctx(|| "chroot into the rootfs".into())?;
+        sys.chdir(Path::new("/")).ctx(|| "chdir /".into())?;
+    }
+
+    if process.terminal() == Some(true) {
+        let sock = ctx.console_socket.ok_or_else(|| {
+            Error::InvalidArgument("process.terminal is set but no console socket was given".into())
+        })?;
+        setup_terminal(sys, process, sock)?;
+    }
+    // Hostname, domainname and sysctls go in before /proc/sys becomes read-only.
+    if let Some(h) = spec.hostname().as_deref().filter(|h| !h.is_empty()) {
+        sys.sethostname(h)
+            .ctx(|| format!("setting hostname {h:?}"))?;
+    }
+    if let Some(d) = spec.domainname().as_deref().filter(|h| !h.is_empty()) {
+        sys.setdomainname(d)
+            .ctx(|| format!("setting domainname {d:?}"))?;
+    }
+    let linux = spec.linux().as_ref();
+    if let Some(sysctl) = linux.and_then(|l| l.sysctl().as_ref()) {
+        rootfs::write_sysctls(sys, sysctl)?;
+    }
+    if own_mounts {
+        rootfs::finalize(&plan, sys)?;
+    }
+    if let Some(p) = linux.and_then(|l| l.personality().as_ref()) {
+        process::set_personality(sys, p)?;
+    }
+
+    let exe = prepare_process(sys, process, seccomp, ch, in_userns, ctx.preserve_fds)?;
+    Ok((exe, state_json))
+}
+
 /// Everything between the rootfs and execve that init and exec share: LSM labels, rlimits,
 /// scheduling, no_new_privs, seccomp, user and capabilities, cwd, umask, the program's path.
 /// The seccomp notify fd, if any, is handed to the parent over `ch`.
 pub fn prepare_process(
+    sys: &dyn Sys,
     process: &Process,
     seccomp: Option<berth_seccomp::Filter>,
     ch: &Channel,
     in_userns: bool,
     preserve_fds: u32,
 ) -> Result<CString> {
-    process::set_lsm_labels(process)?;
+    process::set_lsm_labels(sys, process)?;
     if let Some(rl) = process.rlimits() {
-        process::set_rlimits(rl)?;
+        process::set_rlimits(sys, rl)?;
     }
     if let Some(adj) = process.oom_score_adj() {
-        process::set_oom_score_adj(adj)?;
+        process::set_oom_score_adj(sys, adj)?;
     }
     if let Some(io) = process.io_priority() {
-        process::set_io_priority(io.class(), io.priority())?;
+        process::set_io_priority(sys, io.class(), io.priority())?;
     }
     if let Some(s) = process.scheduler() {
-        process::set_scheduler(s)?;
+        process::set_scheduler(sys, s)?;
     }
     let nnp = process.no_new_privileges() == Some(true);
     if nnp {
-        process::set_no_new_privs()?;
+        process::set_no_new_privs(sys)?;
     }
     // The program is looked up now, while any error can still be reported cleanly.
     let env: Vec<String> = process.env().clone().unwrap_or_default();
     let args = process.args().as_deref().unwrap_or_default();
-    let exe = process::find_executable(&args[0], &env, process.cwd())?;
+    let exe = process::find_executable(sys, &args[0], &env, process.cwd())?;
 
     // Before any seccomp filter: a profile need not allow close_range.
-    process::cloexec_from(3 + preserve_fds)?;
+    process::cloexec_from(sys, 3 + preserve_fds)?;
     let mut seccomp = seccomp;
     // Without no_new_privs, loading a filter needs CAP_SYS_ADMIN: do it before dropping it.
     if !nnp && let Some(f) = seccomp.take() {
         load_seccomp(f, ch)?;
     }
     let user = process.user();
-    let caps = CapSets::from_spec(process.capabilities().as_ref());
-    let groups: Vec<u32> = user.additional_gids().clone().unwrap_or_default();
-    let set_groups = !in_userns || setgroups_allowed();
-    process::set_identity_and_caps(user.uid(), user.gid(), &groups, set_groups, &caps)?;
-    nix::unistd::chdir(process.cwd()).ctx(|| {
+    let caps = CapSets::from_spec_up_to(process.capabilities().as_ref(), sys.last_cap());
+    let groups: &[u32] = user.additional_gids().as_deref().unwrap_or_default();
+    let set_groups = !in_userns || setgroups_allowed(sys);
+    process::set_identity_and_caps(sys, user.uid(), user.gid(), groups, set_groups, &caps)?;
+    sys.chdir(process.cwd()).ctx(|| {
         format!(
             "changing to the working directory {}",
             process.cwd().display()
         )
     })?;
-    nix::sys::stat::umask(nix::sys::stat::Mode::from_bits_truncate(
+    sys.umask(nix::sys::stat::Mode::from_bits_truncate(
         user.umask().unwrap_or(0o022) as libc::mode_t,
     ));
     // With no_new_privs, load as late as possible so the filter sees few runtime syscalls.
@@ -214,8 +238,8 @@ pub fn prepare_process(
     process::cstring(exe.as_os_str())
 }
 
-fn setgroups_allowed() -> bool {
-    std::fs::read_to_string("/proc/self/setgroups")
+fn setgroups_allowed(sys: &dyn Sys) -> bool {
+    sys.read_file(Path::new("/proc/self/setgroups"))
         .map(|s| s.trim() == "allow")
         .unwrap_or(true)
 }
@@ -231,21 +255,18 @@ fn load_seccomp(f: berth_seccomp::Filter, ch: &Channel) -> Result<()> {
     Ok(())
 }
 
-fn setup_terminal(process: &Process, sock: RawFd) -> Result<()> {
+fn setup_terminal(sys: &dyn Sys, process: &Process, sock: BorrowedFd<'_>) -> Result<()> {
     let pty = console::open_pty()?;
     if let Some(sz) = process.console_size() {
-        console::set_size(
-            pty.master.as_raw_fd(),
-            sz.height() as u16,
-            sz.width() as u16,
-        )?;
+        console::set_size(pty.master.as_fd(), sz.height() as u16, sz.width() as u16)?;
     }
-    console::send_master(sock, &pty.master, &pty.slave_path)?;
+    console::send_master(sock.as_raw_fd(), &pty.master, &pty.slave_path)?;
     drop(pty.master);
-    // SAFETY: the console socket fd was passed to us for this use only.
-    unsafe { libc::close(sock) };
+    // SAFETY: this is the init, a child of `launch::spawn`; the socket's owner is in the
+    // parent's frames, which this process never returns to, and nothing here closes it again.
+    unsafe { launch::close_inherited(sock) };
     console::make_controlling(&pty.slave)?;
-    rootfs::mount_console(&pty.slave_path)?;
+    rootfs::mount_console(sys, &pty.slave_path)?;
     Ok(())
 }
 
@@ -304,20 +325,15 @@ pub fn state_with_status(state_json: &str, status: &str) -> String {
     }
 }
 
-fn join_session_keyring(id: &str) -> Result<()> {
-    const KEYCTL_JOIN_SESSION_KEYRING: libc::c_long = 1;
+fn join_session_keyring(sys: &dyn Sys, id: &str) -> Result<()> {
+    use nix::errno::Errno;
     let name = CString::new(format!("_ses.{id}")).map_err(|_| Error::InvalidId(id.into()))?;
-    // SAFETY: keyctl reads a valid NUL-terminated name.
-    let r = unsafe { libc::syscall(libc::SYS_keyctl, KEYCTL_JOIN_SESSION_KEYRING, name.as_ptr()) };
-    if r < 0 {
-        let e = std::io::Error::last_os_error();
+    match sys.join_session_keyring(&name) {
         // Kernels without keyrings, or a user namespace that may not create one: go on.
-        if !matches!(
-            e.raw_os_error(),
-            Some(libc::ENOSYS) | Some(libc::EACCES) | Some(libc::EPERM) | Some(libc::EDQUOT)
-        ) {
-            return Err(Error::io("joining a new session keyring", e));
-        }
+        Ok(()) | Err(Errno::ENOSYS | Errno::EACCES | Errno::EPERM | Errno::EDQUOT) => Ok(()),
+        Err(e) => Err(Error::sys("joining a new session keyring", e)),
     }
-    Ok(())
 }
+
+#[cfg(test)]
+mod tests;

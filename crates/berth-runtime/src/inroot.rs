@@ -8,44 +8,25 @@
 //! missing components one by one with mkdirat, and open each new one with
 //! O_NOFOLLOW | O_DIRECTORY so that a symlink swapped in meanwhile is refused, not followed.
 
-use std::ffi::CString;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, FromRawFd, OwnedFd};
-use std::os::unix::ffi::OsStrExt;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::path::{Component, Path};
 
+use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+use nix::sys::stat::Mode;
 use pathrs::{Handle, Root};
 
-fn cstr(p: &Path) -> io::Result<CString> {
-    CString::new(p.as_os_str().as_bytes()).map_err(|_| io::Error::from_raw_os_error(libc::EINVAL))
-}
-
 /// openat2 beneath `dirfd` with RESOLVE_IN_ROOT.
-fn open_in_root(dirfd: i32, path: &Path, flags: i32) -> io::Result<OwnedFd> {
-    let c = cstr(if path.as_os_str().is_empty() {
+fn open_in_root(dirfd: BorrowedFd<'_>, path: &Path, flags: OFlag) -> io::Result<OwnedFd> {
+    let path = if path.as_os_str().is_empty() {
         Path::new(".")
     } else {
         path
-    })?;
-    // SAFETY: open_how is a plain C struct; all-zero is a valid value.
-    let mut how: libc::open_how = unsafe { std::mem::zeroed() };
-    how.flags = (flags | libc::O_CLOEXEC) as u64;
-    how.resolve = libc::RESOLVE_IN_ROOT | libc::RESOLVE_NO_MAGICLINKS;
-    // SAFETY: openat2 reads the C string and the open_how struct, both valid for the call.
-    let fd = unsafe {
-        libc::syscall(
-            libc::SYS_openat2,
-            dirfd,
-            c.as_ptr(),
-            &how as *const libc::open_how,
-            std::mem::size_of::<libc::open_how>(),
-        )
     };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd returned by openat2, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd as i32) })
+    let how = OpenHow::new()
+        .flags(flags | OFlag::O_CLOEXEC)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_MAGICLINKS);
+    Ok(nix::fcntl::openat2(dirfd, path, how)?)
 }
 
 /// The components of `path` relative to the root ("/a/../b" keeps its "..": the kernel
@@ -62,8 +43,8 @@ fn parts(path: &Path) -> Vec<&std::ffi::OsStr> {
 
 /// `mkdir -p` of `path` inside `root`; returns an O_PATH handle to the directory.
 pub fn mkdir_all(root: &Root, path: &Path, mode: u32) -> io::Result<Handle> {
-    let rootfd = root.as_fd().as_raw_fd();
-    let flags = libc::O_PATH | libc::O_DIRECTORY;
+    let rootfd = root.as_fd();
+    let flags = OFlag::O_PATH | OFlag::O_DIRECTORY;
     match open_in_root(rootfd, path, flags) {
         Ok(fd) => return Ok(Handle::from_fd(fd)),
         Err(e) if e.raw_os_error() == Some(libc::ENOENT) => {}
@@ -89,27 +70,17 @@ pub fn mkdir_all(root: &Root, path: &Path, mode: u32) -> io::Result<Handle> {
             dir = open_in_root(rootfd, &walked, flags)?;
             continue;
         }
-        let c = cstr(Path::new(name))?;
-        // SAFETY: mkdirat reads a valid C string.
-        if unsafe { libc::mkdirat(dir.as_raw_fd(), c.as_ptr(), mode as libc::mode_t) } != 0 {
-            let e = io::Error::last_os_error();
-            if e.raw_os_error() != Some(libc::EEXIST) {
-                return Err(e);
-            }
+        match nix::sys::stat::mkdirat(&dir, *name, Mode::from_bits_truncate(mode)) {
+            Ok(()) | Err(nix::errno::Errno::EEXIST) => {}
+            Err(e) => return Err(e.into()),
         }
-        // SAFETY: openat reads a valid C string; O_NOFOLLOW | O_DIRECTORY refuse a symlink.
-        let fd = unsafe {
-            libc::openat(
-                dir.as_raw_fd(),
-                c.as_ptr(),
-                flags | libc::O_NOFOLLOW | libc::O_CLOEXEC,
-            )
-        };
-        if fd < 0 {
-            return Err(io::Error::last_os_error());
-        }
-        // SAFETY: a new fd returned by openat, owned by nobody else.
-        dir = unsafe { OwnedFd::from_raw_fd(fd) };
+        // O_NOFOLLOW | O_DIRECTORY refuse a symlink swapped in meanwhile.
+        dir = nix::fcntl::openat(
+            &dir,
+            *name,
+            flags | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+            Mode::empty(),
+        )?;
     }
     Ok(Handle::from_fd(dir))
 }
@@ -117,19 +88,12 @@ pub fn mkdir_all(root: &Root, path: &Path, mode: u32) -> io::Result<Handle> {
 /// A readable directory fd for an O_PATH handle to a directory (no procfs needed: "." of a
 /// directory opened relative to its own O_PATH fd).
 pub fn reopen_dir(h: &Handle) -> io::Result<OwnedFd> {
-    // SAFETY: openat with a valid C string literal.
-    let fd = unsafe {
-        libc::openat(
-            h.as_fd().as_raw_fd(),
-            c".".as_ptr(),
-            libc::O_RDONLY | libc::O_DIRECTORY | libc::O_CLOEXEC,
-        )
-    };
-    if fd < 0 {
-        return Err(io::Error::last_os_error());
-    }
-    // SAFETY: a new fd returned by openat, owned by nobody else.
-    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+    Ok(nix::fcntl::openat(
+        h.as_fd(),
+        ".",
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )?)
 }
 
 #[cfg(test)]

@@ -10,10 +10,18 @@
 //! reaps it. The final process runs `final_stage`, which never returns on success.
 //!
 //! The parent must be single-threaded: the children keep running Rust code after fork.
+//!
+//! File descriptors: a child inherits a copy of every fd of the parent, and of every Rust value
+//! that owns one. A child never returns into (or unwinds through) the frames above [`spawn`]
+//! (it ends with `_exit` or `execve`, and a panic there ends it too), so those owners are never
+//! dropped in the child: the child is the only one that can close its copies. The fds it must
+//! not keep are listed in [`Launch::close_in_child`] as borrows, which guarantees they are open
+//! (their owners outlive the launch), and [`close_inherited`] closes each copy once; the
+//! owners in the parent are untouched.
 
 use std::collections::HashMap;
 use std::convert::Infallible;
-use std::os::fd::{OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, BorrowedFd, FromRawFd, OwnedFd};
 use std::path::PathBuf;
 
 use nix::sched::CloneFlags;
@@ -40,8 +48,37 @@ pub struct Launch<'a> {
     pub time_offsets: Option<&'a HashMap<String, LinuxTimeOffset>>,
     /// The cgroup stage 1 joins before it creates namespaces.
     pub cgroup: Option<&'a berth_cgroups::Cgroup>,
-    /// Fds the children must not keep (locks, the parent's channel end).
-    pub close_in_child: Vec<RawFd>,
+    /// Fds the children must not keep (the state directory's lock, the parent's ends of pipes
+    /// and sockets): owned in the parent, borrowed here; stage 1 closes its copies.
+    pub close_in_child: Vec<BorrowedFd<'a>>,
+}
+
+/// Close, in a process forked by [`spawn`], its inherited copy of `fd`, whose Rust owner lives
+/// in the parent's frames.
+///
+/// # Safety
+///
+/// Only in a child of [`spawn`] (which never returns into or unwinds through the frames that
+/// own `fd`, so the owner's copy in this process is never dropped), once per fd, and only when
+/// nothing in the child uses `fd` afterwards.
+pub unsafe fn close_inherited(fd: BorrowedFd<'_>) {
+    // SAFETY: by the contract above, this process's copy of the fd has no other owner that
+    // will close or use it: the new OwnedFd is its only owner, and dropping it closes it once.
+    drop(unsafe { OwnedFd::from_raw_fd(fd.as_raw_fd()) });
+}
+
+/// Run a forked child's work to its end: it never returns, and a panic (test builds unwind)
+/// ends the process instead of unwinding into the parent's frames.
+fn child_main(ch: &Channel, work: impl FnOnce() -> Result<Infallible>) -> ! {
+    let r = std::panic::catch_unwind(std::panic::AssertUnwindSafe(work));
+    match r {
+        Ok(Ok(never)) => match never {},
+        Ok(Err(e)) => child_fail(ch, &e),
+        Err(_) => {
+            // SAFETY: _exit ends the forked child without running the parent's destructors.
+            unsafe { libc::_exit(1) }
+        }
+    }
 }
 
 /// Refuse to fork from a multi-threaded process: the children could deadlock on locks that
@@ -81,18 +118,14 @@ where
     // running ordinary Rust code after fork.
     match unsafe { nix::unistd::fork() }.ctx(|| "fork".into())? {
         ForkResult::Child => {
-            // SAFETY: closing fds this child must not hold; they are not used again here.
-            unsafe { libc::close(parent_ch.raw_fd()) };
-            std::mem::forget(parent_ch);
+            // The parent's end is owned by this frame: dropping it closes the child's copy.
+            drop(parent_ch);
             for fd in &l.close_in_child {
-                // SAFETY: as above.
-                unsafe { libc::close(*fd) };
+                // SAFETY: this is the child of the fork above; it ends in `child_main`, never
+                // returning to the fds' owners, and each listed fd is closed once here.
+                unsafe { close_inherited(*fd) };
             }
-            let e = match stage1(l, &child_ch, final_stage) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            child_fail(&child_ch, &e)
+            child_main(&child_ch, || stage1(l, &child_ch, final_stage))
         }
         ForkResult::Parent { child } => {
             drop(child_ch);
@@ -222,11 +255,7 @@ where
             let mut b = [0u8; 1];
             let _ = nix::unistd::read(&gate_r, &mut b);
             drop(gate_r);
-            let e = match final_stage(ch) {
-                Ok(never) => match never {},
-                Err(e) => e,
-            };
-            child_fail(ch, &e)
+            child_main(ch, || final_stage(ch))
         }
         ForkResult::Parent { child } => {
             ch.send(&Msg::Pid(child.as_raw()))?;

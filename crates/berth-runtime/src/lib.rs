@@ -29,7 +29,12 @@ pub mod run;
 pub mod spec;
 pub mod state;
 pub mod sync;
-pub mod template;
+pub mod sys;
+/// The default config `berth-runc spec` writes; it lives in `berth-spec` (kept here for the
+/// runtime's command line until it calls `berth_spec` itself).
+pub mod template {
+    pub use berth_spec::runc_spec as default_spec;
+}
 
 use std::path::{Path, PathBuf};
 
@@ -93,13 +98,15 @@ impl Runtime {
         Container::load(&self.root, id)?.kill(signal, all)
     }
 
-    /// Delete a container (`force` kills it first if it runs).
+    /// Delete a container (`force` kills it first if it runs). With `force`, a container that
+    /// does not exist is not an error (runc's `delete --force` exits 0 for it too).
     pub fn delete(&self, id: &str, force: bool) -> Result<()> {
         match Container::load(&self.root, id) {
             Ok(c) => c.delete(force),
             Err(Error::CorruptState { .. }) if force => {
                 container::force_remove_broken(&self.root, id)
             }
+            Err(Error::NotFound(_)) if force => Ok(()),
             Err(e) => Err(e),
         }
     }

@@ -3,13 +3,14 @@
 //! Runs in the container's init, in its new mount namespace. Every destination inside the
 //! rootfs is resolved with `pathrs` (openat2 RESOLVE_IN_ROOT), so a symlink in the image can
 //! never send a mount outside the rootfs; mounts then target the resolved handle through
-//! /proc/self/fd.
+//! /proc/self/fd. Every mount, device node, symlink, chdir and root change goes through
+//! [`Sys`], so the unit tests (`rootfs/tests.rs`) check them without root.
 
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Component, Path, PathBuf};
 
-use nix::mount::{MntFlags, MsFlags, mount, umount2};
+use nix::mount::{MntFlags, MsFlags};
 use nix::sys::stat::{Mode, SFlag};
 use oci_spec::runtime::{LinuxDevice, LinuxDeviceType, Mount, Spec};
 use pathrs::Root;
@@ -18,6 +19,7 @@ use pathrs::flags::OpenFlags;
 use crate::cgmount::CgroupMounts;
 use crate::error::{Context, Error, Result};
 use crate::mountopts::{self, MountOptions};
+use crate::sys::Sys;
 
 /// What the rootfs setup needs to know beyond the spec.
 pub struct RootfsPlan<'a> {
@@ -44,8 +46,8 @@ fn rel(path: &Path) -> PathBuf {
         .collect()
 }
 
-fn fd_path(fd: &impl AsFd) -> String {
-    format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd())
+fn fd_path(fd: &impl AsFd) -> PathBuf {
+    PathBuf::from(format!("/proc/self/fd/{}", fd.as_fd().as_raw_fd()))
 }
 
 fn perm(mode: u32) -> std::fs::Permissions {
@@ -53,12 +55,11 @@ fn perm(mode: u32) -> std::fs::Permissions {
 }
 
 /// The flags of the mount at `path` that a user namespace may not clear (they stay set).
-fn locked_flags(path: &str) -> MsFlags {
+fn locked_flags(sys: &dyn Sys, path: &Path) -> MsFlags {
     use nix::sys::statvfs::FsFlags;
-    let Ok(st) = nix::sys::statvfs::statvfs(path) else {
+    let Ok(f) = sys.mount_flags(path) else {
         return MsFlags::empty();
     };
-    let f = st.flags();
     let mut out = MsFlags::empty();
     for (s, m) in [
         (FsFlags::ST_NOSUID, MsFlags::MS_NOSUID),
@@ -79,7 +80,7 @@ fn locked_flags(path: &str) -> MsFlags {
 }
 
 /// Step 1, before the hooks: propagation, the rootfs bind, every mount, /dev.
-pub fn prepare(plan: &RootfsPlan) -> Result<()> {
+pub fn prepare(plan: &RootfsPlan, sys: &dyn Sys) -> Result<()> {
     let linux = plan.spec.linux().as_ref();
     let requested = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
@@ -91,16 +92,16 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         Some(f) if f.contains(MsFlags::MS_PRIVATE) => f,
         _ => MsFlags::MS_SLAVE | MsFlags::MS_REC,
     };
-    mount(None::<&str>, "/", None::<&str>, initial, None::<&str>)
+    sys.mount(None, Path::new("/"), None, initial, None)
         .ctx(|| "setting the propagation of / in the container's mount namespace".into())?;
 
     // The rootfs must be a mount point for pivot_root.
-    mount(
+    sys.mount(
         Some(plan.rootfs),
         plan.rootfs,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     )
     .ctx(|| format!("bind-mounting the rootfs {}", plan.rootfs.display()))?;
 
@@ -115,13 +116,12 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
         {
             dev_is_bound = true;
         }
-        mount_one(plan, &root, m, &opts)
-            .map_err(|e| annotate(e, &format!("mount {}", m.destination().display())))?;
+        mount_one(plan, sys, &root, m, &opts).map_err(|e| annotate(e, m.destination()))?;
     }
 
     if !dev_is_bound {
-        create_devices(plan, &root)?;
-        dev_symlinks(&root)?;
+        create_devices(plan, sys, &root)?;
+        dev_symlinks(sys, &root)?;
     }
 
     // The working directory exists before the process needs it (as Docker's WORKDIR).
@@ -135,17 +135,25 @@ pub fn prepare(plan: &RootfsPlan) -> Result<()> {
     Ok(())
 }
 
-fn annotate(e: Error, what: &str) -> Error {
+/// A failed system call while making the mount at `destination` becomes [`Error::Mount`].
+fn annotate(e: Error, destination: &Path) -> Error {
     match e {
-        Error::Io { context, source } => Error::Io {
-            context: format!("{what}: {context}"),
+        Error::Io { context, source } => Error::Mount {
+            destination: destination.to_path_buf(),
+            context,
             source,
         },
         other => other,
     }
 }
 
-fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> Result<()> {
+fn mount_one(
+    plan: &RootfsPlan,
+    sys: &dyn Sys,
+    root: &Root,
+    m: &Mount,
+    opts: &MountOptions,
+) -> Result<()> {
     let typ = m.typ().as_deref().unwrap_or("");
     let dest = rel(m.destination());
     let bind = opts.is_bind() || typ == "bind";
@@ -153,7 +161,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         let cg = plan.cgroups.ok_or_else(|| {
             Error::Unsupported("a cgroup mount needs the container to have a cgroup".into())
         })?;
-        return crate::cgmount::mount_cgroups(root, &dest, cg, plan.cgroupns, opts, typ);
+        return crate::cgmount::mount_cgroups(sys, root, &dest, cg, plan.cgroupns, opts);
     }
     if bind {
         let src = match m.source() {
@@ -161,7 +169,9 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
             Some(s) => plan.bundle.join(s),
             None => return Err(Error::InvalidConfig("a bind mount needs a source".into())),
         };
-        let meta = std::fs::metadata(&src).ctx(|| format!("bind source {}", src.display()))?;
+        let meta = sys
+            .stat(&src, true)
+            .ctx(|| format!("bind source {}", src.display()))?;
         let target = if meta.is_dir() {
             crate::inroot::mkdir_all(root, Path::new(&dest), 0o755)
                 .ctx(|| "creating the destination directory".into())?
@@ -170,14 +180,8 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         };
         let tpath = fd_path(&target);
         let flags = MsFlags::MS_BIND | (opts.flags & MsFlags::MS_REC);
-        mount(
-            Some(&src),
-            tpath.as_str(),
-            None::<&str>,
-            flags,
-            None::<&str>,
-        )
-        .ctx(|| format!("bind-mounting {}", src.display()))?;
+        sys.mount(Some(&src), &tpath, None, flags, None)
+            .ctx(|| format!("bind-mounting {}", src.display()))?;
         drop(target);
         let mounted = root
             .resolve(&dest)
@@ -187,7 +191,7 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         let extra = opts.flags & !(MsFlags::MS_BIND | MsFlags::MS_REC | MsFlags::MS_REMOUNT);
         if !extra.is_empty() || !opts.cleared.is_empty() {
             let keep = if plan.in_userns {
-                locked_flags(&mpath)
+                locked_flags(sys, &mpath)
             } else {
                 MsFlags::empty()
             };
@@ -196,65 +200,55 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
                 | extra
                 | (keep & !MsFlags::MS_RDONLY & !opts.cleared)
                 | (keep & MsFlags::MS_RDONLY & !opts.cleared);
-            mount(
-                None::<&str>,
-                mpath.as_str(),
-                None::<&str>,
-                flags,
-                None::<&str>,
-            )
-            .ctx(|| "applying the bind mount's flags".into())?;
+            sys.mount(None, &mpath, None, flags, None)
+                .ctx(|| "applying the bind mount's flags".into())?;
         }
-        finish_mount(&mounted, opts, m)?;
+        finish_mount(sys, &mounted, opts, m)?;
         return Ok(());
     }
 
     let target = crate::inroot::mkdir_all(root, Path::new(&dest), 0o755)
         .ctx(|| "creating the destination directory".into())?;
     let tpath = fd_path(&target);
-    let source = m
-        .source()
-        .as_ref()
-        .map(|s| s.to_string_lossy().into_owned())
-        .unwrap_or_else(|| typ.to_string());
+    let source = m.source().as_deref().unwrap_or(Path::new(typ));
     let data = opts.data_string();
     let flags = opts.flags & !MsFlags::MS_REMOUNT;
-    let r = mount(
-        Some(source.as_str()),
-        tpath.as_str(),
-        Some(typ),
-        flags,
-        data.as_deref(),
-    );
+    let r = sys.mount(Some(source), &tpath, Some(typ), flags, data.as_deref());
     match r {
         Ok(()) => {}
         // A user namespace without its own network (or IPC) namespace may not mount sysfs
         // (or mqueue): bind the host's instead, as runc does.
         Err(nix::errno::Errno::EPERM) if typ == "sysfs" || typ == "mqueue" => {
-            let host = if typ == "sysfs" {
+            let host = Path::new(if typ == "sysfs" {
                 "/sys"
             } else {
                 "/dev/mqueue"
-            };
-            mount(
+            });
+            sys.mount(
                 Some(host),
-                tpath.as_str(),
-                None::<&str>,
+                &tpath,
+                None,
                 MsFlags::MS_BIND | MsFlags::MS_REC,
-                None::<&str>,
+                None,
             )
-            .ctx(|| format!("binding the host's {host} (mounting {typ} was refused)"))?;
+            .ctx(|| {
+                format!(
+                    "binding the host's {} (mounting {typ} was refused)",
+                    host.display()
+                )
+            })?;
             let mounted = root
                 .resolve(&dest)
                 .ctx(|| "resolving the new mount".into())?;
             let mp = fd_path(&mounted);
-            let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(&mp);
-            let _ = mount(None::<&str>, mp.as_str(), None::<&str>, f, None::<&str>);
+            let f = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | flags | locked_flags(sys, &mp);
+            let _ = sys.mount(None, &mp, None, f, None);
         }
         Err(e) => {
             return Err(Error::sys(
                 format!(
-                    "mounting {typ} {source} (options {:?})",
+                    "mounting {typ} {} (options {:?})",
+                    source.display(),
                     m.options().as_deref().unwrap_or_default()
                 ),
                 e,
@@ -271,13 +265,18 @@ fn mount_one(plan: &RootfsPlan, root: &Root, m: &Mount, opts: &MountOptions) -> 
         let mounted = root
             .resolve(&dest)
             .ctx(|| "resolving the new mount".into())?;
-        finish_mount(&mounted, opts, m)?;
+        finish_mount(sys, &mounted, opts, m)?;
     }
     Ok(())
 }
 
 /// Recursive attributes, id-mapping and propagation of a fresh mount.
-fn finish_mount(mounted: &pathrs::Handle, opts: &MountOptions, m: &Mount) -> Result<()> {
+fn finish_mount(
+    sys: &dyn Sys,
+    mounted: &pathrs::Handle,
+    opts: &MountOptions,
+    m: &Mount,
+) -> Result<()> {
     let mpath = fd_path(mounted);
     if opts.idmap {
         return Err(Error::Unsupported(format!(
@@ -286,48 +285,14 @@ fn finish_mount(mounted: &pathrs::Handle, opts: &MountOptions, m: &Mount) -> Res
         )));
     }
     if opts.rec_set != 0 || opts.rec_clear != 0 {
-        mount_setattr_recursive(mounted.as_fd().as_raw_fd(), opts.rec_set, opts.rec_clear)
-            .map_err(|e| Error::io("applying recursive mount attributes", e))?;
+        sys.mount_setattr_recursive(mounted.as_fd(), opts.rec_set, opts.rec_clear)
+            .ctx(|| "applying recursive mount attributes".into())?;
     }
     for p in &opts.propagation {
-        mount(None::<&str>, mpath.as_str(), None::<&str>, *p, None::<&str>)
+        sys.mount(None, &mpath, None, *p, None)
             .ctx(|| "setting the mount's propagation".into())?;
     }
     Ok(())
-}
-
-fn mount_setattr_recursive(fd: i32, set: u64, clear: u64) -> std::io::Result<()> {
-    #[repr(C)]
-    struct MountAttr {
-        attr_set: u64,
-        attr_clr: u64,
-        propagation: u64,
-        userns_fd: u64,
-    }
-    let attr = MountAttr {
-        attr_set: set,
-        attr_clr: clear,
-        propagation: 0,
-        userns_fd: 0,
-    };
-    const AT_RECURSIVE: libc::c_uint = 0x8000;
-    // SAFETY: mount_setattr reads `size` bytes from the valid struct; the path is a valid
-    // C string and fd is an open file descriptor.
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_mount_setattr,
-            fd,
-            c"".as_ptr(),
-            (libc::AT_EMPTY_PATH as libc::c_uint) | AT_RECURSIVE,
-            &attr as *const MountAttr,
-            std::mem::size_of::<MountAttr>(),
-        )
-    };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
 }
 
 /// Make sure a file exists at `dest` (creating parents) and return a handle to it.
@@ -363,7 +328,7 @@ fn default_devices() -> Vec<(&'static str, u64, u64)> {
     ]
 }
 
-fn create_devices(plan: &RootfsPlan, root: &Root) -> Result<()> {
+fn create_devices(plan: &RootfsPlan, sys: &dyn Sys, root: &Root) -> Result<()> {
     let spec_devices: &[LinuxDevice] = plan
         .spec
         .linux()
@@ -376,6 +341,7 @@ fn create_devices(plan: &RootfsPlan, root: &Root) -> Result<()> {
         }
         make_device(
             plan,
+            sys,
             root,
             Path::new(path),
             SFlag::S_IFCHR,
@@ -400,6 +366,7 @@ fn create_devices(plan: &RootfsPlan, root: &Root) -> Result<()> {
         };
         make_device(
             plan,
+            sys,
             root,
             d.path(),
             kind,
@@ -416,6 +383,7 @@ fn create_devices(plan: &RootfsPlan, root: &Root) -> Result<()> {
 #[allow(clippy::too_many_arguments)]
 fn make_device(
     plan: &RootfsPlan,
+    sys: &dyn Sys,
     root: &Root,
     path: &Path,
     kind: SFlag,
@@ -457,30 +425,23 @@ fn make_device(
         let target = root
             .resolve_nofollow(&dest)
             .ctx(|| format!("resolving {}", path.display()))?;
-        mount(
-            Some(path),
-            fd_path(&target).as_str(),
-            None::<&str>,
-            MsFlags::MS_BIND,
-            None::<&str>,
-        )
-        .ctx(|| format!("binding the host's {} into the container", path.display()))?;
+        sys.mount(Some(path), &fd_path(&target), None, MsFlags::MS_BIND, None)
+            .ctx(|| format!("binding the host's {} into the container", path.display()))?;
         return Ok(());
     }
     let dev = nix::sys::stat::makedev(major, minor);
-    nix::sys::stat::mknodat(
-        &dirfd,
+    sys.mknodat(
+        dirfd.as_fd(),
         name.as_os_str(),
         kind,
         Mode::from_bits_truncate(mode & 0o7777),
         dev,
     )
     .ctx(|| format!("creating device {}", path.display()))?;
-    nix::sys::stat::fchmodat(
-        &dirfd,
+    sys.fchmodat(
+        dirfd.as_fd(),
         name.as_os_str(),
         Mode::from_bits_truncate(mode & 0o7777),
-        nix::sys::stat::FchmodatFlags::NoFollowSymlink,
     )
     .or_else(|e| {
         if e == nix::errno::Errno::EOPNOTSUPP {
@@ -491,62 +452,55 @@ fn make_device(
     })
     .ctx(|| format!("setting the mode of {}", path.display()))?;
     if uid.is_some() || gid.is_some() {
-        nix::unistd::fchownat(
-            &dirfd,
-            name.as_os_str(),
-            uid.map(Into::into),
-            gid.map(Into::into),
-            nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-        )
-        .ctx(|| format!("setting the owner of {}", path.display()))?;
+        sys.fchownat(dirfd.as_fd(), name.as_os_str(), uid, gid)
+            .ctx(|| format!("setting the owner of {}", path.display()))?;
     }
     Ok(())
 }
 
-fn dev_symlinks(root: &Root) -> Result<()> {
+fn dev_symlinks(sys: &dyn Sys, root: &Root) -> Result<()> {
     let mut links = vec![
-        ("dev/fd", "/proc/self/fd"),
-        ("dev/stdin", "/proc/self/fd/0"),
-        ("dev/stdout", "/proc/self/fd/1"),
-        ("dev/stderr", "/proc/self/fd/2"),
+        ("fd", "/proc/self/fd"),
+        ("stdin", "/proc/self/fd/0"),
+        ("stdout", "/proc/self/fd/1"),
+        ("stderr", "/proc/self/fd/2"),
     ];
-    if Path::new("/proc/kcore").exists() {
-        links.push(("dev/core", "/proc/kcore"));
+    if sys.stat(Path::new("/proc/kcore"), true).is_ok() {
+        links.push(("core", "/proc/kcore"));
     }
     // /dev/ptmx must be the container's own devpts multiplexer.
     if root.resolve("dev/pts/ptmx").is_ok() {
-        links.push(("dev/ptmx", "pts/ptmx"));
+        links.push(("ptmx", "pts/ptmx"));
     }
-    crate::inroot::mkdir_all(root, Path::new("dev"), 0o755).ctx(|| "creating /dev".into())?;
-    for (link, target) in links {
-        if let Ok(h) = root.resolve_nofollow(link) {
+    let dev =
+        crate::inroot::mkdir_all(root, Path::new("dev"), 0o755).ctx(|| "creating /dev".into())?;
+    for (name, target) in links {
+        let link = Path::new("dev").join(name);
+        if let Ok(h) = root.resolve_nofollow(&link) {
             drop(h);
-            if link != "dev/ptmx" {
+            if name != "ptmx" {
                 continue;
             }
-            root.remove_file(link)
-                .ctx(|| format!("replacing /{link}"))?;
+            root.remove_file(&link)
+                .ctx(|| format!("replacing /dev/{name}"))?;
         }
-        root.create(link, &pathrs::InodeType::Symlink(PathBuf::from(target)))
-            .ctx(|| format!("creating the symlink /{link}"))?;
+        sys.symlinkat(Path::new(target), dev.as_fd(), name.as_ref())
+            .ctx(|| format!("creating the symlink /dev/{name}"))?;
     }
     Ok(())
 }
 
 /// Step 2: make the rootfs the root (pivot_root, or MS_MOVE + chroot).
-pub fn pivot(plan: &RootfsPlan) -> Result<()> {
+pub fn pivot(plan: &RootfsPlan, sys: &dyn Sys) -> Result<()> {
+    let slash = Path::new("/");
+    let dot = Path::new(".");
     if plan.no_pivot {
-        nix::unistd::chdir(plan.rootfs).ctx(|| "entering the rootfs".into())?;
-        mount(
-            Some(plan.rootfs),
-            "/",
-            None::<&str>,
-            MsFlags::MS_MOVE,
-            None::<&str>,
-        )
-        .ctx(|| "moving the rootfs onto /".into())?;
-        nix::unistd::chroot(".").ctx(|| "chroot into the rootfs".into())?;
-        nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+        sys.chdir(plan.rootfs)
+            .ctx(|| "entering the rootfs".into())?;
+        sys.mount(Some(plan.rootfs), slash, None, MsFlags::MS_MOVE, None)
+            .ctx(|| "moving the rootfs onto /".into())?;
+        sys.chroot(dot).ctx(|| "chroot into the rootfs".into())?;
+        sys.chdir(slash).ctx(|| "chdir /".into())?;
         return Ok(());
     }
     let flags =
@@ -554,57 +508,57 @@ pub fn pivot(plan: &RootfsPlan) -> Result<()> {
     let old = nix::fcntl::open("/", flags, Mode::empty()).ctx(|| "opening /".into())?;
     let new =
         nix::fcntl::open(plan.rootfs, flags, Mode::empty()).ctx(|| "opening the rootfs".into())?;
-    nix::unistd::fchdir(&new).ctx(|| "entering the rootfs".into())?;
-    nix::unistd::pivot_root(".", ".").ctx(|| "pivot_root".into())?;
+    sys.fchdir(new.as_fd())
+        .ctx(|| "entering the rootfs".into())?;
+    sys.pivot_root(dot, dot).ctx(|| "pivot_root".into())?;
     // The old root is now stacked under "."; detach it without telling the host.
-    nix::unistd::fchdir(&old).ctx(|| "entering the old root".into())?;
-    mount(
-        None::<&str>,
-        ".",
-        None::<&str>,
-        MsFlags::MS_SLAVE | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .ctx(|| "making the old root a slave".into())?;
-    umount2(".", MntFlags::MNT_DETACH).ctx(|| "detaching the old root".into())?;
-    nix::unistd::chdir("/").ctx(|| "chdir /".into())?;
+    sys.fchdir(old.as_fd())
+        .ctx(|| "entering the old root".into())?;
+    sys.mount(None, dot, None, MsFlags::MS_SLAVE | MsFlags::MS_REC, None)
+        .ctx(|| "making the old root a slave".into())?;
+    sys.umount2(dot, MntFlags::MNT_DETACH)
+        .ctx(|| "detaching the old root".into())?;
+    sys.chdir(slash).ctx(|| "chdir /".into())?;
     Ok(())
 }
 
 /// Step 3, inside the new root: root propagation, read-only root, masked and read-only paths.
-pub fn finalize(plan: &RootfsPlan) -> Result<()> {
+pub fn finalize(plan: &RootfsPlan, sys: &dyn Sys) -> Result<()> {
+    let slash = Path::new("/");
     let linux = plan.spec.linux().as_ref();
     if let Some(f) = linux
         .and_then(|l| l.rootfs_propagation().as_deref())
         .and_then(mountopts::propagation_flag)
         && (f.contains(MsFlags::MS_SHARED) || f.contains(MsFlags::MS_UNBINDABLE))
     {
-        mount(None::<&str>, "/", None::<&str>, f, None::<&str>)
+        sys.mount(None, slash, None, f, None)
             .ctx(|| "setting the rootfs propagation".into())?;
     }
     if let Some(l) = linux {
         for p in l.readonly_paths().iter().flatten() {
-            readonly_path(p)?;
+            readonly_path(sys, p)?;
         }
         for p in l.masked_paths().iter().flatten() {
-            mask_path(p)?;
+            mask_path(sys, p)?;
         }
     }
     if plan.spec.root().as_ref().and_then(|r| r.readonly()) == Some(true) {
-        let flags = MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags("/");
-        mount(None::<&str>, "/", None::<&str>, flags, None::<&str>)
+        let flags =
+            MsFlags::MS_BIND | MsFlags::MS_REMOUNT | MsFlags::MS_RDONLY | locked_flags(sys, slash);
+        sys.mount(None, slash, None, flags, None)
             .ctx(|| "remounting the root read-only".into())?;
     }
     Ok(())
 }
 
-fn readonly_path(p: &str) -> Result<()> {
-    match mount(
-        Some(p),
-        p,
-        None::<&str>,
+fn readonly_path(sys: &dyn Sys, p: &str) -> Result<()> {
+    let path = Path::new(p);
+    match sys.mount(
+        Some(path),
+        path,
+        None,
         MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
+        None,
     ) {
         Ok(()) => {}
         Err(nix::errno::Errno::ENOENT) => return Ok(()),
@@ -614,31 +568,33 @@ fn readonly_path(p: &str) -> Result<()> {
         | MsFlags::MS_REMOUNT
         | MsFlags::MS_RDONLY
         | MsFlags::MS_REC
-        | locked_flags(p);
-    mount(Some(p), p, None::<&str>, flags, None::<&str>).ctx(|| format!("remounting {p} read-only"))
+        | locked_flags(sys, path);
+    sys.mount(Some(path), path, None, flags, None)
+        .ctx(|| format!("remounting {p} read-only"))
 }
 
-fn mask_path(p: &str) -> Result<()> {
-    let meta = match std::fs::symlink_metadata(p) {
+fn mask_path(sys: &dyn Sys, p: &str) -> Result<()> {
+    let path = Path::new(p);
+    let meta = match sys.stat(path, false) {
         Ok(m) => m,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
         Err(e) => return Err(Error::io(format!("masked path {p}"), e)),
     };
     let r = if meta.is_dir() {
-        mount(
-            Some("tmpfs"),
-            p,
+        sys.mount(
+            Some(Path::new("tmpfs")),
+            path,
             Some("tmpfs"),
             MsFlags::MS_RDONLY,
-            None::<&str>,
+            None,
         )
     } else {
-        mount(
-            Some("/dev/null"),
-            p,
-            None::<&str>,
+        sys.mount(
+            Some(Path::new("/dev/null")),
+            path,
+            None,
             MsFlags::MS_BIND,
-            None::<&str>,
+            None,
         )
     };
     match r {
@@ -648,31 +604,34 @@ fn mask_path(p: &str) -> Result<()> {
 }
 
 /// Bind the terminal's slave onto /dev/console (after pivot_root).
-pub fn mount_console(slave_path: &str) -> Result<()> {
+pub fn mount_console(sys: &dyn Sys, slave_path: &str) -> Result<()> {
     let console = Path::new("/dev/console");
-    if std::fs::symlink_metadata(console).is_err() {
-        std::fs::OpenOptions::new()
-            .write(true)
-            .create(true)
-            .truncate(false)
-            .open(console)
+    if sys.stat(console, false).is_err() {
+        sys.create_file(console)
             .ctx(|| "creating /dev/console".into())?;
     }
-    mount(
-        Some(slave_path),
+    sys.mount(
+        Some(Path::new(slave_path)),
         console,
-        None::<&str>,
+        None,
         MsFlags::MS_BIND,
-        None::<&str>,
+        None,
     )
     .ctx(|| "binding the terminal onto /dev/console".into())
 }
 
 /// Write the sysctls (after /proc is the container's).
-pub fn write_sysctls(sysctl: &std::collections::HashMap<String, String>) -> Result<()> {
+pub fn write_sysctls(
+    sys: &dyn Sys,
+    sysctl: &std::collections::HashMap<String, String>,
+) -> Result<()> {
     for (k, v) in sysctl {
         let path = format!("/proc/sys/{}", k.replace('.', "/"));
-        std::fs::write(&path, v).ctx(|| format!("setting sysctl {k}={v}"))?;
+        sys.write_file(Path::new(&path), v.as_bytes())
+            .ctx(|| format!("setting sysctl {k}={v}"))?;
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests;

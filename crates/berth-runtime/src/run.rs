@@ -1,7 +1,8 @@
 //! `run`: create, start, wait in the foreground, delete.
 
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::Path;
+use std::sync::Arc;
 
 use crate::container::Container;
 use crate::create::{self, ConsoleSocket, CreateOptions};
@@ -43,25 +44,24 @@ pub fn run(
             }
             let (ours, theirs) =
                 std::os::unix::net::UnixStream::pair().ctx(|| "socketpair".into())?;
-            opts.console_socket = Some(ConsoleSocket::Fd(theirs.as_raw_fd()));
-            own_console = Some((ours, theirs));
+            opts.console_socket = Some(ConsoleSocket::Fd(Arc::new(OwnedFd::from(theirs))));
+            own_console = Some(ours);
         }
     }
     if !run.detach {
         foreground::become_subreaper()?;
     }
     let pid = create::create(root, id, systemd_cgroup, &opts)?;
+    // Close our copy of the container's end, so a dead init reads as end-of-file below.
+    opts.console_socket = None;
     let master = match own_console {
-        Some((ours, theirs)) => {
-            drop(theirs);
-            match console::recv_master(ours.as_raw_fd()) {
-                Ok(m) => Some(m),
-                Err(e) => {
-                    let _ = Container::load(root, id).and_then(|c| c.delete(true));
-                    return Err(e);
-                }
+        Some(ours) => match console::recv_master(ours.as_raw_fd()) {
+            Ok(m) => Some(m),
+            Err(e) => {
+                let _ = Container::load(root, id).and_then(|c| c.delete(true));
+                return Err(e);
             }
-        }
+        },
         None => None,
     };
     if let Err(e) = create::start(root, id) {

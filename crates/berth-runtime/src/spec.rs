@@ -13,7 +13,7 @@ use crate::error::{Error, Result};
 /// The ociVersion major versions this runtime understands.
 pub const SUPPORTED_OCI_MAJOR: u64 = 1;
 /// The newest runtime-spec version this runtime implements.
-pub const OCI_VERSION: &str = "1.2.1";
+pub use berth_spec::OCI_VERSION;
 
 /// A loaded and validated bundle.
 #[derive(Debug, Clone)]
@@ -47,23 +47,27 @@ pub fn load_bundle(dir: &Path) -> Result<Bundle> {
         .root()
         .as_ref()
         .ok_or_else(|| Error::InvalidConfig("root is required".into()))?;
-    let rootfs = if root.path().is_absolute() {
+    let given = if root.path().is_absolute() {
         root.path().clone()
     } else {
         dir.join(root.path())
     };
+    // A rootfs path through symlinks (or that is one) is followed once, here, and the real
+    // directory is what gets mounted and recorded: everything after this works on a path
+    // without symlinks (the rootfs is opened O_NOFOLLOW).
+    let rootfs = std::fs::canonicalize(&given).unwrap_or_else(|_| given.clone());
     match std::fs::metadata(&rootfs) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => {
             return Err(Error::InvalidConfig(format!(
                 "root.path {} is not a directory",
-                rootfs.display()
+                given.display()
             )));
         }
         Err(e) => {
             return Err(Error::InvalidConfig(format!(
                 "root.path {}: {e}",
-                rootfs.display()
+                given.display()
             )));
         }
     }
@@ -435,6 +439,17 @@ fn validate_sysctl(key: &str, ns: &Namespaces) -> Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn the_shared_templates_validate() {
+        for rootless in [false, true] {
+            let v = berth_spec::runc_spec(rootless, 1000, 1000);
+            let spec = parse_spec(&serde_json::to_vec(&v).unwrap()).unwrap();
+            validate(&spec).unwrap();
+        }
+        let docker = berth_spec::docker::container_spec("rootfs");
+        validate(&parse_spec(&serde_json::to_vec(&docker).unwrap()).unwrap()).unwrap();
+    }
 
     #[test]
     fn versions() {

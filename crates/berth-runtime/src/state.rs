@@ -13,10 +13,11 @@
 use std::collections::HashMap;
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsRawFd;
+use std::os::fd::{AsFd, BorrowedFd};
 use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
 use std::path::{Path, PathBuf};
 
+use rustix::fs::FlockOperation;
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Context, Error, Result};
@@ -172,7 +173,7 @@ impl StateDir {
             Err(e) => return Err(Error::io(format!("creating {}", path.display()), e)),
         }
         let lock = open_dir(&path)?;
-        flock(&lock, libc::LOCK_EX | libc::LOCK_NB)
+        flock(&lock, FlockOperation::NonBlockingLockExclusive)
             .ctx(|| format!("locking {}", path.display()))?;
         Ok(StateDir { path, lock })
     }
@@ -192,7 +193,7 @@ impl StateDir {
 
     /// Take the directory's lock exclusively, failing at once if someone holds it.
     pub fn try_lock(&self) -> Result<bool> {
-        match flock(&self.lock, libc::LOCK_EX | libc::LOCK_NB) {
+        match flock(&self.lock, FlockOperation::NonBlockingLockExclusive) {
             Ok(()) => Ok(true),
             Err(e) if e.raw_os_error() == Some(libc::EWOULDBLOCK) => Ok(false),
             Err(e) => Err(Error::io(format!("locking {}", self.path.display()), e)),
@@ -201,18 +202,18 @@ impl StateDir {
 
     /// Whether another process holds the lock (a `create` in progress).
     pub fn locked_by_other(&self) -> bool {
-        match flock(&self.lock, libc::LOCK_SH | libc::LOCK_NB) {
+        match flock(&self.lock, FlockOperation::NonBlockingLockShared) {
             Ok(()) => {
-                let _ = flock(&self.lock, libc::LOCK_UN);
+                let _ = flock(&self.lock, FlockOperation::Unlock);
                 false
             }
             Err(_) => true,
         }
     }
 
-    /// The raw fd of the lock, so a forked child can close it.
-    pub fn lock_fd(&self) -> i32 {
-        self.lock.as_raw_fd()
+    /// The lock's fd, borrowed, so a forked child can close its copy.
+    pub fn lock_fd(&self) -> BorrowedFd<'_> {
+        self.lock.as_fd()
     }
 
     /// Load state.json.
@@ -263,14 +264,8 @@ fn open_dir(path: &Path) -> Result<File> {
         .ctx(|| format!("opening {}", path.display()))
 }
 
-fn flock(f: &File, op: i32) -> std::io::Result<()> {
-    // SAFETY: flock on a valid open fd owned by `f`; no memory is passed.
-    let r = unsafe { libc::flock(f.as_raw_fd(), op) };
-    if r == 0 {
-        Ok(())
-    } else {
-        Err(std::io::Error::last_os_error())
-    }
+fn flock(f: &File, op: FlockOperation) -> std::io::Result<()> {
+    rustix::fs::flock(f, op).map_err(std::io::Error::from)
 }
 
 /// Write a file atomically: a temporary file in the same directory, then rename.

@@ -60,11 +60,6 @@ pub fn pair() -> Result<(Channel, Channel)> {
 const MAX_MSG: usize = 64 * 1024;
 
 impl Channel {
-    /// The raw fd (to close it in a child that must not hold it).
-    pub fn raw_fd(&self) -> RawFd {
-        self.fd.as_raw_fd()
-    }
-
     /// Send a message.
     pub fn send(&self, msg: &Msg) -> Result<()> {
         self.send_with_fds(msg, &[])

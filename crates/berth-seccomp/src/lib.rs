@@ -272,6 +272,13 @@ pub fn send_to_listener(
     Ok(())
 }
 
+/// The version of the libseccomp linked in, `major.minor.micro` (what `runc --version` prints).
+pub fn libseccomp_version() -> Option<String> {
+    libseccomp::ScmpVersion::current()
+        .ok()
+        .map(|v| format!("{}.{}.{}", v.major, v.minor, v.micro))
+}
+
 /// The `seccomp` object of `features` (runtime-spec features.md).
 pub fn features() -> Value {
     json!({

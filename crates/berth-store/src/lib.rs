@@ -19,6 +19,9 @@ fn sha256() -> Sha256 {
 }
 
 /// What can go wrong in the blob store.
+///
+/// Each message is whole (the object and the cause, once): no variant returns a `source()`,
+/// so printing the chain (anyhow's `{:#}`) does not repeat the cause.
 #[derive(Debug, thiserror::Error)]
 pub enum Error {
     /// A digest string that is not `sha256:` and 64 lowercase hex digits.
@@ -46,15 +49,14 @@ pub enum Error {
     #[error("blob {0} is not in the store")]
     NotFound(Digest),
     /// A file operation failed.
-    #[error("{op} {path}: {source}")]
+    #[error("{op} {path}: {cause}")]
     Io {
         /// What was being done.
         op: &'static str,
         /// The file.
         path: PathBuf,
-        /// The OS error.
-        #[source]
-        source: io::Error,
+        /// The OS error (in the message; not a `source()`).
+        cause: io::Error,
     },
 }
 
@@ -62,10 +64,10 @@ pub enum Error {
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
 fn io_err<'a>(op: &'static str, path: &'a Path) -> impl FnOnce(io::Error) -> Error + 'a {
-    move |source| Error::Io {
+    move |cause| Error::Io {
         op,
         path: path.to_path_buf(),
-        source,
+        cause,
     }
 }
 
@@ -93,9 +95,9 @@ impl Digest {
 
     /// The digest of `bytes`.
     pub fn of(bytes: &[u8]) -> Digest {
-        let mut h = sha256();
+        let mut h = Hasher::new();
         h.update(bytes);
-        Digest::from_hasher(h)
+        h.finish()
     }
 
     fn from_hasher(h: Sha256) -> Digest {
@@ -112,6 +114,40 @@ impl Digest {
     /// The hex part.
     pub fn hex(&self) -> &str {
         &self.hex
+    }
+}
+
+/// A streaming sha256 (ring's, the one implementation berth uses): feed it bytes, get the
+/// [`Digest`].
+#[derive(Clone)]
+pub struct Hasher(Sha256);
+
+impl Hasher {
+    /// A hasher that has seen nothing.
+    pub fn new() -> Hasher {
+        Hasher(sha256())
+    }
+
+    /// Hash `bytes` too.
+    pub fn update(&mut self, bytes: &[u8]) {
+        self.0.update(bytes);
+    }
+
+    /// The digest of everything hashed.
+    pub fn finish(self) -> Digest {
+        Digest::from_hasher(self.0)
+    }
+}
+
+impl Default for Hasher {
+    fn default() -> Hasher {
+        Hasher::new()
+    }
+}
+
+impl std::fmt::Debug for Hasher {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Hasher")
     }
 }
 
@@ -183,7 +219,7 @@ impl BlobStore {
             _ => Error::Io {
                 op: "opening",
                 path: self.path(d),
-                source: e,
+                cause: e,
             },
         })
     }
@@ -454,6 +490,25 @@ mod tests {
 
     fn ingest_dir_is_empty(dir: &Path) -> bool {
         fs::read_dir(dir.join("ingest")).unwrap().count() == 0
+    }
+
+    #[test]
+    fn streaming_hash_is_the_digest_and_errors_say_their_cause_once() {
+        let mut h = Hasher::new();
+        h.update(b"hel");
+        h.update(b"lo");
+        assert_eq!(h.finish(), Digest::of(b"hello"));
+        let dir = tempfile::tempdir().unwrap();
+        let store = BlobStore::open(dir.path()).unwrap();
+        fs::remove_dir_all(dir.path().join("blobs")).unwrap();
+        fs::write(dir.path().join("blobs"), b"not a directory").unwrap();
+        let e = store.put_bytes(b"x").unwrap_err();
+        let msg = e.to_string();
+        assert!(
+            matches!(e, Error::Io { .. }) && msg.matches("os error").count() == 1,
+            "{msg}"
+        );
+        assert!(std::error::Error::source(&e).is_none(), "{msg}");
     }
 
     #[test]

@@ -30,9 +30,9 @@ pub fn bench_layout(name: &str) -> PathBuf {
     fs::create_dir_all(cache_dir()).expect("creating the test cache");
     let lock_path = dir.with_extension("lock");
     let lock = fs::File::create(&lock_path).expect("creating the layout lock");
-    // SAFETY: flock on an fd owned by `lock`, which outlives the call (and so the build).
-    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(r, 0, "locking {}", lock_path.display());
+    // Held until `lock` is closed, after the build.
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     if !dir.join("index.json").is_file() {
         let tmp = dir.with_extension("tmp");
         let _ = fs::remove_dir_all(&tmp);

@@ -8,6 +8,7 @@
 pub mod bench;
 pub mod debian;
 pub mod images;
+pub mod isolated;
 pub mod tar;
 
 use std::fs;
@@ -49,9 +50,9 @@ pub fn build_once(dir: &Path, f: impl FnOnce(&Path)) {
     fs::create_dir_all(parent).expect("creating the fixtures dir");
     let lock_path = dir.with_extension("lock");
     let lock = fs::File::create(&lock_path).expect("creating the fixture lock");
-    // SAFETY: flock on an fd owned by `lock`, which outlives the call.
-    let r = unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&lock), libc::LOCK_EX) };
-    assert_eq!(r, 0, "locking {}", lock_path.display());
+    // Held until `lock` is closed, at the end of this function.
+    rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
+        .unwrap_or_else(|e| panic!("locking {}: {e}", lock_path.display()));
     if !done.exists() {
         let _ = fs::remove_dir_all(dir);
         f(dir);
@@ -262,16 +263,17 @@ impl RuntimeRoot {
     }
 }
 
-/// Runs the berth binary as `berth runtime --root ROOT ...`.
+/// Runs the runtime's command line: `berth-runc --root ROOT ...`, or `berth runtime --root ROOT
+/// ...` when the binary given is `berth`.
 pub struct Berth {
-    /// The berth binary.
+    /// The berth-runc (or berth) binary.
     pub bin: PathBuf,
     /// The runtime root.
     pub root: PathBuf,
 }
 
 impl Berth {
-    /// A runner for binary `bin` with state under `root`.
+    /// A runner for binary `bin` (berth-runc, or berth) with state under `root`.
     pub fn new(bin: impl Into<PathBuf>, root: &RuntimeRoot) -> Berth {
         Berth {
             bin: bin.into(),
@@ -279,10 +281,13 @@ impl Berth {
         }
     }
 
-    /// A `Command` for `berth runtime --root ROOT <args>`.
+    /// A `Command` for `berth-runc --root ROOT <args>` (`berth runtime --root ROOT <args>`).
     pub fn cmd(&self, args: &[&str]) -> Command {
         let mut c = Command::new(&self.bin);
-        c.arg("runtime").arg("--root").arg(&self.root).args(args);
+        if self.bin.file_name().is_some_and(|n| n == "berth") {
+            c.arg("runtime");
+        }
+        c.arg("--root").arg(&self.root).args(args);
         c
     }
 
@@ -318,7 +323,7 @@ impl Berth {
         let out = self.run(args);
         assert!(
             out.status.success(),
-            "berth runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
+            "runtime {args:?} failed ({}):\nstdout: {}\nstderr: {}",
             out.status,
             String::from_utf8_lossy(&out.stdout),
             String::from_utf8_lossy(&out.stderr)
@@ -331,7 +336,7 @@ impl Berth {
         let out = self.run(args);
         assert!(
             !out.status.success(),
-            "berth runtime {args:?} should have failed:\nstdout: {}",
+            "runtime {args:?} should have failed:\nstdout: {}",
             String::from_utf8_lossy(&out.stdout)
         );
         String::from_utf8_lossy(&out.stderr).into_owned()
@@ -444,10 +449,16 @@ pub fn processes_in_cgroup(name: &str) -> Vec<i32> {
     out
 }
 
+/// Send `sig` to process `pid` (gone already is fine).
+pub fn signal(pid: i32, sig: rustix::process::Signal) {
+    if let Some(pid) = rustix::process::Pid::from_raw(pid) {
+        let _ = rustix::process::kill_process(pid, sig);
+    }
+}
+
 /// Whether this process runs as root (the integration suites need it).
 pub fn is_root() -> bool {
-    // SAFETY: geteuid has no arguments and cannot fail.
-    unsafe { libc::geteuid() == 0 }
+    rustix::process::geteuid().is_root()
 }
 
 /// A cgroup parent for clients (podman, containerd) that take an absolute cgroup path: it lies
@@ -516,8 +527,62 @@ impl CgroupParent {
     }
 }
 
+impl CgroupParent {
+    /// Live processes in this parent's cgroups (or beneath them).
+    pub fn processes(&self) -> Vec<i32> {
+        let needle = format!("{}/", self.path.trim_end_matches('/'));
+        let Ok(rd) = fs::read_dir("/proc") else {
+            return Vec::new();
+        };
+        rd.flatten()
+            .filter_map(|e| e.file_name().to_string_lossy().parse::<i32>().ok())
+            .filter(|pid| {
+                fs::read_to_string(format!("/proc/{pid}/cgroup")).is_ok_and(|c| {
+                    c.lines()
+                        .filter_map(|l| l.splitn(3, ':').nth(2))
+                        .any(|p| p == self.path || p.starts_with(&needle))
+                })
+            })
+            .collect()
+    }
+
+    /// Cgroup directories beneath the parent (the clients' containers and pods), any hierarchy.
+    pub fn children(&self) -> Vec<PathBuf> {
+        let mut out = Vec::new();
+        for h in Self::hierarchies() {
+            let top = h.join(self.path.trim_start_matches('/'));
+            if let Ok(rd) = fs::read_dir(&top) {
+                for e in rd.flatten() {
+                    if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                        out.push(e.path());
+                    }
+                }
+            }
+        }
+        out
+    }
+}
+
 impl Drop for CgroupParent {
     fn drop(&mut self) {
+        // Whatever a failed test left running beneath the parent goes first (the name is this
+        // test's own), so the directories can be removed.
+        let deadline = Instant::now() + Duration::from_secs(10);
+        loop {
+            let left = self.processes();
+            if left.is_empty() || Instant::now() > deadline {
+                break;
+            }
+            for pid in left {
+                signal(pid, rustix::process::Signal::KILL);
+            }
+            // A frozen process dies only once thawed.
+            for d in self.children() {
+                let _ = fs::write(d.join("freezer.state"), "THAWED");
+                let _ = fs::write(d.join("cgroup.freeze"), "0");
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         for h in Self::hierarchies() {
             let top = h.join(self.path.trim_start_matches('/'));
             // Everything beneath the parent, deepest first.

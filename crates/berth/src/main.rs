@@ -1,10 +1,8 @@
-//! `berth`: the one binary. A thin command layer: it parses arguments and calls the libraries.
+//! `berth`: the command line. A thin command layer: it parses arguments and calls the libraries.
 //!
-//! Invoked through a link named `berth-runc` (or `runc`), it is the OCI runtime with runc's
-//! command line, so it can stand wherever a runc binary path is expected.
+//! The OCI runtime is a binary of its own, `berth-runc`; `berth runtime …` executes it.
 
 mod cmd;
-mod log;
 
 use std::process::ExitCode;
 
@@ -23,7 +21,7 @@ struct Cli {
 
 #[derive(Subcommand, Debug)]
 enum Command {
-    /// The OCI runtime, with runc's command line (also reachable as `berth-runc`).
+    /// The OCI runtime, with runc's command line (runs the `berth-runc` binary).
     #[command(disable_help_flag = true, disable_version_flag = true)]
     Runtime {
         /// Runtime arguments, as for runc.
@@ -31,15 +29,15 @@ enum Command {
         args: Vec<std::ffi::OsString>,
     },
     /// Pull an image from a registry.
-    Pull(cmd::image::PullArgs),
+    Pull(cmd::registry::PullArgs),
     /// Push an image to a registry.
-    Push(cmd::image::PushArgs),
+    Push(cmd::registry::PushArgs),
     /// List images.
     Images(cmd::image::ImagesArgs),
     /// Log in to a registry (credentials stored like Docker's, in ~/.docker/config.json).
-    Login(cmd::image::LoginArgs),
+    Login(cmd::registry::LoginArgs),
     /// Log out of a registry.
-    Logout(cmd::image::LogoutArgs),
+    Logout(cmd::registry::LogoutArgs),
     /// Give an image another name.
     Tag(cmd::image::TagArgs),
     /// Remove images (untag; delete when the last tag goes).
@@ -47,11 +45,11 @@ enum Command {
     /// Show the steps an image was made of.
     History(cmd::image::HistoryArgs),
     /// Write images to a tar archive (docker-archive and OCI layout in one).
-    Save(cmd::image::SaveArgs),
+    Save(cmd::archive::SaveArgs),
     /// Load images from a tar archive (docker-archive or OCI layout, as docker/podman save).
-    Load(cmd::image::LoadArgs),
+    Load(cmd::archive::LoadArgs),
     /// Make an image from a root file system tarball.
-    Import(cmd::image::ImportArgs),
+    Import(cmd::archive::ImportArgs),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -66,9 +64,9 @@ enum ImageCmd {
     #[command(alias = "list")]
     Ls(cmd::image::ImagesArgs),
     /// Pull an image from a registry.
-    Pull(cmd::image::PullArgs),
+    Pull(cmd::registry::PullArgs),
     /// Push an image to a registry.
-    Push(cmd::image::PushArgs),
+    Push(cmd::registry::PushArgs),
     /// Show images' details (JSON, like `docker image inspect`).
     Inspect(cmd::image::InspectArgs),
     /// Show the steps an image was made of.
@@ -81,18 +79,22 @@ enum ImageCmd {
     /// Remove unused images and the layers only they used.
     Prune(cmd::image::PruneArgs),
     /// Write images to a tar archive.
-    Save(cmd::image::SaveArgs),
+    Save(cmd::archive::SaveArgs),
     /// Load images from a tar archive.
-    Load(cmd::image::LoadArgs),
+    Load(cmd::archive::LoadArgs),
     /// Make an image from a root file system tarball.
-    Import(cmd::image::ImportArgs),
+    Import(cmd::archive::ImportArgs),
     /// Write an OCI runtime bundle of an image (config.json + copy-on-write rootfs), which
     /// `berth runtime run --bundle DIR` runs.
-    Bundle(cmd::image::BundleArgs),
-    /// Unmount and delete a bundle made by `image bundle`.
+    Bundle(cmd::bundle::BundleArgs),
+    /// Unmount and delete a bundle made by `image bundle` (also one whose making was
+    /// interrupted).
     Unbundle {
         /// The bundle directory.
         dir: std::path::PathBuf,
+        /// Even while a container runs in it (its root filesystem and writes are then gone).
+        #[arg(short, long)]
+        force: bool,
     },
     /// Show what changed in a bundle's root filesystem since it was made (like `docker diff`).
     Diff {
@@ -101,9 +103,9 @@ enum ImageCmd {
     },
     /// Make an image of a bundle's image plus what changed in its root filesystem (like
     /// `docker commit`).
-    Commit(cmd::image::CommitArgs),
+    Commit(cmd::bundle::CommitArgs),
     /// Write a bundle's whole root filesystem as a tar (like `docker export`).
-    Export(cmd::image::ExportArgs),
+    Export(cmd::bundle::ExportArgs),
 }
 
 #[derive(Subcommand, Debug)]
@@ -113,64 +115,48 @@ enum SystemCmd {
 }
 
 fn main() -> ExitCode {
-    let mut args: Vec<std::ffi::OsString> = std::env::args_os().collect();
-    let argv0 = args
-        .first()
-        .and_then(|a| std::path::Path::new(a).file_name())
-        .map(|n| n.to_string_lossy().into_owned())
-        .unwrap_or_default();
-    if argv0 == "berth-runc" || argv0 == "runc" {
-        args[0] = argv0.into();
-        return cmd::runtime::main(args);
-    }
-    // The runtime's path does not build the engine's command tree: a runtime call is short-
-    // lived and its memory is a goal, so it touches as little code as possible (ARCHITECTURE.md,
-    // "Code layout").
-    if args.get(1).is_some_and(|a| a == "runtime") {
-        let mut full = vec![std::ffi::OsString::from("berth runtime")];
-        full.extend(args.drain(2..));
-        return cmd::runtime::main(full);
-    }
-    let cli = Cli::parse_from(args);
+    let cli = Cli::parse();
     match cli.command {
-        Command::Runtime { args } => {
-            let mut full = vec![std::ffi::OsString::from("berth runtime")];
-            full.extend(args);
-            cmd::runtime::main(full)
-        }
+        Command::Runtime { args } => cmd::runtime::exec(args),
         command => {
-            let root = cmd::image::data_root(cli.data_root);
+            let root = cmd::data_root(cli.data_root);
             let result = match command {
-                Command::Pull(a) => cmd::image::pull(&root, &a),
+                Command::Pull(a) => cmd::registry::pull(&root, &a),
                 Command::Images(a) => cmd::image::images(&root, &a),
-                Command::Push(a) => cmd::image::push(&root, &a),
-                Command::Login(a) => cmd::image::login(&a),
-                Command::Logout(a) => cmd::image::logout(&a),
+                Command::Push(a) => cmd::registry::push(&root, &a),
+                Command::Login(a) => cmd::registry::login(&a),
+                Command::Logout(a) => cmd::registry::logout(&a),
                 Command::Tag(a) | Command::Image(ImageCmd::Tag(a)) => cmd::image::tag(&root, &a),
                 Command::Rmi(a) | Command::Image(ImageCmd::Rm(a)) => cmd::image::rmi(&root, &a),
                 Command::History(a) | Command::Image(ImageCmd::History(a)) => {
                     cmd::image::history(&root, &a)
                 }
-                Command::Save(a) | Command::Image(ImageCmd::Save(a)) => cmd::image::save(&root, &a),
-                Command::Load(a) | Command::Image(ImageCmd::Load(a)) => cmd::image::load(&root, &a),
+                Command::Save(a) | Command::Image(ImageCmd::Save(a)) => {
+                    cmd::archive::save(&root, &a)
+                }
+                Command::Load(a) | Command::Image(ImageCmd::Load(a)) => {
+                    cmd::archive::load(&root, &a)
+                }
                 Command::Import(a) | Command::Image(ImageCmd::Import(a)) => {
-                    cmd::image::import(&root, &a)
+                    cmd::archive::import(&root, &a)
                 }
                 Command::Image(ImageCmd::Ls(a)) => cmd::image::images(&root, &a),
-                Command::Image(ImageCmd::Pull(a)) => cmd::image::pull(&root, &a),
-                Command::Image(ImageCmd::Push(a)) => cmd::image::push(&root, &a),
+                Command::Image(ImageCmd::Pull(a)) => cmd::registry::pull(&root, &a),
+                Command::Image(ImageCmd::Push(a)) => cmd::registry::push(&root, &a),
                 Command::Image(ImageCmd::Inspect(a)) => cmd::image::inspect(&root, &a),
                 Command::Image(ImageCmd::Prune(a)) => cmd::image::prune(&root, &a),
-                Command::System(SystemCmd::Df) => cmd::image::df(&root),
-                Command::Image(ImageCmd::Bundle(a)) => cmd::image::bundle(&root, &a),
-                Command::Image(ImageCmd::Unbundle { dir }) => cmd::image::unbundle(&dir),
-                Command::Image(ImageCmd::Diff { dir }) => cmd::image::diff(&dir),
-                Command::Image(ImageCmd::Commit(a)) => cmd::image::commit(&root, &a),
-                Command::Image(ImageCmd::Export(a)) => cmd::image::export(&a),
+                Command::System(SystemCmd::Df) => cmd::system::df(&root),
+                Command::Image(ImageCmd::Bundle(a)) => cmd::bundle::bundle(&root, &a),
+                Command::Image(ImageCmd::Unbundle { dir, force }) => {
+                    cmd::bundle::unbundle(&root, &dir, force)
+                }
+                Command::Image(ImageCmd::Diff { dir }) => cmd::bundle::diff(&root, &dir),
+                Command::Image(ImageCmd::Commit(a)) => cmd::bundle::commit(&root, &a),
+                Command::Image(ImageCmd::Export(a)) => cmd::bundle::export(&root, &a),
                 Command::Runtime { .. } => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {
-                eprintln!("berth: {e:#}");
+                eprintln!("berth: {}", cmd::one_line(&e));
                 ExitCode::FAILURE
             })
         }

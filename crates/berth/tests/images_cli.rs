@@ -172,6 +172,21 @@ fn tag_push_save_load_import_inspect_history_rmi_prune() {
     ok(&berth(&root, &cfg, &["tag", &name, &target]));
     let out = ok(&berth(&root, &cfg, &["push", &target]));
     assert!(out.contains(&format!("v1: digest: {digest}")), "{out}");
+    // Docker's lines: the repository, the (one) layer prepared then pushed, the digest. The
+    // config blob is pushed too, but it is not a layer: no line names it.
+    let id = ok(&berth(&root, &cfg, &["images", "-q", &target]));
+    let lines: Vec<&str> = out.lines().collect();
+    assert_eq!(lines.len(), 4, "{out}");
+    assert_eq!(
+        lines[0],
+        format!(
+            "The push refers to repository [{}/mirror/busybox]",
+            dst.addr
+        )
+    );
+    let layer = lines[1].strip_suffix(": Preparing").expect(&out);
+    assert_eq!(lines[2], format!("{layer}: Pushed"), "{out}");
+    assert!(!out.contains(id.trim()), "the config is not listed: {out}");
     let inspect = Command::new("skopeo")
         .args([
             "inspect",
@@ -640,5 +655,66 @@ fn token_authentication_for_login_push_and_pull() {
             .any(|r| r.starts_with("anonymous ") && r.contains("repository:team/bb:pull")),
         "{:?}",
         reg.token_requests()
+    );
+}
+
+#[test]
+fn a_multi_platform_pull_prints_and_records_the_index_digest() {
+    use berth_testkit::images::{image_index, oci_layout_for, skopeo_copy};
+    let reg = Registry::start();
+    let tmp = tempfile::tempdir().unwrap();
+    let mut descs = Vec::new();
+    for arch in ["amd64", "arm64"] {
+        let layout = tmp.path().join(arch);
+        descs.push(oci_layout_for(
+            &layout,
+            "latest",
+            arch,
+            &berth_testkit::busybox_rootfs(),
+            &["sh"],
+        ));
+        skopeo_copy(
+            &format!("oci:{}:latest", layout.display()),
+            &format!("docker://{}/multi:{arch}", reg.addr),
+        );
+    }
+    let index = image_index(&descs);
+    assert_eq!(
+        reg.put_manifest(
+            "multi",
+            "1",
+            "application/vnd.oci.image.index.v1+json",
+            &index
+        ),
+        201
+    );
+    let index_digest = berth_store::Digest::of(&index);
+    let (root, cfg) = (tmp.path().join("root"), tmp.path().join("docker"));
+    let name = format!("{}/multi:1", reg.addr);
+    let out = ok(&berth(
+        &root,
+        &cfg,
+        &["pull", "--platform", "linux/arm64", &name],
+    ));
+    assert!(out.contains(&format!("Digest: {index_digest}\n")), "{out}");
+    let v: serde_json::Value =
+        serde_json::from_str(&ok(&berth(&root, &cfg, &["image", "inspect", &name]))).unwrap();
+    let by_digest = format!("{}/multi@{index_digest}", reg.addr);
+    assert_eq!(v[0]["RepoDigests"], serde_json::json!([by_digest]));
+    assert_eq!(v[0]["Architecture"], "arm64");
+    // The image is found by the index's digest.
+    let again: serde_json::Value =
+        serde_json::from_str(&ok(&berth(&root, &cfg, &["image", "inspect", &by_digest]))).unwrap();
+    assert_eq!(again[0]["Id"], v[0]["Id"]);
+}
+
+#[test]
+fn loading_a_file_that_is_not_an_archive_says_so_without_echoing_it() {
+    let tmp = tempfile::tempdir().unwrap();
+    let (root, cfg) = (tmp.path().join("root"), tmp.path().join("docker"));
+    let err = fail(&berth(&root, &cfg, &["load", "-i", "/etc/passwd"]));
+    assert_eq!(
+        err,
+        "berth: loading the archive: not a tar archive (or a corrupt one)\n"
     );
 }

@@ -1,5 +1,5 @@
-//! `regex`'s API as oci-spec uses it, served by `regex-lite` (same author, same syntax without
-//! Unicode classes, a fraction of the code).
+//! `regex`'s API as oci-spec and prost-build use it, served by `regex-lite` (same author, same
+//! syntax without Unicode classes, a fraction of the code).
 pub use regex_lite::{Captures, Error, Regex, RegexBuilder};
 
 #[cfg(test)]
@@ -13,5 +13,16 @@ mod tests {
         for bad in ["", "a", "1-", ",1", "1,,2", "١"] {
             assert!(!re.is_match(bad), "{bad}");
         }
+    }
+
+    #[test]
+    fn the_patterns_prost_build_uses() {
+        // prost-build's doc-comment sanitizer (ast.rs): URLs into <…>, brackets escaped.
+        let url = super::Regex::new(r"https?://[^\s)]+").unwrap();
+        let brackets = super::Regex::new(r"(^|[^\]\\])\[(([^\]]*[^\\])?)\]([^(\[]|$)").unwrap();
+        let s = url.replace_all("see https://k8s.io/docs now", r"<$0>");
+        assert_eq!(s, "see <https://k8s.io/docs> now");
+        let s = brackets.replace_all("a [b] c", r"$1\[$2\]$4");
+        assert_eq!(s, r"a \[b\] c");
     }
 }

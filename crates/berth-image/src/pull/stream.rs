@@ -21,7 +21,8 @@
 //! sources fail at the next read) and every temporary is removed when dropped, so a failed
 //! pull leaves the store as it was.
 //!
-//! Errors name the cause, not its symptom: a download that breaks off is a registry error, a
+//! Errors name the cause, not its symptom: a download that breaks off is a registry error
+//! (the connection closed before the end, with how far it got, or the transport's error), a
 //! blob that does not hash to its digest is a blob-store error (when decompression or untar
 //! fails, the blob is read to its end first, to tell a corrupt download from a bad layer),
 //! and only a blob that matches its digest can make a layer error.
@@ -112,7 +113,7 @@ impl TempLayer {
         std::fs::create_dir(&tmp).map_err(|source| Error::Io {
             op: "creating",
             path: tmp.clone(),
-            source,
+            cause: source,
         })?;
         Ok(TempLayer {
             tmp,
@@ -133,7 +134,7 @@ impl TempLayer {
             Err(source) => Err(Error::Io {
                 op: "storing the layer in",
                 path: self.dest.clone(),
-                source,
+                cause: source,
             }),
         }
     }
@@ -240,10 +241,17 @@ fn stage_one(ctx: &Ctx<'_>, job: &Job, cancel: &AtomicBool) -> Result<Staged> {
     let blob = match (unpacked, produced) {
         // The blob's failure (download, digest, decompression) explains the unpacker's.
         (_, Err(Produced::Failed(e))) => return Err(e),
+        // The blob decompressed and matches its digest: what the unpacker could not read is
+        // the tar itself (its messages would quote the bytes it could not parse).
+        (Err(berth_layer::Error::Read(_)), Ok(_)) => {
+            return Err(Error::LayerNotTar {
+                digest: job.digest.to_string(),
+            });
+        }
         (Err(e), _) => {
             return Err(Error::Layer {
                 digest: job.digest.to_string(),
-                source: e,
+                cause: e,
             });
         }
         (Ok(_), Err(Produced::Gone)) => {
@@ -459,15 +467,18 @@ impl<'a> Source<'a> {
     fn read_error(&self, e: io::Error) -> Error {
         match &self.origin {
             Origin::Registry(registry) => {
-                Error::Registry(berth_registry::client::Error::Unreachable {
-                    registry: registry.clone(),
-                    why: format!("reading blob {}: {e}", self.digest),
-                })
+                Error::Registry(berth_registry::client::Error::reading_blob(
+                    registry,
+                    &self.digest,
+                    self.done,
+                    self.total,
+                    &e,
+                ))
             }
             Origin::Stored(path) => Error::Io {
                 op: "reading",
                 path: path.clone(),
-                source: e,
+                cause: e,
             },
         }
     }
@@ -482,7 +493,7 @@ impl<'a> Source<'a> {
         }
         let layer_err = |e| Error::Layer {
             digest: job.digest.to_string(),
-            source: berth_layer::Error::Read(e),
+            cause: berth_layer::Error::Read(e),
         };
         if self.ingest.is_none() {
             return layer_err(e);

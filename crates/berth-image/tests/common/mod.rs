@@ -9,20 +9,12 @@ use std::path::{Path, PathBuf};
 
 use berth_image::config::Overrides;
 use berth_image::{ImageRecord, ImageStore};
-use berth_registry::{Platform, Reference};
+use berth_registry::{Platform, PlatformExt, Reference};
 use berth_testkit::{Berth, RuntimeRoot, unique};
 use serde_json::{Value, json};
-use sha2::{Digest as _, Sha256};
-
 /// `sha256:<hex>` of bytes.
 pub fn sha(b: &[u8]) -> String {
-    format!(
-        "sha256:{}",
-        Sha256::digest(b)
-            .iter()
-            .map(|x| format!("{x:02x}"))
-            .collect::<String>()
-    )
+    berth_store::Digest::of(b).to_string()
 }
 
 /// The hex part of a digest.
@@ -93,7 +85,7 @@ impl TestImage {
         TestImage {
             layers,
             config: json!({
-                "architecture": host.architecture,
+                "architecture": host.architecture().to_string(),
                 "os": "linux",
                 "created": "2026-01-02T03:04:05Z",
                 "config": {"Cmd": ["sh"], "Labels": {"test": label}},
@@ -274,7 +266,7 @@ pub fn add_image(s: &ImageStore, layers: &[Vec<u8>], mut config: Value, tag: &st
     }
     config["rootfs"] = json!({"type": "layers", "diff_ids": diff_ids});
     if config.get("architecture").is_none() {
-        config["architecture"] = json!(Platform::host().architecture);
+        config["architecture"] = json!(Platform::host().architecture().to_string());
         config["os"] = json!("linux");
     }
     let cfg = serde_json::to_vec(&config).unwrap();
@@ -287,7 +279,7 @@ pub fn add_image(s: &ImageStore, layers: &[Vec<u8>], mut config: Value, tag: &st
     }))
     .unwrap();
     let md = s.blobs().put_bytes(&manifest).unwrap();
-    let m: berth_registry::Manifest = serde_json::from_slice(&manifest).unwrap();
+    let m: berth_registry::ImageManifest = serde_json::from_slice(&manifest).unwrap();
     let tag = Reference::parse(tag).unwrap().to_string();
     s.add_image(&md, &m, Some(&tag)).unwrap()
 }

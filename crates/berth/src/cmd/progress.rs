@@ -61,6 +61,18 @@ impl Progress {
         }
     }
 
+    /// `digest` has a new status with no bytes to count ("Preparing"): the bar's message on a
+    /// terminal, a line otherwise.
+    pub fn status(&self, digest: &str, what: &str) {
+        if self.quiet {
+            return;
+        }
+        match self.bar(digest, 0) {
+            Some(b) => b.set_message(what.to_string()),
+            None => println!("{}: {what}", short(digest)),
+        }
+    }
+
     /// `digest` is finished: `what` says how ("Pull complete", "Pushed", "Already exists"…).
     pub fn done(&self, digest: &str, what: &str) {
         if self.quiet {
