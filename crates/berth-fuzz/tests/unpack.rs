@@ -34,3 +34,17 @@ proptest! {
         with_deadline("arbitrary bytes", move || fuzz_unpack(&data));
     }
 }
+
+/// A corpus for cargo-fuzz (`fuzz/`): the seeds, one file each, written into
+/// `$BERTH_FUZZ_CORPUS` (e.g. `fuzz/corpus/unpack`).
+#[test]
+#[ignore = "writes files: BERTH_FUZZ_CORPUS=DIR cargo test -p berth-fuzz --test unpack -- --ignored"]
+fn write_corpus() {
+    let dir = std::path::PathBuf::from(
+        std::env::var("BERTH_FUZZ_CORPUS").expect("BERTH_FUZZ_CORPUS: the corpus directory"),
+    );
+    std::fs::create_dir_all(&dir).unwrap();
+    for (i, (_, data)) in seeds::layers().into_iter().enumerate() {
+        std::fs::write(dir.join(format!("seed-{i:03}")), data).unwrap();
+    }
+}

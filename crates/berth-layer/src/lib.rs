@@ -13,6 +13,17 @@
 //! (openat2 with RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS), so an entry with `..`, an absolute
 //! path, or a path through a symlink the layer itself planted is refused with a clear error
 //! instead of being written anywhere else. Hard links may only point inside the layer.
+//! A whiteout must name a plain entry of its directory: `.wh.` (empty), `.wh..`, `.wh...`,
+//! aufs metadata (`.wh..wh.*` other than the opaque marker) and paths through a `.wh.` name
+//! are refused, and every removal (a whiteout, an opaque directory's clearing in Flatten
+//! mode) is an unlinkat of a plain name in a directory resolved beneath the target.
+//! Directory modes and times are set at the end through each directory reopened the same
+//! way, so a symlink a later entry put in its place is never followed.
+//!
+//! Sparse files (module `sparse`) are unpacked whole, holes left as holes: GNU tar's old
+//! format (entry type `S`) and its PAX formats 0.0, 0.1 and 1.0; a malformed or unknown
+//! sparse description is refused, as are entry types layers do not hold (volume labels,
+//! multi-volume parts, unknown types). PAX global headers are ignored.
 
 pub mod pack;
 mod sparse;
