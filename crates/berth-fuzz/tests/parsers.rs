@@ -46,9 +46,9 @@ fn known_odd_configs() {
 /// Found by `cargo fuzz run reference`: a Docker Hub repository whose first component looks
 /// like a registry (`docker.io/index.docker.io/o6`, `docker.io/a.b/c`, `docker.io/localhost/x`)
 /// prints in its familiar form without `docker.io/`, which reads back as another registry's
-/// image (`index.docker.io/o6` is `docker.io/library/o6`). `berth_registry`'s to fix.
+/// image (`index.docker.io/o6` is `docker.io/library/o6`). Fixed: such a repository keeps
+/// its `docker.io/`.
 #[test]
-#[ignore = "berth-registry: Reference::familiar() of docker.io/<registry-like>/… does not read back (reported)"]
 fn familiar_form_of_a_hub_repository_named_like_a_registry() {
     let failing: Vec<&str> = [
         "index.docker.io/index.docker.io/o6",

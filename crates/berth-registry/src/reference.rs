@@ -202,13 +202,25 @@ impl Reference {
 
     /// The repository's short form, without tag or digest: `busybox`, `localhost:5000/a`
     /// (the REPOSITORY column of `docker images`).
+    ///
+    /// A Docker Hub repository whose first component would read as a registry
+    /// (`docker.io/a.b/c`, `docker.io/localhost/x`) keeps its `docker.io/`, so the short
+    /// form always reads back as the same image.
     pub fn familiar_name(&self) -> String {
         if self.registry == DOCKER_HUB {
-            self.repository
+            let short = self
+                .repository
                 .strip_prefix("library/")
                 .filter(|r| !r.contains('/'))
-                .unwrap_or(&self.repository)
-                .to_string()
+                .unwrap_or(&self.repository);
+            let first = short.split('/').next().unwrap_or_default();
+            let looks_like_registry = short.contains('/')
+                && (first.contains('.') || first.contains(':') || first == "localhost");
+            if looks_like_registry {
+                format!("{DOCKER_HUB}/{}", self.repository)
+            } else {
+                short.to_string()
+            }
         } else {
             format!("{}/{}", self.registry, self.repository)
         }
@@ -244,6 +256,23 @@ impl std::str::FromStr for Reference {
 
 #[cfg(test)]
 mod tests {
+    use super::Reference;
+
+    #[test]
+    fn familiar_forms_read_back_as_the_same_image() {
+        for (full, short) in [
+            ("docker.io/library/busybox:latest", "busybox:latest"),
+            ("docker.io/team/app:1", "team/app:1"),
+            ("docker.io/library/a/b:1", "library/a/b:1"),
+            ("docker.io/a.b/c:1", "docker.io/a.b/c:1"),
+            ("docker.io/localhost/x:1", "docker.io/localhost/x:1"),
+            ("localhost:5000/x:1", "localhost:5000/x:1"),
+        ] {
+            let r = Reference::parse(full).unwrap();
+            assert_eq!(r.familiar(), short);
+            assert_eq!(Reference::parse(short).unwrap(), r, "{short}");
+        }
+    }
     use super::*;
 
     const D: &str = "sha256:2cf24dba5fb0a30e26e83b2ac5b9e29e1b161e5c1fa7425e73043362938b9824";
