@@ -256,7 +256,6 @@ impl std::str::FromStr for Reference {
 
 #[cfg(test)]
 mod tests {
-    use super::Reference;
 
     #[test]
     fn familiar_forms_read_back_as_the_same_image() {
