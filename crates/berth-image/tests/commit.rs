@@ -408,6 +408,43 @@ fn export_is_a_tar_of_the_merged_tree() {
     assert!(mounts_under(t.path()).is_empty());
 }
 
+/// A container that creates a file named `.wh...` (a whiteout of `..`) cannot destroy the
+/// store through a commit: the commit is refused, every layer stays, both kinds.
+#[test]
+fn a_commit_of_a_whiteout_named_file_is_refused_and_the_store_stays_whole() {
+    let t = tempdir();
+    let store_root = t.path().join("store");
+    let s = ImageStore::open(&store_root).unwrap();
+    let base = base_image(&s, "localhost/base:wh");
+    let layers_before = layer_dirs(&store_root);
+    for kind in [RootfsKind::Overlay, RootfsKind::Copy] {
+        let r = s
+            .create_rootfs_with(&base, &t.path().join(format!("{kind:?}")), kind)
+            .unwrap();
+        for name in [".wh...", ".wh.etc"] {
+            std::fs::write(r.merged().join(name), b"").unwrap();
+            let e = s
+                .commit(&r, &base.id, &CommitOptions::default())
+                .unwrap_err();
+            assert!(
+                matches!(
+                    e,
+                    RootfsError::Pack(berth_layer::PackError::WhiteoutName { .. })
+                ),
+                "{kind:?} {name}: {e}"
+            );
+            std::fs::remove_file(r.merged().join(name)).unwrap();
+        }
+        assert!(r.merged().join("etc").is_dir());
+        s.remove_rootfs(&r).unwrap();
+    }
+    assert_eq!(layer_dirs(&store_root), layers_before);
+    for d in &base.diff_ids {
+        assert!(std::fs::read_dir(s.layer_path(d)).unwrap().next().is_some());
+    }
+    assert_eq!(s.images().unwrap().len(), 1);
+}
+
 #[test]
 fn bad_input_is_refused_with_typed_errors() {
     let t = tempdir();
