@@ -14,7 +14,10 @@
 //! store first (not timed).
 //!
 //! Only the creation is timed (`iter_custom`): each root filesystem is then removed
-//! ([`Rootfs::remove`]: unmount and delete) outside the measurement.
+//! ([`ImageStore::remove_rootfs`]: unmount, delete, unrecord) outside the measurement. Each
+//! root is recorded in the store's database before it is made (a committed write
+//! transaction); the store holds its database open, as the engine does
+//! ([`ImageStore::hold_database`]).
 //!
 //! Run as root, best through `bench/rootfs.sh`, which puts the store on a fresh ext4 file
 //! system; by hand:
@@ -62,6 +65,9 @@ impl Fixture {
             .tempdir_in(&base)
             .expect("a temporary directory in $BERTH_BENCH_DIR");
         let store = ImageStore::open(&tmp.path().join("store")).expect("opening the store");
+        // As the engine keeps it: the database open for the store's life, so each root costs
+        // its record's commit, not an open and a close of the database as well.
+        store.hold_database().expect("opening the database");
         let scratch = tmp.path().join("scratch");
         std::fs::create_dir(&scratch).expect("mkdir scratch");
         let mut images = Vec::new();

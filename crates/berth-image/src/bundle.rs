@@ -223,6 +223,7 @@ impl ImageStore {
     /// directory that is not such a bundle is left alone: [`RootfsError::NotFound`].
     pub fn unbundle(&self, dir: &Path, force: bool) -> Result<(), RootfsError> {
         let dir = std::path::absolute(dir).map_err(io_err("resolving", dir))?;
+        let _db = self.db.get()?;
         let id = bundle_id(&dir);
         if self.root_record(&id)?.is_some() {
             self.remove_root(&id, force)?;
@@ -367,6 +368,8 @@ impl ImageStore {
         kind: RootfsKind,
         o: &Overrides,
     ) -> Result<Bundle, RootfsError> {
+        // One open of the database for the lookup and the root's record (see `db`).
+        let _db = self.db.get()?;
         let image = self.get(name)?;
         let cfg = crate::config::parse(&image.id, &self.read_blob(&image.id)?)?;
         let mut volumes: Vec<String> = cfg

@@ -275,7 +275,7 @@ impl ImageStore {
         for dir in [&layers, &tmp, &root.join("content")] {
             private_dir(dir)?;
         }
-        let db = db::Db::new(&root.join("metadata.redb"));
+        let db = db::Db::new(&root.join("metadata.redb"), make_tables);
         let blobs = BlobStore::open_keeping_ingest(&root.join("content"))?;
         let store = ImageStore {
             root: root.to_path_buf(),
@@ -300,34 +300,6 @@ impl ImageStore {
                 }
             }
         }
-        // The tables, made once: a write transaction costs syncs, which every command (most
-        // only read) would pay at each open.
-        {
-            let db = store.db.get()?;
-            let have: Vec<String> = db
-                .begin_read()
-                .map_err(db_err)?
-                .list_tables()
-                .map_err(db_err)?
-                .map(|t| t.name().to_string())
-                .collect();
-            let names = [
-                IMAGES.name(),
-                TAGS.name(),
-                LAYER_SIZES.name(),
-                TAG_TIMES.name(),
-                ROOTS.name(),
-            ];
-            if !names.iter().all(|n| have.iter().any(|h| h == n)) {
-                let txn = db.begin_write().map_err(db_err)?;
-                txn.open_table(IMAGES).map_err(db_err)?;
-                txn.open_table(TAGS).map_err(db_err)?;
-                txn.open_table(LAYER_SIZES).map_err(db_err)?;
-                txn.open_table(TAG_TIMES).map_err(db_err)?;
-                txn.open_table(ROOTS).map_err(db_err)?;
-                txn.commit().map_err(db_err)?;
-            }
-        }
         for file in ["metadata.redb", "lock"] {
             let path = root.join(file);
             match std::fs::set_permissions(&path, std::fs::Permissions::from_mode(0o600)) {
@@ -342,6 +314,14 @@ impl ImageStore {
             }
         }
         Ok(store)
+    }
+
+    /// Keep the metadata database open for as long as this store lives, instead of opening it
+    /// for each transaction: for a long-lived process that owns the store (the engine), whose
+    /// every operation would otherwise pay the syncs of an open and a close. Other processes
+    /// wait for the store until this one is dropped.
+    pub fn hold_database(&self) -> Result<()> {
+        self.db.hold()
     }
 
     /// The store lock exclusive if nobody holds it, else `None` (without waiting).
@@ -489,6 +469,35 @@ impl ImageStore {
             }
         })
     }
+}
+
+/// Make the tables that are missing (a store made by an older berth lacks the newer ones). A
+/// write transaction costs syncs, so it is made only when one is missing.
+fn make_tables(db: &redb::Database) -> Result<()> {
+    let have: Vec<String> = db
+        .begin_read()
+        .map_err(db_err)?
+        .list_tables()
+        .map_err(db_err)?
+        .map(|t| t.name().to_string())
+        .collect();
+    let names = [
+        IMAGES.name(),
+        TAGS.name(),
+        LAYER_SIZES.name(),
+        TAG_TIMES.name(),
+        ROOTS.name(),
+    ];
+    if !names.iter().all(|n| have.iter().any(|h| h == n)) {
+        let txn = db.begin_write().map_err(db_err)?;
+        txn.open_table(IMAGES).map_err(db_err)?;
+        txn.open_table(TAGS).map_err(db_err)?;
+        txn.open_table(LAYER_SIZES).map_err(db_err)?;
+        txn.open_table(TAG_TIMES).map_err(db_err)?;
+        txn.open_table(ROOTS).map_err(db_err)?;
+        txn.commit().map_err(db_err)?;
+    }
+    Ok(())
 }
 
 /// Make the directory `dir` (and its parents) if missing, and make it root's only (0700),

@@ -340,6 +340,7 @@ impl ImageStore {
     /// whole. Refused while a process runs in it ([`RootfsError::Busy`]) unless `force`.
     /// Removing a root that is not recorded is [`RootfsError::NotFound`].
     pub fn remove_root(&self, id: &str, force: bool) -> Result<(), RootfsError> {
+        let _db = self.db.get()?;
         let rec = self
             .root_record(id)?
             .ok_or_else(|| RootfsError::NotFound(PathBuf::from(id)))?;
