@@ -1,0 +1,230 @@
+//! `/containers/…` and `/exec/…`.
+
+use berth_engine::view::ListOptions;
+use berth_engine::{CreateRequest, Error, WaitCondition};
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{self, Query, Resp};
+use crate::{Ctx, blocking, stream};
+
+#[derive(Deserialize, Default)]
+struct HostConfigOnly {
+    #[serde(rename = "HostConfig", default)]
+    host_config: Option<HostConfig>,
+}
+
+pub(crate) async fn route(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    m: &Method,
+    s: &[&str],
+    q: &Query,
+) -> Result<Resp, Error> {
+    match (m, s) {
+        (&Method::POST, ["create"]) => create(ctx, req, q).await,
+        (&Method::GET, ["json"]) => list(ctx, q).await,
+        (&Method::POST, ["prune"]) => prune(ctx, q).await,
+        (&Method::GET, [id, "json"]) => {
+            let (id, size) = (id.to_string(), q.bool("size"));
+            let v = blocking(move || ctx.engine.inspect(&ctx.who, &id, size)).await?;
+            Ok(http::json(200, &v))
+        }
+        (&Method::POST, [id, "start"]) => {
+            ctx.engine.start(&ctx.who, id).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "stop"]) => {
+            let t = q.int("t")?.or(q.int("timeout")?);
+            ctx.engine.stop(&ctx.who, id, t, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "restart"]) => {
+            let t = q.int("t")?.or(q.int("timeout")?);
+            ctx.engine.restart(&ctx.who, id, t, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "kill"]) => {
+            ctx.engine.kill(&ctx.who, id, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "wait"]) => wait(ctx, id, q).await,
+        (&Method::POST, [id, op @ ("pause" | "unpause")]) => {
+            let (id, pause) = (id.to_string(), *op == "pause");
+            blocking(move || ctx.engine.pause(&ctx.who, &id, pause)).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "rename"]) => {
+            let new = q
+                .get("name")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::Invalid("name is required".into()))?
+                .to_string();
+            let id = id.to_string();
+            blocking(move || ctx.engine.rename(&ctx.who, &id, &new)).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "resize"]) => {
+            let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            ctx.engine.resize(&ctx.who, id, h, w).await?;
+            Ok(http::empty(200))
+        }
+        (&Method::POST, [id, "attach"]) => {
+            let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+            if !q.bool("stream") && !q.bool("logs") {
+                return Err(Error::Invalid(
+                    "at least one of stream or logs must be true".into(),
+                ));
+            }
+            let a = ctx
+                .engine
+                .attach(&ctx.who, id, stdin, stdout, stderr)
+                .await?;
+            Ok(stream::hijack(req, a.stream, a.tty, || {}))
+        }
+        (&Method::DELETE, [id]) => {
+            ctx.engine
+                .remove(&ctx.who, id, q.bool("force"), q.bool("v"))
+                .await?;
+            Ok(http::empty(204))
+        }
+        (
+            _,
+            [
+                _,
+                "json" | "start" | "stop" | "restart" | "kill" | "wait" | "pause" | "unpause"
+                | "rename" | "resize" | "attach",
+            ],
+        )
+        | (_, ["create" | "json" | "prune"]) => {
+            Err(Error::Invalid(format!("method {m} is not allowed here")))
+        }
+        _ => Err(Error::NotImplemented(format!(
+            "/containers/{} is not supported yet",
+            s.join("/")
+        ))),
+    }
+}
+
+pub(crate) async fn route_exec(
+    _ctx: Ctx,
+    _req: Request<Incoming>,
+    _m: &Method,
+    s: &[&str],
+    _q: &Query,
+) -> Result<Resp, Error> {
+    Err(Error::NotImplemented(format!(
+        "/exec/{} is not supported yet",
+        s.join("/")
+    )))
+}
+
+async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
+    let body = http::read_body(req.into_body(), http::MAX_JSON_BODY).await?;
+    let config: ContainerConfig = http::decode(&body)?;
+    let hc: HostConfigOnly = http::decode(&body)?;
+    let name = q.get("name").map(str::to_string);
+    let r = CreateRequest {
+        name,
+        config,
+        host_config: hc.host_config.unwrap_or_default(),
+    };
+    let (id, warnings) = blocking(move || ctx.engine.create(&ctx.who, r)).await?;
+    Ok(http::json(201, &json!({"Id": id, "Warnings": warnings})))
+}
+
+async fn list(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
+    let o = ListOptions {
+        all: q.bool("all"),
+        limit: q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize),
+        size: q.bool("size"),
+        filters: q.filters()?,
+    };
+    let v = blocking(move || ctx.engine.list(&ctx.who, &o)).await?;
+    Ok(http::json(200, &v))
+}
+
+async fn wait(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
+    let cond = match q.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(Error::Invalid(format!("invalid condition: \"{other}\"")));
+        }
+    };
+    // The waiter is in place before the answer's status line goes out (at once, as dockerd
+    // does, so clients know the wait is in place before they start the container); the body
+    // comes when the condition holds.
+    let fut = ctx.engine.waiter(&ctx.who, id, cond)?;
+    let (resp, tx) = http::stream(200, "application/json");
+    tokio::spawn(async move {
+        let (code, err) = fut.await;
+        let mut v = json!({"StatusCode": code});
+        if let Some(e) = err {
+            v["Error"] = json!({"Message": e});
+        }
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        let _ = tx.send(bytes::Bytes::from(b)).await;
+    });
+    Ok(resp)
+}
+
+async fn prune(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
+    let filters = q.filters()?;
+    let list = {
+        let ctx = ctx.clone();
+        let o = ListOptions {
+            all: true,
+            filters: filters
+                .iter()
+                .filter(|(k, _)| k.as_str() == "label")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        blocking(move || ctx.engine.list(&ctx.who, &o)).await?
+    };
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|u| crate::system::parse_time(u))
+        .transpose()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in list {
+        let state = c["State"].as_str().unwrap_or_default();
+        if state != "exited" && state != "created" && state != "dead" {
+            continue;
+        }
+        if let Some(u) = until {
+            let created = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(c["Created"].as_u64().unwrap_or(0));
+            if created >= u {
+                continue;
+            }
+        }
+        let id = c["Id"].as_str().unwrap_or_default().to_string();
+        let size = {
+            let ctx = ctx.clone();
+            let id = id.clone();
+            blocking(move || ctx.engine.inspect(&ctx.who, &id, true))
+                .await
+                .map(|v| v["SizeRw"].as_u64().unwrap_or(0))
+                .unwrap_or(0)
+        };
+        if ctx.engine.remove(&ctx.who, &id, false, false).await.is_ok() {
+            reclaimed += size;
+            deleted.push(id);
+        }
+    }
+    Ok(http::json(
+        200,
+        &json!({"ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
+    ))
+}
