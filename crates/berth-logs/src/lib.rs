@@ -14,9 +14,11 @@
 //!   keeps following across rotations. Malformed lines are skipped.
 
 mod json;
+mod reader;
 mod time;
 mod writer;
 
+pub use reader::{Entry, ReadOptions, read};
 pub use time::{parse_rfc3339, rfc3339_nano, rfc3339_nano_fixed};
 pub use writer::{LogConfig, MAX_LINE, Writer, rotated_path};
 
