@@ -52,6 +52,7 @@ pub(crate) async fn route(
             Ok(http::empty(204))
         }
         (&Method::POST, [id, "wait"]) => wait(ctx, id, q).await,
+        (&Method::GET, [id, "logs"]) => logs(ctx, id, q).await,
         (&Method::POST, [id, op @ ("pause" | "unpause")]) => {
             let (id, pause) = (id.to_string(), *op == "pause");
             blocking(move || ctx.engine.pause(&ctx.who, &id, pause)).await?;
@@ -227,4 +228,80 @@ async fn prune(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
         200,
         &json!({"ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
     ))
+}
+
+/// Docker's stream frame: stream byte, three zeros, big-endian length, payload.
+pub(crate) fn frame(stream: u8, payload: &[u8]) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(8 + payload.len());
+    b.push(stream);
+    b.extend_from_slice(&[0, 0, 0]);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    b.extend_from_slice(payload);
+    bytes::Bytes::from(b)
+}
+
+async fn logs(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    if !stdout && !stderr {
+        return Err(Error::Invalid(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
+    }
+    let parse = |k: &str| -> Result<Option<std::time::SystemTime>, Error> {
+        match q.get(k).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(s) => crate::system::parse_time(s).map(Some),
+        }
+    };
+    let tail = match q.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as usize),
+            Err(_) => None,
+        },
+    };
+    let read = berth_logs::ReadOptions {
+        since: parse("since")?,
+        until: parse("until")?,
+        tail,
+        follow: q.bool("follow"),
+    };
+    let timestamps = q.bool("timestamps");
+    let mut logs = ctx
+        .engine
+        .logs(&ctx.who, id, berth_engine::logs::LogOptions { read })?;
+    let ct = if logs.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let (resp, tx) = http::stream(200, ct);
+    let tty = logs.tty;
+    tokio::spawn(async move {
+        while let Some(e) = logs.rx.recv().await {
+            let (want, n) = match e.stream {
+                berth_logs::Stream::Stdout => (stdout, 1u8),
+                berth_logs::Stream::Stderr => (stderr, 2u8),
+            };
+            if !want {
+                continue;
+            }
+            let mut payload = Vec::with_capacity(e.line.len() + 32);
+            if timestamps {
+                payload.extend_from_slice(e.timestamp().as_bytes());
+                payload.push(b' ');
+            }
+            payload.extend_from_slice(&e.line);
+            let chunk = if tty {
+                bytes::Bytes::from(payload)
+            } else {
+                frame(n, &payload)
+            };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(resp)
 }

@@ -515,17 +515,7 @@ impl Engine {
         let _ = std::fs::remove_file(data.join("exit.json"));
         let log = match &c.log_path {
             Some(p) => {
-                let opts: std::collections::BTreeMap<String, String> = c
-                    .host_config
-                    .log_config
-                    .as_ref()
-                    .and_then(|l| l.config.clone())
-                    .unwrap_or_default()
-                    .into_iter()
-                    .collect();
-                let defaults = self.cfg.log_limits().map_err(Error::Invalid)?;
-                let (max_size, max_files) =
-                    crate::config::log_limits(&opts, defaults).map_err(Error::Invalid)?;
+                let (max_size, max_files) = self.log_limits(c)?;
                 Some(ShimLog {
                     path: PathBuf::from(p),
                     max_size,

@@ -27,6 +27,7 @@ pub mod config;
 mod containers;
 pub mod db;
 mod error;
+pub mod logs;
 pub mod events;
 pub mod model;
 pub mod names;
