@@ -53,6 +53,7 @@ pub(crate) async fn route(
         }
         (&Method::POST, [id, "wait"]) => wait(ctx, id, q).await,
         (&Method::GET, [id, "logs"]) => logs(ctx, id, q).await,
+        (&Method::POST, [id, "exec"]) => exec_create(ctx, req, id).await,
         (&Method::POST, [id, op @ ("pause" | "unpause")]) => {
             let (id, pause) = (id.to_string(), *op == "pause");
             blocking(move || ctx.engine.pause(&ctx.who, &id, pause)).await?;
@@ -81,11 +82,10 @@ pub(crate) async fn route(
                     "at least one of stream or logs must be true".into(),
                 ));
             }
-            let a = ctx
-                .engine
-                .attach(&ctx.who, id, stdin, stdout, stderr)
-                .await?;
-            Ok(stream::hijack(req, a.stream, a.tty, || {}))
+            let a = ctx.engine.attach(&ctx.who, id, stdin, stdout, stderr)?;
+            let fut = a.fut;
+            let stream = Box::pin(async move { fut.await.map(|s| s.stream) });
+            Ok(stream::hijack_later(req, stream, a.tty, || {}))
         }
         (&Method::DELETE, [id]) => {
             ctx.engine
@@ -112,16 +112,78 @@ pub(crate) async fn route(
 }
 
 pub(crate) async fn route_exec(
-    _ctx: Ctx,
-    _req: Request<Incoming>,
-    _m: &Method,
+    ctx: Ctx,
+    req: Request<Incoming>,
+    m: &Method,
     s: &[&str],
-    _q: &Query,
+    q: &Query,
 ) -> Result<Resp, Error> {
-    Err(Error::NotImplemented(format!(
-        "/exec/{} is not supported yet",
-        s.join("/")
-    )))
+    match (m, s) {
+        (&Method::POST, [id, "start"]) => {
+            #[derive(Deserialize, Default)]
+            struct Start {
+                #[serde(rename = "Detach", default)]
+                detach: bool,
+                #[serde(rename = "Tty", default)]
+                tty: Option<bool>,
+                #[serde(rename = "ConsoleSize", default)]
+                console_size: Option<Vec<u16>>,
+            }
+            let id = id.to_string();
+            let (parts, body) = req.into_parts();
+            let body = http::read_body(body, 64 * 1024).await?;
+            let st: Start = http::decode(&body)?;
+            let req = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+            let started = ctx
+                .engine
+                .exec_start(&ctx.who, &id, st.detach, st.tty)
+                .await?;
+            match started {
+                None => Ok(http::empty(200)),
+                Some(a) => {
+                    if let Some([h, w]) = st.console_size.as_deref().map(|v| {
+                        [
+                            v.first().copied().unwrap_or(0),
+                            v.get(1).copied().unwrap_or(0),
+                        ]
+                    }) {
+                        if h > 0 && w > 0 {
+                            let _ = ctx.engine.exec_resize(&ctx.who, &id, h, w).await;
+                        }
+                    }
+                    let engine = ctx.engine.clone();
+                    Ok(stream::hijack(req, a.stream, a.tty, move || {
+                        for _ in 0..50 {
+                            if engine.exec_finish(&id) {
+                                break;
+                            }
+                            std::thread::sleep(std::time::Duration::from_millis(10));
+                        }
+                    }))
+                }
+            }
+        }
+        (&Method::POST, [id, "resize"]) => {
+            let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            ctx.engine.exec_resize(&ctx.who, id, h, w).await?;
+            Ok(http::empty(200))
+        }
+        (&Method::GET, [id, "json"]) => {
+            let id = id.to_string();
+            let v = blocking(move || ctx.engine.exec_inspect(&ctx.who, &id)).await?;
+            Ok(http::json(200, &v))
+        }
+        _ => Err(Error::NotFound("page not found".into())),
+    }
+}
+
+async fn exec_create(ctx: Ctx, req: Request<Incoming>, id: &str) -> Result<Resp, Error> {
+    let body = http::read_body(req.into_body(), http::MAX_JSON_BODY).await?;
+    let cfg: bollard_stubs::models::ExecConfig = http::decode(&body)?;
+    let id = id.to_string();
+    let exec = blocking(move || ctx.engine.exec_create(&ctx.who, &id, cfg)).await?;
+    Ok(http::json(201, &json!({"Id": exec})))
 }
 
 async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {

@@ -5,7 +5,6 @@
 
 use bytes::Bytes;
 use hyper::Request;
-use hyper::body::Incoming;
 use hyper::header::{CONNECTION, CONTENT_TYPE, HeaderValue, UPGRADE};
 use hyper_util::rt::TokioIo;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -22,15 +21,28 @@ fn content_type(tty: bool) -> &'static str {
 }
 
 /// Does the client ask to upgrade its connection?
-pub fn wants_upgrade(req: &Request<Incoming>) -> bool {
+pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(UPGRADE)
 }
 
-/// Answer `req` with the hijacked stream `shim` (an attach or exec stream of the shim).
-/// `on_end` runs once the output has ended.
-pub fn hijack(
-    mut req: Request<Incoming>,
+/// Answer `req` with the hijacked stream `shim` (an attach or exec stream of the shim, or
+/// a future of one). `on_end` runs once the output has ended.
+pub fn hijack<B: Send + 'static>(
+    req: Request<B>,
     shim: UnixStream,
+    tty: bool,
+    on_end: impl FnOnce() + Send + 'static,
+) -> Resp {
+    hijack_later(req, Box::pin(async move { Ok(shim) }), tty, on_end)
+}
+
+/// As [`hijack`], the shim's stream coming later (an attach before start): the client gets
+/// its answer at once.
+pub fn hijack_later<B: Send + 'static>(
+    mut req: Request<B>,
+    shim: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<UnixStream, berth_engine::Error>> + Send>,
+    >,
     tty: bool,
     on_end: impl FnOnce() + Send + 'static,
 ) -> Resp {
@@ -38,14 +50,15 @@ pub fn hijack(
         // No upgrade: the output as the body, no stdin.
         let (resp, tx) = http::stream(200, content_type(tty));
         tokio::spawn(async move {
-            let mut shim = shim;
-            let mut buf = vec![0u8; 32 * 1024];
-            loop {
-                match shim.read(&mut buf).await {
-                    Ok(0) | Err(_) => break,
-                    Ok(n) => {
-                        if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
-                            break;
+            if let Ok(mut shim) = shim.await {
+                let mut buf = vec![0u8; 32 * 1024];
+                loop {
+                    match shim.read(&mut buf).await {
+                        Ok(0) | Err(_) => break,
+                        Ok(n) => {
+                            if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                                break;
+                            }
                         }
                     }
                 }
@@ -57,7 +70,10 @@ pub fn hijack(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(up) => pump(TokioIo::new(up), shim).await,
+            Ok(up) => match shim.await {
+                Ok(shim) => pump(TokioIo::new(up), shim).await,
+                Err(e) => tracing::debug!("attach: {e}"),
+            },
             Err(e) => tracing::debug!("upgrade: {e}"),
         }
         on_end();

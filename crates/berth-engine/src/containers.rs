@@ -34,6 +34,15 @@ pub enum WaitCondition {
     Removed,
 }
 
+/// An attach being made: whether the container has a TTY (known at once, for the answer's
+/// content type) and the stream once connected.
+pub struct PendingAttach {
+    /// The container has a TTY.
+    pub tty: bool,
+    /// The stream, once the shim has it.
+    pub fut: std::pin::Pin<Box<dyn std::future::Future<Output = Result<AttachStream>> + Send>>,
+}
+
 /// An attach stream: the connection to the shim, after its `ok`.
 pub struct AttachStream {
     /// The connection (output from the shim, input to it).
@@ -419,7 +428,9 @@ impl Engine {
             .await
             .map_err(|e| Error::internal("starting", e))?;
         if let Err(e) = prepared {
+            let e = start_error(e);
             self.record_start_error(h, &e);
+            self.remove_after_failed_start(h);
             return Err(e);
         }
         // The shim is up and the container created: attachers connect now, then it starts.
@@ -438,8 +449,9 @@ impl Engine {
         let state_dir = self.paths.container_state(&c.id);
         if let Err(e) = shim::call(&state_dir, "start").await {
             h.shim_ready.send_replace(false);
-            let e = Error::Internal(format!("failed to start container {}: {e}", &c.id[..12]));
+            let e = start_error(e);
             self.record_start_error(h, &e);
+            self.remove_after_failed_start(h);
             // The shim ends itself when the container it created goes; make sure it does.
             let _ = self.kill_process(&c.id, libc::SIGKILL, true);
             return Err(e);
@@ -463,11 +475,40 @@ impl Engine {
         Ok(())
     }
 
+    /// A container with AutoRemove whose start failed goes (as dockerd removes it; `docker
+    /// run --rm` waits for that).
+    fn remove_after_failed_start(self: &Arc<Self>, h: &Arc<Handle>) {
+        let c = h.get();
+        if !c.host_config.auto_remove.unwrap_or(false) {
+            return;
+        }
+        let me = self.clone();
+        let who = Subject {
+            tenant: c.owner.clone(),
+        };
+        self.rt.spawn(async move {
+            // After the start's operation lock is released.
+            tokio::task::yield_now().await;
+            if let Err(e) = me.remove(&who, &c.id, true, false).await {
+                tracing::warn!("removing {} after its failed start: {e}", c.id);
+            }
+        });
+    }
+
     fn record_start_error(&self, h: &Arc<Handle>, e: &Error) {
         let msg = e.to_string();
+        let code = if msg.contains("no such file or directory")
+            || msg.contains("executable file not found")
+        {
+            127
+        } else if msg.contains("permission denied") {
+            126
+        } else {
+            128
+        };
         self.update(h, |c| {
             c.state.error = msg.clone();
-            c.state.exit_code = 128;
+            c.state.exit_code = code;
             if c.state.status != Status::Created {
                 c.state.status = Status::Exited;
             }
@@ -539,8 +580,10 @@ impl Engine {
             exit_file: data.join("exit.json"),
             runtime,
         };
-        let json = serde_json::to_vec(&sc).map_err(|e| Error::internal("shim config", e))?;
-        write_private(&state.join("shim.json"), &json)?;
+        write_private(
+            &state.join(berth_shim::config::CONFIG_FILE),
+            sc.to_json().as_bytes(),
+        )?;
         shim::launch(&self.shim_bin, &state).map(|_| ())
     }
 
@@ -1019,16 +1062,17 @@ impl Engine {
     }
 
     /// `docker attach` (and the attach of `docker run`): the stream of the container's
-    /// shim. On a container not started yet, waits for its start (which waits for this
-    /// attach to connect, so no output is lost).
-    pub async fn attach(
+    /// shim, once connected. The attach is registered when this returns: a container not
+    /// started yet starts only after it has connected (so no output is lost), while the
+    /// caller answers its client at once (the client starts the container after that).
+    pub fn attach(
         self: &Arc<Self>,
         who: &Subject,
         name: &str,
         stdin: bool,
         stdout: bool,
         stderr: bool,
-    ) -> Result<AttachStream> {
+    ) -> Result<PendingAttach> {
         let h = self.lookup(who, name)?;
         let c = h.get();
         self.authorize(who, Action::Write, Some(&c.owner))?;
@@ -1036,28 +1080,43 @@ impl Engine {
         let stdin = stdin && c.config.open_stdin.unwrap_or(false);
         let cmd = format!("attach {} {} {}", stdin as u8, stdout as u8, stderr as u8);
         let state_dir = self.paths.container_state(&c.id);
+        let me = self.clone();
         if c.state.status.is_running() && *h.shim_ready.borrow() {
-            let (_, stream) = shim::command(&state_dir, &cmd).await?;
-            self.container_event(&c, "attach", &[]);
-            return Ok(AttachStream { stream, tty });
+            let fut = async move {
+                let (_, stream) = shim::command(&state_dir, &cmd).await?;
+                me.container_event(&c, "attach", &[]);
+                Ok(AttachStream { stream, tty })
+            };
+            return Ok(PendingAttach {
+                tty,
+                fut: Box::pin(fut),
+            });
         }
-        // Not running: wait for the next start.
+        // Not running: connect at the next start, which waits for this attach.
         *h.pending_attach.lock().unwrap_or_else(|p| p.into_inner()) += 1;
-        let _guard = PendingGuard(h.clone());
+        let guard = PendingGuard(h.clone());
         let mut ready = h.shim_ready.subscribe();
         let mut removed = h.removed.subscribe();
-        loop {
-            if *ready.borrow_and_update() {
-                break;
+        let name = name.to_string();
+        let fut = async move {
+            let _guard = guard;
+            loop {
+                if *ready.borrow_and_update() {
+                    break;
+                }
+                tokio::select! {
+                    r = ready.changed() => if r.is_err() { return Err(Error::Conflict("container is gone".into())) },
+                    _ = removed.changed() => return Err(Error::NotFound(format!("No such container: {name}"))),
+                }
             }
-            tokio::select! {
-                r = ready.changed() => if r.is_err() { return Err(Error::Conflict("container is gone".into())) },
-                _ = removed.changed() => return Err(Error::NotFound(format!("No such container: {name}"))),
-            }
-        }
-        let (_, stream) = shim::command(&state_dir, &cmd).await?;
-        self.container_event(&c, "attach", &[]);
-        Ok(AttachStream { stream, tty })
+            let (_, stream) = shim::command(&state_dir, &cmd).await?;
+            me.container_event(&c, "attach", &[]);
+            Ok(AttachStream { stream, tty })
+        };
+        Ok(PendingAttach {
+            tty,
+            fut: Box::pin(fut),
+        })
     }
 
     /// Resize a container's TTY.
@@ -1257,6 +1316,31 @@ impl Engine {
         }
         Ok(())
     }
+}
+
+/// A start's failure as dockerd words it: the runtime's message after "OCI runtime create
+/// failed", with the system's error in Go's words (lower case), which clients read: the docker
+/// CLI exits 127 when it says "no such file or directory", 126 for "permission denied".
+fn start_error(e: Error) -> Error {
+    let msg = match &e {
+        Error::Internal(m) | Error::Invalid(m) => m.clone(),
+        other => return Error::Internal(other.to_string()),
+    };
+    let mut m = msg.clone();
+    for (rust, go) in [
+        (
+            "No such file or directory (os error 2)",
+            "no such file or directory",
+        ),
+        ("Permission denied (os error 13)", "permission denied"),
+        ("Not a directory (os error 20)", "not a directory"),
+        ("Exec format error (os error 8)", "exec format error"),
+    ] {
+        m = m.replace(rust, go);
+    }
+    Error::Invalid(format!(
+        "failed to create task for container: OCI runtime create failed: {m}: unknown"
+    ))
 }
 
 struct PendingGuard(Arc<Handle>);

@@ -38,7 +38,11 @@ pub struct Execs(Mutex<HashMap<String, ExecInstance>>);
 
 impl Execs {
     fn get(&self, id: &str) -> Option<ExecInstance> {
-        self.0.lock().unwrap_or_else(|p| p.into_inner()).get(id).cloned()
+        self.0
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .cloned()
     }
     fn put(&self, e: ExecInstance) {
         self.0
@@ -91,7 +95,10 @@ impl Engine {
                 )));
             }
             _ => {
-                return Err(Error::Conflict(format!("container {} is not running", c.id)));
+                return Err(Error::Conflict(format!(
+                    "container {} is not running",
+                    c.id
+                )));
             }
         }
         let id = crate::names::new_id();
@@ -185,12 +192,17 @@ impl Engine {
         let e = self.exec_lookup(who, id)?;
         self.authorize(who, Action::Write, Some(&e.owner))?;
         if e.started {
-            return Err(Error::Conflict(format!("Error: Exec command {id} has already run")));
+            return Err(Error::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
         }
         let h = self.lookup(who, &e.container)?;
         let c = h.get();
         if !c.state.status.is_running() {
-            return Err(Error::Conflict(format!("container {} is not running", c.id)));
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                c.id
+            )));
         }
         let tty = tty.unwrap_or(false) || e.config.tty.unwrap_or(false);
         let stdin = e.config.attach_stdin.unwrap_or(false) && !detach;
@@ -210,9 +222,8 @@ impl Engine {
                 stdin,
                 detach,
             };
-            let path = berth_shim::config::exec_config_path(&state2, &id2);
-            std::fs::write(&path, cfg.to_json())
-                .map_err(|err| Error::internal(format!("writing {}", path.display()), err))
+            cfg.write(&state2, &id2)
+                .map_err(|err| Error::internal("writing the exec's process", err))
         })
         .await
         .map_err(|err| Error::internal("exec", err))??;
@@ -224,9 +235,7 @@ impl Engine {
                     x.running = false;
                     x.exit_code = Some(126);
                 });
-                return Err(Error::Internal(format!(
-                    "OCI runtime exec failed: {err}"
-                )));
+                return Err(Error::Internal(format!("OCI runtime exec failed: {err}")));
             }
         };
         let pid: i64 = pid.trim().parse().unwrap_or(0);
@@ -267,9 +276,7 @@ impl Engine {
         }
         let state = self.paths.container_state(&e.container);
         let path = berth_shim::config::exec_exit_path(&state, id);
-        let exit = std::fs::read_to_string(&path)
-            .ok()
-            .and_then(|t| berth_shim::ExecExit::parse(&t).ok());
+        let exit = berth_shim::ExecExit::load(&state, id).ok().flatten();
         let gone = !state.exists();
         match exit {
             Some(x) => {
@@ -280,8 +287,20 @@ impl Engine {
                 });
                 let _ = std::fs::remove_file(&path);
                 let _ = std::fs::remove_file(berth_shim::config::exec_config_path(&state, id));
-                if let Some(h) = self.containers.read().unwrap_or_else(|p| p.into_inner()).get(&e.container) {
-                    self.container_event(&h.get(), "exec_die", &[("execID", id.to_string()), ("exitCode", x.exit_code.to_string())]);
+                if let Some(h) = self
+                    .containers
+                    .read()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .get(&e.container)
+                {
+                    self.container_event(
+                        &h.get(),
+                        "exec_die",
+                        &[
+                            ("execID", id.to_string()),
+                            ("exitCode", x.exit_code.to_string()),
+                        ],
+                    );
                 }
                 true
             }
@@ -297,11 +316,19 @@ impl Engine {
     }
 
     /// Resize an exec's terminal.
-    pub async fn exec_resize(self: &Arc<Self>, who: &Subject, id: &str, h: u16, w: u16) -> Result<()> {
+    pub async fn exec_resize(
+        self: &Arc<Self>,
+        who: &Subject,
+        id: &str,
+        h: u16,
+        w: u16,
+    ) -> Result<()> {
         let e = self.exec_lookup(who, id)?;
         self.authorize(who, Action::Write, Some(&e.owner))?;
         let state = self.paths.container_state(&e.container);
-        shim::call(&state, &format!("resize-exec {id} {h} {w}")).await.map(|_| ())
+        shim::call(&state, &format!("resize-exec {id} {h} {w}"))
+            .await
+            .map(|_| ())
     }
 
     /// `GET /exec/{id}/json`.

@@ -27,8 +27,9 @@ pub mod config;
 mod containers;
 pub mod db;
 mod error;
-pub mod logs;
 pub mod events;
+pub mod exec;
+pub mod logs;
 pub mod model;
 pub mod names;
 pub mod shim;
@@ -44,7 +45,7 @@ use tokio::sync::{Notify, watch};
 
 pub use authz::{Action, Policy, Subject};
 pub use config::DaemonConfig;
-pub use containers::{AttachStream, CreateRequest, WaitCondition};
+pub use containers::{AttachStream, CreateRequest, PendingAttach, WaitCondition};
 pub use error::{Error, Result};
 use events::{Event, Events};
 use model::Container;
@@ -139,6 +140,7 @@ pub struct Engine {
     /// always take `containers` first.
     names: Mutex<HashMap<String, String>>,
     shim_bin: PathBuf,
+    execs: exec::Execs,
     cgroup_parent: String,
     started: std::time::SystemTime,
     rt: tokio::runtime::Handle,
@@ -204,6 +206,7 @@ impl Engine {
             containers: RwLock::new(HashMap::new()),
             names: Mutex::new(HashMap::new()),
             shim_bin: default_shim_binary(),
+            execs: exec::Execs::default(),
             cgroup_parent,
             started: std::time::SystemTime::now(),
             rt,

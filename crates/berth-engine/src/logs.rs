@@ -73,7 +73,13 @@ impl Engine {
                 }
             };
             let stop = || stopped.load(Ordering::Relaxed) || closed.is_closed();
-            if let Err(e) = berth_logs::read(std::path::Path::new(&path), max_files, &read, &mut sink, &stop) {
+            if let Err(e) = berth_logs::read(
+                std::path::Path::new(&path),
+                max_files,
+                &read,
+                &mut sink,
+                &stop,
+            ) {
                 tracing::warn!("reading log {path}: {e}");
             }
         });

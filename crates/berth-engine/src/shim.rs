@@ -3,50 +3,16 @@
 //! command; `attach` and `exec` connections become streams).
 
 use std::path::{Path, PathBuf};
-use std::process::Command;
 
-use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
 use tokio::net::UnixStream;
 
 use crate::{Error, Result};
 
-/// The log settings of a shim.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShimLog {
-    /// The json-file log.
-    pub path: PathBuf,
-    /// Rotate above this size (0: never).
-    pub max_size: u64,
-    /// Keep this many files.
-    pub max_files: u32,
-}
-
-/// `shim.json` in the container's state directory.
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct ShimConfig {
-    /// The container's ID.
-    pub id: String,
-    /// The bundle (config.json).
-    pub bundle: PathBuf,
-    /// The runtime's state root.
-    pub runtime_root: PathBuf,
-    /// Allocate a terminal.
-    pub tty: bool,
-    /// Keep stdin open.
-    pub stdin: bool,
-    /// Close stdin when the attached client that has it leaves.
-    pub stdin_once: bool,
-    /// The log, if the driver is json-file.
-    pub log: Option<ShimLog>,
-    /// Where the exit status is recorded durably.
-    pub exit_file: PathBuf,
-    /// Another OCI runtime's binary to use instead of the runtime library.
-    pub runtime: Option<PathBuf>,
-}
+pub use berth_shim::{ExecConfig, LogSettings as ShimLog, ShimConfig};
 
 /// How a container ended, as the shim records it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Exit {
     /// Exit status, or 128 + signal.
     pub exit_code: i64,
@@ -57,7 +23,7 @@ pub struct Exit {
 }
 
 impl Exit {
-    /// Parse `exit <code> <nanos> <oom>`.
+    /// Parse the `wait` answer, `exit <code> <nanos> <oom>`.
     pub fn parse_line(line: &str) -> Option<Exit> {
         let mut f = line.split_whitespace();
         if f.next()? != "exit" {
@@ -70,43 +36,24 @@ impl Exit {
         })
     }
 
-    /// Read an exit file (JSON), if there is one.
+    /// Read the exit record the shim wrote, if there is one.
     pub fn read(path: &Path) -> Option<Exit> {
-        let bytes = std::fs::read(path).ok()?;
-        serde_json::from_slice(&bytes).ok()
+        let r = berth_shim::ExitRecord::load(path).ok()??;
+        Some(Exit {
+            exit_code: r.exit_code as i64,
+            finished_at_nanos: r.finished_at_nanos as i64,
+            oom_killed: r.oom_killed,
+        })
     }
 }
 
 /// Launch the shim for the container whose state directory is `state_dir` (`shim.json`
 /// written): returns the container's pid once it is created. Blocking: call it from a
-/// blocking thread (it forks).
+/// blocking thread.
 pub fn launch(shim_bin: &Path, state_dir: &Path) -> Result<i64> {
-    let out = Command::new(shim_bin)
-        .arg(state_dir)
-        .stdin(std::process::Stdio::null())
-        .stderr(std::process::Stdio::piped())
-        .output()
-        .map_err(|e| Error::internal(format!("running {}", shim_bin.display()), e))?;
-    let text = String::from_utf8_lossy(&out.stdout);
-    let line = text.lines().next().unwrap_or_default();
-    if let Some(pid) = line.strip_prefix("created ") {
-        return pid
-            .trim()
-            .parse()
-            .map_err(|_| Error::internal("shim", format!("bad answer {line:?}")));
-    }
-    let msg = line
-        .strip_prefix("error ")
-        .map(str::to_string)
-        .unwrap_or_else(|| {
-            let err = String::from_utf8_lossy(&out.stderr);
-            format!(
-                "the shim failed ({}): {}",
-                out.status,
-                err.lines().last().unwrap_or("no message")
-            )
-        });
-    Err(Error::Internal(msg))
+    berth_shim::launch(shim_bin, state_dir)
+        .map(|p| p as i64)
+        .map_err(|e| Error::Internal(e.to_string()))
 }
 
 /// The control socket of the shim in `state_dir`.
@@ -148,6 +95,9 @@ pub async fn command(state_dir: &Path, cmd: &str) -> Result<(String, UnixStream)
         }
     }
     let line = String::from_utf8_lossy(&line).into_owned();
+    if cmd == "pid" {
+        return Ok((line, s));
+    }
     if let Some(rest) = line.strip_prefix("ok") {
         Ok((rest.trim().to_string(), s))
     } else if let Some(msg) = line.strip_prefix("error ") {
