@@ -97,6 +97,13 @@ pub(crate) async fn route(
             _,
             [
                 _,
+                "stats" | "top" | "update" | "archive" | "export" | "changes",
+            ],
+        ) => crate::ops::route(ctx, req, m, s, q).await,
+        (
+            _,
+            [
+                _,
                 "json" | "start" | "stop" | "restart" | "kill" | "wait" | "pause" | "unpause"
                 | "rename" | "resize" | "attach",
             ],

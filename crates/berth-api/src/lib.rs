@@ -9,8 +9,10 @@ mod containers;
 pub mod http;
 mod images;
 mod listen;
+mod ops;
 mod stream;
 mod system;
+mod volumes;
 
 use std::convert::Infallible;
 use std::sync::Arc;
@@ -153,7 +155,8 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error> {
             "builds are not supported by berth yet".into(),
         )),
         (_, ["networks", ..]) => system::networks(&ctx, &m, &s[1..]).await,
-        (_, ["volumes", ..]) => Err(Error::NotImplemented("volumes are not supported yet".into())),
+        (_, ["volumes", ..]) => volumes::route(ctx, req, &m, &s[1..], &q).await,
+        (&Method::POST, ["commit"]) => ops::commit(ctx, req, &q).await,
         _ => Err(Error::NotFound(format!("page not found"))),
     }
 }

@@ -355,11 +355,13 @@ impl Engine {
             &data.join("root").join("merged"),
             berth_image::rootfs::RootfsKind::Overlay,
         )?;
+        let mounts = self.prepare_mounts(&c, &data.join("root").join("merged"))?;
+        let mut c = c;
+        c.mounts = mounts;
         let hostname = c.config.hostname.clone().unwrap_or_default();
         write_private(&data.join("hostname"), format!("{hostname}\n").as_bytes())?;
         write_private(&data.join("hosts"), self.hosts_file(&c).as_bytes())?;
         write_private(&data.join("resolv.conf"), &resolv_conf(&c.host_config))?;
-        let mut c = c;
         c.complete = true;
         self.db.put_container(&c)?;
         *handle.rec.lock().unwrap_or_else(|p| p.into_inner()) = c.clone();
@@ -546,7 +548,7 @@ impl Engine {
                     .map(|p| format!("/{}/{}", p.trim_matches('/'), c.id))
                     .unwrap_or_else(|| format!("{}/{}", self.cgroup_parent, c.id)),
                 default_ulimits: &ulimits,
-                mounts: Vec::new(),
+                mounts: self.oci_mounts(c)?,
             },
         )?;
         let _ = std::fs::remove_dir_all(&state);
@@ -1028,7 +1030,9 @@ impl Engine {
         self.update(&h, |c| c.state.status = Status::Removing);
         let me = self.clone();
         let id = c.id.clone();
+        let c_removed = c.clone();
         let res = tokio::task::spawn_blocking(move || -> Result<()> {
+            me.release_mounts(&c_removed, volumes)?;
             let state = me.paths.container_state(&id);
             let _ = std::fs::remove_dir_all(&state);
             if let Ok(Some(_)) = me.images.root_record(&root_id(&id)) {

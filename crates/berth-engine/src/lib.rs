@@ -32,9 +32,11 @@ pub mod exec;
 pub mod logs;
 pub mod model;
 pub mod names;
+mod ops;
 pub mod shim;
 pub mod spec;
 pub mod view;
+mod volumes;
 
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
