@@ -79,15 +79,17 @@ fn path(v: &Value, k: &str) -> Result<PathBuf> {
 fn boolean(v: &Value, k: &str) -> Result<bool> {
     match field(v, k)? {
         Value::Bool(b) => Ok(*b),
-        _ => Err(Error::Config(format!("{CONFIG_FILE}: {k} is not a boolean"))),
+        _ => Err(Error::Config(format!(
+            "{CONFIG_FILE}: {k} is not a boolean"
+        ))),
     }
 }
 
 fn number<T: std::str::FromStr>(v: &Value, k: &str) -> Result<T> {
     match field(v, k)? {
-        Value::Number(n) => n.parse().map_err(|_| {
-            Error::Config(format!("{CONFIG_FILE}: {k} is not a valid integer: {n}"))
-        }),
+        Value::Number(n) => n
+            .parse()
+            .map_err(|_| Error::Config(format!("{CONFIG_FILE}: {k} is not a valid integer: {n}"))),
         _ => Err(Error::Config(format!("{CONFIG_FILE}: {k} is not a number"))),
     }
 }
@@ -204,7 +206,11 @@ impl ShimConfig {
 
     /// Write `STATE_DIR/shim.json` (mode 0600).
     pub fn write(&self, state_dir: &Path) -> Result<()> {
-        write_file(&state_dir.join(CONFIG_FILE), self.to_json().as_bytes(), false)
+        write_file(
+            &state_dir.join(CONFIG_FILE),
+            self.to_json().as_bytes(),
+            false,
+        )
     }
 }
 
@@ -393,7 +399,8 @@ pub fn write_file(path: &Path, data: &[u8], durable: bool) -> Result<()> {
             dir
         })
         .map_err(|e| io("opening the directory of", e))?;
-        d.sync_all().map_err(|e| io("syncing the directory of", e))?;
+        d.sync_all()
+            .map_err(|e| io("syncing the directory of", e))?;
     }
     Ok(())
 }
@@ -449,8 +456,14 @@ mod tests {
             ("id", serde_json::json!(7)),
             ("bundle", serde_json::json!("relative")),
             ("tty", serde_json::json!("yes")),
-            ("log", serde_json::json!({"path": "/l", "max_size": -1, "max_files": 1})),
-            ("log", serde_json::json!({"path": "/l", "max_size": 1, "max_files": 0})),
+            (
+                "log",
+                serde_json::json!({"path": "/l", "max_size": -1, "max_files": 1}),
+            ),
+            (
+                "log",
+                serde_json::json!({"path": "/l", "max_size": 1, "max_files": 0}),
+            ),
             ("surprise", serde_json::json!(1)),
         ];
         for (k, v) in cases {
@@ -472,10 +485,7 @@ mod tests {
             oom_killed: true,
         };
         assert_eq!(ExitRecord::parse(&r.to_json()).unwrap(), r);
-        assert_eq!(
-            serde_json::from_str::<ExitRecord>(&r.to_json()).unwrap(),
-            r
-        );
+        assert_eq!(serde_json::from_str::<ExitRecord>(&r.to_json()).unwrap(), r);
         assert_eq!(
             ExitRecord::parse(&serde_json::to_string(&r).unwrap()).unwrap(),
             r

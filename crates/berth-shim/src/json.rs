@@ -159,7 +159,10 @@ impl Parser<'_> {
                 let start = self.i;
                 self.i += 1;
                 while self.i < self.b.len()
-                    && matches!(self.b[self.i], b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-')
+                    && matches!(
+                        self.b[self.i],
+                        b'0'..=b'9' | b'.' | b'e' | b'E' | b'+' | b'-'
+                    )
                 {
                     self.i += 1;
                 }
@@ -172,7 +175,10 @@ impl Parser<'_> {
     }
 
     fn hex4(&mut self) -> Result<u32, ParseError> {
-        let h = self.b.get(self.i..self.i + 4).ok_or(self.err("4 hex digits"))?;
+        let h = self
+            .b
+            .get(self.i..self.i + 4)
+            .ok_or(self.err("4 hex digits"))?;
         let s = std::str::from_utf8(h).map_err(|_| self.err("4 hex digits"))?;
         let v = u32::from_str_radix(s, 16).map_err(|_| self.err("4 hex digits"))?;
         self.i += 4;
@@ -259,8 +265,10 @@ mod tests {
 
     #[test]
     fn values() {
-        let v = parse(r#" {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\"y\\z\n\u00e9\ud83d\ude00"}} "#)
-            .unwrap();
+        let v = parse(
+            r#" {"a": [1, -2.5e3, true, false, null], "b": {"c": "x\"y\\z\n\u00e9\ud83d\ude00"}} "#,
+        )
+        .unwrap();
         assert_eq!(
             v.get("a"),
             Some(&Value::Array(vec![
