@@ -639,3 +639,80 @@ fn client_helpers_reach_a_long_state_dir() {
     wait_gone(shim);
     berth_testkit::assert_no_leaks(&c.root.path, &c.id, &c.bundle);
 }
+
+/// A small tmpfs, unmounted on drop.
+struct SmallFs(std::path::PathBuf);
+
+impl Drop for SmallFs {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg("-l")
+            .arg(&self.0)
+            .status();
+    }
+}
+
+#[test]
+fn a_full_disk_stops_neither_the_container_nor_attach() {
+    if skip() {
+        return;
+    }
+    let mut c = Ctr::new(
+        "fulldisk",
+        &[
+            "sh",
+            "-c",
+            "head -c 300000 /dev/zero | tr '\\0' a; echo; echo burst done; read x; echo after $x",
+        ],
+    );
+    c.cfg.stdin = true;
+    let dir = c.data.path().join("logs");
+    std::fs::create_dir(&dir).unwrap();
+    let st = std::process::Command::new("mount")
+        .args(["-t", "tmpfs", "-o", "size=64k", "tmpfs"])
+        .arg(&dir)
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let _fs = SmallFs(dir.clone());
+    // Most of it taken: the log gets a few KiB, then ENOSPC.
+    std::fs::write(dir.join("filler"), vec![0u8; 48 << 10]).unwrap();
+    c.cfg.log = Some(berth_shim::LogSettings {
+        path: dir.join("c.log"),
+        max_size: 0,
+        max_files: 1,
+    });
+    c.launch();
+    let cl = c.client();
+    let shim = c.shim_pid();
+    let mut s = cl.attach(true, true, true).unwrap();
+    let w = cl.wait().unwrap();
+    cl.start().unwrap();
+    // Everything reaches the client while the log cannot take it.
+    let mut out = Vec::new();
+    s.set_read_timeout(Some(Duration::from_secs(20))).unwrap();
+    while !out.ends_with(b"burst done\n") {
+        let (_, data) = berth_shim::protocol::read_frame(&mut s)
+            .unwrap()
+            .expect("a frame");
+        out.extend_from_slice(&data);
+    }
+    assert_eq!(out.len(), 300_000 + 1 + "burst done\n".len());
+    // Space again: the next output is logged.
+    std::fs::remove_file(dir.join("filler")).unwrap();
+    s.write_all(b"now\n").unwrap();
+    let (rest, _) = read_frames(&mut s);
+    assert_eq!(String::from_utf8_lossy(&rest), "after now\n");
+    assert_eq!(w.wait().unwrap().code, 0);
+    c.assert_clean(shim);
+    let log = std::fs::read_to_string(dir.join("c.log")).unwrap();
+    let entries: Vec<serde_json::Value> = log
+        .lines()
+        .map(|l| serde_json::from_str(l).expect("whole JSON lines only"))
+        .collect();
+    assert_eq!(
+        entries.last().unwrap()["log"].as_str(),
+        Some("after now\n"),
+        "{log}"
+    );
+}

@@ -4,33 +4,6 @@
 
 use berth_shim::LogSettings;
 
-// Until berth-logs is merged: the writer's fixed API, dropping everything.
-mod berth_logs {
-    use std::io;
-    use std::path::PathBuf;
-    pub enum Stream {
-        Stdout,
-        Stderr,
-    }
-    pub struct LogConfig {
-        pub path: PathBuf,
-        pub max_size: u64,
-        pub max_files: u32,
-    }
-    pub struct Writer;
-    impl Writer {
-        pub fn open(_cfg: LogConfig) -> io::Result<Writer> {
-            Ok(Writer)
-        }
-        pub fn write(&mut self, _stream: Stream, _data: &[u8]) -> io::Result<()> {
-            Ok(())
-        }
-        pub fn flush(&mut self) -> io::Result<()> {
-            Ok(())
-        }
-    }
-}
-
 /// The log and its failures.
 pub struct Log {
     w: berth_logs::Writer,
