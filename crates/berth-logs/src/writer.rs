@@ -95,7 +95,9 @@ impl Writer {
     fn open_file(&mut self) -> io::Result<()> {
         if self.file.is_none() {
             let path = &self.cfg.path;
+            // Readable too: the last byte is checked.
             let file = OpenOptions::new()
+                .read(true)
                 .append(true)
                 .create(true)
                 .mode(MODE)

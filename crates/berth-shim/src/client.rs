@@ -76,6 +76,12 @@ impl Waiter {
                 ExitStatus::parse(&line).ok_or(Error::Protocol(line))
             }
             Err(Error::Closed) => Err(Error::ShimDied),
+            // The shim died before it read the command.
+            Err(Error::Io { source, .. })
+                if source.kind() == std::io::ErrorKind::ConnectionReset =>
+            {
+                Err(Error::ShimDied)
+            }
             Err(e) => Err(e),
         }
     }
@@ -191,6 +197,12 @@ impl ShimClient {
     /// Set the container's terminal size.
     pub fn resize(&self, rows: u16, cols: u16) -> Result<()> {
         self.expect_ok(&Request::Resize { rows, cols })
+    }
+
+    /// Send signal `signal` to the container's init (through its parent, the shim, so the
+    /// pid cannot name another process).
+    pub fn kill(&self, signal: i32) -> Result<()> {
+        self.expect_ok(&Request::Kill { signal })
     }
 
     /// Set an exec's terminal size.

@@ -13,6 +13,7 @@
 //! | `wait` | `exit <code> <unix_nanos> <oom 0\|1>` once the container has exited | closed |
 //! | `exec <exec-id>` | `ok <pid>` | the exec's stream, unless detached |
 //! | `resize-exec <exec-id> <rows> <cols>` | `ok` | closed |
+//! | `kill <signal number>` | `ok` (signals the init; the shim is its parent, so the pid cannot have been reused) | closed |
 //!
 //! Any command may be answered `error <msg>` (one line), after which the connection is closed;
 //! the shim goes on serving others.
@@ -23,10 +24,12 @@
 //! then the payload), ready to be copied to an HTTP client. Bytes the client sends go to the
 //! process's stdin, if it asked for stdin (for exec: if the exec was made with `stdin`) and
 //! stdin is open. When the client shuts down its write half, the container's stdin is closed
-//! if the container was made with `stdin_once` (an exec's always). A client that falls more
-//! than [`CLIENT_BUFFER`] bytes behind is disconnected rather than slowing the process or
-//! the other clients. When the process has exited and its output is drained, the shim closes
-//! the stream (for an exec, after writing `exec-<id>.exit`).
+//! if the container was made with `stdin_once` (an exec's always). The shim never waits for a
+//! client: output a client has not taken yet is queued for it, and a client is disconnected
+//! (its stream just ends, perhaps in the middle of a frame) when more than [`CLIENT_BUFFER`]
+//! bytes are queued and it has taken nothing for [`CLIENT_STALL`], or when more than
+//! [`CLIENT_BUFFER_MAX`] are queued. When the process has exited and its output is drained,
+//! the shim closes the stream (for an exec, after writing `exec-<id>.exit`).
 //!
 //! **Wait.** The `exit` line comes once the exit is recorded in `exit_file` and the runtime's
 //! state of the container is deleted (the id can be used again); EOF on a `wait` connection
@@ -40,8 +43,15 @@ use crate::config::valid_exec_id;
 /// The longest command line the shim reads (the newline included).
 pub const MAX_LINE: usize = 512;
 
-/// How far an attached client may fall behind before the shim disconnects it.
+/// How far an attached client may fall behind while it takes nothing (see [`CLIENT_STALL`]).
 pub const CLIENT_BUFFER: usize = 1 << 20;
+
+/// A client beyond [`CLIENT_BUFFER`] that has taken nothing for this long is disconnected.
+pub const CLIENT_STALL: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// How far an attached client may fall behind at all, even while it reads (slower than the
+/// process writes).
+pub const CLIENT_BUFFER_MAX: usize = 8 << 20;
 
 /// Docker's stream numbers in a multiplexed frame.
 pub const STREAM_STDOUT: u8 = 1;
@@ -79,6 +89,11 @@ pub enum Request {
     Exec {
         /// The exec id.
         id: String,
+    },
+    /// Send a signal to the container's init.
+    Kill {
+        /// The signal number.
+        signal: i32,
     },
     /// Set an exec's terminal size.
     ResizeExec {
@@ -164,6 +179,16 @@ impl Request {
                     id: exec_id(args[0])?,
                 }
             }
+            "kill" => {
+                want(1)?;
+                Request::Kill {
+                    signal: args[0]
+                        .parse()
+                        .ok()
+                        .filter(|s| (1..=64).contains(s))
+                        .ok_or_else(|| format!("invalid signal {:?}", args[0]))?,
+                }
+            }
             "resize-exec" => {
                 want(3)?;
                 Request::ResizeExec {
@@ -196,6 +221,7 @@ impl fmt::Display for Request {
             } => write!(f, "attach {} {} {}", b(*stdin), b(*stdout), b(*stderr)),
             Request::Resize { rows, cols } => write!(f, "resize {rows} {cols}"),
             Request::Exec { id } => write!(f, "exec {id}"),
+            Request::Kill { signal } => write!(f, "kill {signal}"),
             Request::ResizeExec { id, rows, cols } => {
                 write!(f, "resize-exec {id} {rows} {cols}")
             }
@@ -303,6 +329,7 @@ mod tests {
             },
             Request::Resize { rows: 24, cols: 80 },
             Request::Exec { id: "e1".into() },
+            Request::Kill { signal: 9 },
             Request::ResizeExec {
                 id: "e-2".into(),
                 rows: 1,
@@ -328,6 +355,9 @@ mod tests {
             "exec",
             "resize-exec a 1",
             "Start",
+            "kill 0",
+            "kill 65",
+            "kill TERM",
             "start ",
         ] {
             assert!(Request::parse(bad).is_err(), "{bad:?} was accepted");
