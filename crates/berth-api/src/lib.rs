@@ -157,6 +157,6 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error> {
         (_, ["networks", ..]) => system::networks(&ctx, &m, &s[1..]).await,
         (_, ["volumes", ..]) => volumes::route(ctx, req, &m, &s[1..], &q).await,
         (&Method::POST, ["commit"]) => ops::commit(ctx, req, &q).await,
-        _ => Err(Error::NotFound(format!("page not found"))),
+        _ => Err(Error::NotFound("page not found".into())),
     }
 }

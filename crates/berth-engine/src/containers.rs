@@ -23,6 +23,10 @@ pub struct CreateRequest {
     pub host_config: HostConfig,
 }
 
+/// A wait in place: resolves to the exit code and the error, if any.
+pub type Waiter =
+    std::pin::Pin<Box<dyn std::future::Future<Output = (i64, Option<String>)> + Send>>;
+
 /// What `wait` waits for.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum WaitCondition {
@@ -920,8 +924,7 @@ impl Engine {
         who: &Subject,
         name: &str,
         cond: WaitCondition,
-    ) -> Result<std::pin::Pin<Box<dyn std::future::Future<Output = (i64, Option<String>)> + Send>>>
-    {
+    ) -> Result<Waiter> {
         let h = self.lookup(who, name)?;
         let c = h.get();
         self.authorize(who, Action::Read, Some(&c.owner))?;

@@ -189,7 +189,7 @@ impl Filter {
                         || attr("image").map(|i| i.split(':').next() == Some(v.as_str()))
                             == Some(true)
                 }),
-                "volume" => ev.kind == "volume" && values.iter().any(|v| ev.actor.id == *v),
+                "volume" => ev.kind == "volume" && values.contains(&ev.actor.id),
                 "network" => {
                     ev.kind == "network"
                         && values
