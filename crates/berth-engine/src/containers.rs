@@ -724,10 +724,8 @@ impl Engine {
             if c.state.status != Status::Restarting || c.state.stopped_by_user {
                 return;
             }
-            me.update(&h, |c| {
-                c.state.restart_count += 1;
-                c.state.status = Status::Exited;
-            });
+            // Still `restarting` while it starts (never `exited` in between).
+            me.update(&h, |c| c.state.restart_count += 1);
             if let Err(e) = me.start_locked(&h).await {
                 tracing::warn!("restarting {}: {e}", c.id);
                 let c = h.get();
@@ -1367,16 +1365,8 @@ impl Drop for PendingGuard {
 
 /// Is the shim of the container whose state directory is `dir` answering?
 fn shim_alive(dir: &Path) -> bool {
-    use std::io::{BufRead, Write};
-    let Ok(mut s) = std::os::unix::net::UnixStream::connect(shim::socket(dir)) else {
-        return false;
-    };
-    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
-    if s.write_all(b"ping\n").is_err() {
-        return false;
-    }
-    let mut line = String::new();
-    std::io::BufReader::new(s).read_line(&mut line).is_ok() && line.starts_with("ok")
+    let client = berth_shim::ShimClient::new(dir);
+    client.ping().is_ok()
 }
 
 /// The image store's record ID of a container's root.

@@ -61,12 +61,29 @@ pub fn socket(state_dir: &Path) -> PathBuf {
     state_dir.join("shim.sock")
 }
 
+/// Connect to the shim's socket; a path too long for a socket address (a long exec root) is
+/// reached through the directory's file descriptor.
+pub async fn connect(state_dir: &Path) -> Result<UnixStream> {
+    let err = |e| Error::internal("connecting to the container's shim", e);
+    let path = socket(state_dir);
+    if path.as_os_str().len() < 100 {
+        return UnixStream::connect(&path).await.map_err(err);
+    }
+    let dir = std::fs::File::open(state_dir).map_err(err)?;
+    let via = format!(
+        "/proc/self/fd/{}/{}",
+        std::os::fd::AsRawFd::as_raw_fd(&dir),
+        berth_shim::config::SOCKET_FILE
+    );
+    let s = UnixStream::connect(via).await.map_err(err);
+    drop(dir);
+    s
+}
+
 /// Connect and send `cmd`; returns the answer's rest after `ok` and the connection, which
 /// becomes a stream for `attach` and `exec`.
 pub async fn command(state_dir: &Path, cmd: &str) -> Result<(String, UnixStream)> {
-    let mut s = UnixStream::connect(socket(state_dir))
-        .await
-        .map_err(|e| Error::internal("connecting to the container's shim", e))?;
+    let mut s = connect(state_dir).await?;
     s.write_all(format!("{cmd}\n").as_bytes())
         .await
         .map_err(|e| Error::internal("talking to the container's shim", e))?;
@@ -117,9 +134,7 @@ pub async fn call(state_dir: &Path, cmd: &str) -> Result<String> {
 /// Wait for the container to exit: `Some(exit)`, or `None` if the shim went away without
 /// saying (it died).
 pub async fn wait(state_dir: &Path) -> Result<Option<Exit>> {
-    let mut s = UnixStream::connect(socket(state_dir))
-        .await
-        .map_err(|e| Error::internal("connecting to the container's shim", e))?;
+    let mut s = connect(state_dir).await?;
     s.write_all(b"wait\n")
         .await
         .map_err(|e| Error::internal("talking to the container's shim", e))?;

@@ -175,3 +175,105 @@ fn errors_are_dockers() {
     assert!(err.contains("Invalid container name"), "{err}");
     d.assert_clean();
 }
+
+#[test]
+fn containers_outlive_a_killed_daemon() {
+    let Some((mut d, _reg, img)) = daemon(&unique("outlive")) else {
+        return;
+    };
+    let (a, b) = (unique("a"), unique("b"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        &img,
+        "sh",
+        "-c",
+        "echo one; sleep 1000",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &b,
+        &img,
+        "sh",
+        "-c",
+        "sleep 2; echo two; exit 7",
+    ]);
+    wait_for("a's log", || d.ok(&["logs", &a]).contains("one"));
+    let pid = d.ok(&["inspect", "-f", "{{.State.Pid}}", &a]);
+    d.kill();
+    // b exits while the daemon is down; a keeps running.
+    std::thread::sleep(Duration::from_secs(3));
+    let pid: i32 = pid.trim().parse().unwrap();
+    assert!(
+        std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "a died with the daemon"
+    );
+    d.launch();
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.Pid}}", &a]);
+    assert_eq!(st.trim(), format!("running {pid}"));
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &b]);
+    assert_eq!(st.trim(), "exited 7");
+    let finished = d.ok(&["inspect", "-f", "{{.State.FinishedAt}}", &b]);
+    assert!(!finished.starts_with("0001"), "{finished}");
+    assert_eq!(d.ok(&["logs", &b]), "two\n");
+    // The re-adopted container is stopped and waited for as any other.
+    d.ok(&["stop", "-t", "1", &a]);
+    let st = d.ok(&["inspect", "-f", "{{.State.Status}} {{.State.ExitCode}}", &a]);
+    assert_eq!(st.trim(), "exited 137");
+    d.ok(&["rm", &a, &b]);
+    d.assert_clean();
+}
+
+#[test]
+fn a_killed_shim_is_noticed() {
+    let Some((d, _reg, img)) = daemon(&unique("shimkill")) else {
+        return;
+    };
+    let name = unique("s");
+    d.ok(&["run", "-d", "--name", &name, &img, "sleep", "1000"]);
+    let shims = d.shims();
+    assert_eq!(shims.len(), 1, "{shims:?}");
+    berth_testkit::signal(shims[0], rustix::process::Signal::KILL);
+    wait_for("the container to be reported exited", || {
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &name]).trim() == "exited"
+    });
+    d.ok(&["rm", &name]);
+    d.assert_clean();
+}
+
+#[test]
+fn restart_policy_restarts_after_a_crash() {
+    let Some((d, _reg, img)) = daemon(&unique("restart")) else {
+        return;
+    };
+    let name = unique("r");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--restart",
+        "on-failure:2",
+        &img,
+        "sh",
+        "-c",
+        "echo run; exit 3",
+    ]);
+    wait_for("two restarts", || {
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.RestartCount}} {{.State.Status}}",
+            &name,
+        ])
+        .trim()
+            == "2 exited"
+    });
+    assert_eq!(d.ok(&["logs", &name]), "run\nrun\nrun\n");
+    d.ok(&["rm", &name]);
+    d.assert_clean();
+}
