@@ -1061,7 +1061,7 @@ impl Engine {
                 }
             }
             if let Some(v) = filters.get("driver").filter(|v| !v.is_empty()) {
-                if !v.iter().any(|d| *d == rec.driver) {
+                if !v.contains(&rec.driver) {
                     continue;
                 }
             }
