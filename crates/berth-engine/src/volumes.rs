@@ -766,6 +766,59 @@ fn unmount_all(p: &Path) -> Result<()> {
     )))
 }
 
+/// Bytes of the regular files beneath `dir`, walked by descriptors without following a
+/// symlink or crossing a mount: a container may be changing the tree while it is read.
+fn tree_size(dir: &Path) -> u64 {
+    use rustix::fs::{AtFlags, FileType, Mode as FsMode, OFlags};
+    fn walk(fd: &std::os::fd::OwnedFd, dev: u64, depth: usize) -> u64 {
+        if depth > 512 {
+            return 0;
+        }
+        let Ok(mut d) = rustix::fs::Dir::read_from(fd) else {
+            return 0;
+        };
+        let mut total = 0u64;
+        while let Some(Ok(e)) = d.next() {
+            let name = e.file_name();
+            if name == c"." || name == c".." {
+                continue;
+            }
+            let Ok(st) = rustix::fs::statat(fd, name, AtFlags::SYMLINK_NOFOLLOW) else {
+                continue;
+            };
+            if st.st_dev != dev {
+                continue;
+            }
+            match FileType::from_raw_mode(st.st_mode) {
+                FileType::Directory => {
+                    if let Ok(sub) = rustix::fs::openat(
+                        fd,
+                        name,
+                        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::NOFOLLOW | OFlags::CLOEXEC,
+                        FsMode::empty(),
+                    ) {
+                        total += walk(&sub, dev, depth + 1);
+                    }
+                }
+                FileType::RegularFile => total += st.st_size as u64,
+                _ => {}
+            }
+        }
+        total
+    }
+    let Ok(fd) = rustix::fs::open(
+        dir,
+        OFlags::RDONLY | OFlags::DIRECTORY | OFlags::CLOEXEC,
+        FsMode::empty(),
+    ) else {
+        return 0;
+    };
+    match rustix::fs::fstat(&fd) {
+        Ok(st) => walk(&fd, st.st_dev, 0),
+        Err(_) => 0,
+    }
+}
+
 /// Docker's `dangling`/`all` filter values.
 fn bool_filter(key: &str, v: &str) -> Result<bool> {
     match v.to_ascii_lowercase().as_str() {
@@ -1146,7 +1199,7 @@ impl Engine {
             if !self.volume_users(&g, &rec.name, None).is_empty() {
                 continue;
             }
-            let size = crate::view::dir_size(&self.volume_data(&rec.name));
+            let size = tree_size(&self.volume_data(&rec.name));
             match self.destroy_volume(&rec) {
                 Ok(()) => {
                     reclaimed += size;
@@ -1180,7 +1233,7 @@ impl Engine {
             }
             let mut v = self.volume_json(&rec);
             v["UsageData"] = json!({
-                "Size": crate::view::dir_size(&self.volume_data(&rec.name)),
+                "Size": tree_size(&self.volume_data(&rec.name)),
                 "RefCount": self.volume_users(&g, &rec.name, None).len(),
             });
             out.push(v);
@@ -1725,6 +1778,17 @@ mod tests {
         assert!(check_target("/").is_err());
         assert!(check_target("/a/..").is_err());
         assert!(check_target("a").is_err());
+    }
+
+    #[test]
+    fn tree_size_follows_no_symlink() {
+        let d = tempfile::tempdir().unwrap();
+        std::fs::create_dir(d.path().join("sub")).unwrap();
+        std::fs::write(d.path().join("a"), [0u8; 100]).unwrap();
+        std::fs::write(d.path().join("sub/b"), [0u8; 20]).unwrap();
+        std::os::unix::fs::symlink("/usr", d.path().join("out")).unwrap();
+        std::os::unix::fs::symlink("/etc/passwd", d.path().join("sub/f")).unwrap();
+        assert_eq!(tree_size(d.path()), 120);
     }
 
     #[test]

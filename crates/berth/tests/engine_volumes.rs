@@ -688,7 +688,7 @@ fn volume_commands_and_their_errors() {
 
 #[test]
 fn local_driver_tmpfs_and_bind_options() {
-    let Some((d, _reg, img)) = daemon(&unique("vopts")) else {
+    let Some((mut d, _reg, img)) = daemon(&unique("vopts")) else {
         return;
     };
     let since = now_secs() - 1;
@@ -737,7 +737,21 @@ fn local_driver_tmpfs_and_bind_options() {
         "{:?}",
         d.mounts()
     );
+    // The daemon restarts: the container keeps its volume, and its end unmounts it.
+    d.kill();
+    d.launch();
+    assert!(
+        d.mounts().iter().any(|m| Path::new(m) == data),
+        "{:?}",
+        d.mounts()
+    );
+    d.ok(&["exec", &name, "sh", "-c", "echo alive > /data/g"]);
     d.ok(&["rm", "-f", &name]);
+    assert!(
+        !d.mounts().iter().any(|m| Path::new(m) == data),
+        "{:?}",
+        d.mounts()
+    );
     // A bind of a host directory: written through, and removing the volume keeps the
     // directory's content.
     let host = tempfile::tempdir_in("/tmp").unwrap();
