@@ -1266,6 +1266,20 @@ impl Engine {
                 put(&mut plans, cp.destination.clone(), Plan::Ready(cp));
             }
         }
+        // Host paths in a container: a privilege for tenants of a shared service (checked
+        // before a source is looked at: its existence is not a tenant's to learn).
+        if hc.binds.iter().flatten().any(|b| b.starts_with('/'))
+            || hc
+                .mounts
+                .iter()
+                .flatten()
+                .any(|m| m.typ == Some(MountType::BIND))
+            || plans
+                .iter()
+                .any(|(_, p)| matches!(p, Plan::Ready(m) if m.kind == "bind"))
+        {
+            self.authorize(&who, Action::Privileged, None)?;
+        }
         // 2. -v, 3. --mount: one mount per destination.
         let tmpfs: BTreeMap<String, String> =
             hc.tmpfs.clone().unwrap_or_default().into_iter().collect();
@@ -1288,13 +1302,6 @@ impl Engine {
             }
             bound.insert(dest.clone());
             put(&mut plans, dest, plan);
-        }
-        if plans
-            .iter()
-            .any(|(_, p)| matches!(p, Plan::Ready(m) if m.kind == "bind"))
-        {
-            // Host paths in a container: a privilege for tenants of a shared service.
-            self.authorize(&who, Action::Privileged, None)?;
         }
         // --tmpfs: checked here, mounted at every start.
         for (dest, data) in &tmpfs {
