@@ -181,6 +181,25 @@ impl Engine {
         Ok(p)
     }
 
+    /// Can the exec `id` start now? Its TTY setting if so.
+    pub fn exec_check(&self, who: &Subject, id: &str, tty: Option<bool>) -> Result<bool> {
+        let e = self.exec_lookup(who, id)?;
+        self.authorize(who, Action::Write, Some(&e.owner))?;
+        if e.started {
+            return Err(Error::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
+        }
+        let h = self.lookup(who, &e.container)?;
+        if !h.get().state.status.is_running() {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                e.container
+            )));
+        }
+        Ok(tty.unwrap_or(false) || e.config.tty.unwrap_or(false))
+    }
+
     /// `POST /exec/{id}/start`: start the process; unless detached, its stream.
     pub async fn exec_start(
         self: &Arc<Self>,

@@ -164,7 +164,11 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
         p.set_terminal(Some(tty));
         // The client's terminal size at create (HostConfig.ConsoleSize: [height, width]), so
         // the first program sees it before the client's resize arrives.
-        if let Some([h, w]) = hc.console_size.as_deref().and_then(|v| <[usize; 2]>::try_from(v).ok()) {
+        if let Some([h, w]) = hc
+            .console_size
+            .as_deref()
+            .and_then(|v| <[usize; 2]>::try_from(v).ok())
+        {
             if tty && h > 0 && w > 0 {
                 if let Ok(b) = serde_json::from_value::<oci_spec::runtime::Box>(
                     serde_json::json!({"height": h, "width": w}),

@@ -280,7 +280,9 @@ fn restart_policy_restarts_after_a_crash() {
 
 #[test]
 fn tty_under_a_terminal() {
-    let Some((d, _reg, img)) = daemon(&unique("tty")) else { return };
+    let Some((d, _reg, img)) = daemon(&unique("tty")) else {
+        return;
+    };
     // The real CLI in a pty (script), with its terminal's size passed on.
     let cmd = format!(
         "stty rows 30 cols 100; DOCKER_HOST={} docker run -it --rm {img} sh -c 'tty; stty size; echo $TERM; exit 4'",
@@ -293,7 +295,10 @@ fn tty_under_a_terminal() {
         .unwrap();
     let text = String::from_utf8_lossy(&out.stdout);
     assert_eq!(out.status.code(), Some(4), "{text}");
-    assert!(text.contains("/dev/pts/0\r\n30 100\r\nxterm\r\n"), "{text:?}");
+    assert!(
+        text.contains("/dev/pts/0\r\n30 100\r\nxterm\r\n"),
+        "{text:?}"
+    );
     assert!(!text.contains("failed to resize"), "{text:?}");
     d.assert_clean();
 }
