@@ -15,7 +15,9 @@ fn python_sdk_flows() {
     let reg = Registry::start();
     let image = d.pull_busybox(&reg, &unique("bb"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/flows.py");
-    let out = std::process::Command::new("python3")
+    // scripts/test.sh makes a venv with the SDK from PyPI; else the python3 on PATH.
+    let python = std::env::var("BERTH_SDK_PYTHON").unwrap_or_else(|_| "python3".into());
+    let out = std::process::Command::new(python)
         .args([script, &d.host(), &image, &unique("sdk")])
         .output()
         .expect("python3");
