@@ -450,18 +450,6 @@ pub(crate) async fn auth(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error
     ))
 }
 
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn reference_filter_globs() {
-        assert!(super::reference_matches("busybox", "busybox:latest"));
-        assert!(super::reference_matches("busy*", "busybox:latest"));
-        assert!(super::reference_matches("busybox:lat*", "busybox:latest"));
-        assert!(!super::reference_matches("debian", "busybox:latest"));
-        assert!(!super::reference_matches("*", "a/b:1"));
-    }
-}
-
 /// The most an uploaded archive may hold (load, import).
 const MAX_ARCHIVE: u64 = 64 << 30;
 
@@ -651,4 +639,16 @@ async fn push(ctx: Ctx, req: Request<Incoming>, name: &str, q: &Query) -> Result
         }
     });
     Ok(resp)
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn reference_filter_globs() {
+        assert!(super::reference_matches("busybox", "busybox:latest"));
+        assert!(super::reference_matches("busy*", "busybox:latest"));
+        assert!(super::reference_matches("busybox:lat*", "busybox:latest"));
+        assert!(!super::reference_matches("debian", "busybox:latest"));
+        assert!(!super::reference_matches("*", "a/b:1"));
+    }
 }
