@@ -21,7 +21,7 @@ use berth_engine::{Engine, Error, Subject};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-pub use listen::{Listener, parse_host, serve};
+pub use listen::{Listener, TlsOptions, parse_host, serve};
 
 use http::{Query, Resp};
 
