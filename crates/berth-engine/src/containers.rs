@@ -296,6 +296,14 @@ impl Engine {
         if config.volumes.is_none() {
             config.volumes = ic.volumes().clone();
         }
+        if config.healthcheck.is_none() {
+            // Docker's extension of the image config (oci-spec does not model it).
+            let raw: serde_json::Value =
+                serde_json::from_slice(&self.images.read_blob(&image.id)?).unwrap_or_default();
+            if let Some(h) = raw.pointer("/config/Healthcheck") {
+                config.healthcheck = serde_json::from_value(h.clone()).ok();
+            }
+        }
         if config.exposed_ports.is_none() {
             config.exposed_ports = ic.exposed_ports().clone();
         }
@@ -478,6 +486,7 @@ impl Engine {
         });
         self.container_event(&c, "start", &[]);
         self.monitor(h.clone());
+        self.start_health(h.clone());
         Ok(())
     }
 
@@ -657,9 +666,6 @@ impl Engine {
             c.state.exit_code = exit.exit_code;
             c.state.finished_at = nanos_rfc3339(exit.finished_at_nanos);
             c.state.oom_killed = exit.oom_killed;
-            if let Some(hl) = c.state.health.as_mut() {
-                hl.status = "unhealthy".into();
-            }
         });
         let _ = std::fs::remove_dir_all(self.paths.container_state(&id));
         if exit.oom_killed {
@@ -1246,7 +1252,10 @@ impl Engine {
                 h.shim_ready.send_replace(true);
                 let me = self.clone();
                 let h2 = h.clone();
-                self.rt.spawn(async move { me.monitor(h2) });
+                self.rt.spawn(async move {
+                    me.monitor(h2.clone());
+                    me.start_health(h2);
+                });
                 continue;
             }
             if was_running {

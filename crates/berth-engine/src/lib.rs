@@ -29,6 +29,7 @@ pub mod db;
 mod error;
 pub mod events;
 pub mod exec;
+mod health;
 pub mod logs;
 pub mod model;
 pub mod names;

@@ -302,3 +302,77 @@ fn tty_under_a_terminal() {
     assert!(!text.contains("failed to resize"), "{text:?}");
     d.assert_clean();
 }
+
+#[test]
+fn healthchecks_turn_healthy_and_unhealthy() {
+    let Some((d, _reg, img)) = daemon(&unique("health")) else {
+        return;
+    };
+    let name = unique("h");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        &img,
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 1000",
+    ]);
+    let status = || {
+        d.ok(&["inspect", "-f", "{{.State.Health.Status}}", &name])
+            .trim()
+            .to_string()
+    };
+    wait_for("healthy", || status() == "healthy");
+    let log = d.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .State.Health.Log 0).Output}}",
+        &name,
+    ]);
+    assert_eq!(log.trim(), "fine");
+    let ps = d.ok(&[
+        "ps",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    d.ok(&["exec", &name, "rm", "/tmp/ok"]);
+    wait_for("unhealthy", || status() == "unhealthy");
+    let streak = d.ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", &name]);
+    assert!(streak.trim().parse::<i64>().unwrap() >= 2, "{streak}");
+    // --until in whole seconds (the CLI sends seconds): one past now covers every event.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={name}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(events.contains("health_status: healthy"), "{events}");
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    assert!(events.contains("exec_create"), "{events}");
+    d.ok(&["rm", "-f", &name]);
+    d.assert_clean();
+}
