@@ -149,6 +149,11 @@ fn setup(cfg: &ShimConfig, state_dir: &Path) -> Result<(Monitor, i32), String> {
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
     nix::unistd::chdir(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    // stderr is /dev/null: a panic (a bug) is left in the state directory for whoever finds
+    // the shim gone.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = std::fs::write("shim.panic", format!("{info}\n"));
+    }));
     write_file(
         &state_dir.join(PID_FILE),
         format!("{}\n", std::process::id()).as_bytes(),
