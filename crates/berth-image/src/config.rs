@@ -180,6 +180,13 @@ fn merge_env(base: &[String], over: &[String]) -> Vec<String> {
     out
 }
 
+/// A user as `docker run -u`/`exec -u` gives it (`name`, `uid`, `name:group`, `uid:gid`),
+/// resolved in the root filesystem's /etc/passwd and /etc/group: (uid, gid, supplementary
+/// gids).
+pub fn resolve(spec: &str, rootfs: &Path) -> Result<(u32, u32, Vec<u32>), ConfigError> {
+    resolve_user(spec, rootfs)
+}
+
 /// The process a container of this image runs.
 pub fn process(
     cfg: &ImageConfiguration,

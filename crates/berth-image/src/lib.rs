@@ -454,7 +454,7 @@ impl ImageStore {
     }
 
     /// Read a blob the store holds into memory (manifests and configs).
-    pub(crate) fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
+    pub fn read_blob(&self, digest: &str) -> Result<Vec<u8>> {
         let d = berth_store::Digest::parse(digest)?;
         let path = self.blobs.path(&d);
         std::fs::read(&path).map_err(|source| {

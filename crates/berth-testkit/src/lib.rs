@@ -6,6 +6,7 @@
 //! so tests can run in parallel.
 
 pub mod bench;
+pub mod daemon;
 pub mod debian;
 pub mod images;
 pub mod isolated;

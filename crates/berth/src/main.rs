@@ -28,6 +28,8 @@ enum Command {
         #[arg(trailing_var_arg = true, allow_hyphen_values = true, num_args = 0..)]
         args: Vec<std::ffi::OsString>,
     },
+    /// Run the engine: serve the Docker Engine API (dockerd's flags).
+    Daemon(cmd::daemon::DaemonArgs),
     /// Pull an image from a registry.
     Pull(cmd::registry::PullArgs),
     /// Push an image to a registry.
@@ -118,6 +120,10 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     match cli.command {
         Command::Runtime { args } => cmd::runtime::exec(args),
+        Command::Daemon(a) => cmd::daemon::run(cli.data_root, &a).unwrap_or_else(|e| {
+            eprintln!("berth daemon: {}", cmd::one_line(&e));
+            ExitCode::FAILURE
+        }),
         command => {
             let root = cmd::data_root(cli.data_root);
             let result = match command {
@@ -153,7 +159,7 @@ fn main() -> ExitCode {
                 Command::Image(ImageCmd::Diff { dir }) => cmd::bundle::diff(&root, &dir),
                 Command::Image(ImageCmd::Commit(a)) => cmd::bundle::commit(&root, &a),
                 Command::Image(ImageCmd::Export(a)) => cmd::bundle::export(&root, &a),
-                Command::Runtime { .. } => unreachable!("handled above"),
+                Command::Runtime { .. } | Command::Daemon(_) => unreachable!("handled above"),
             };
             result.unwrap_or_else(|e| {
                 eprintln!("berth: {}", cmd::one_line(&e));

@@ -2,6 +2,7 @@
 
 pub mod archive;
 pub mod bundle;
+pub mod daemon;
 pub mod image;
 pub mod progress;
 pub mod registry;

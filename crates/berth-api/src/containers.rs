@@ -1,0 +1,384 @@
+//! `/containers/…` and `/exec/…`.
+
+use berth_engine::view::ListOptions;
+use berth_engine::{CreateRequest, Error, WaitCondition};
+use bollard_stubs::models::{ContainerConfig, HostConfig};
+use hyper::body::Incoming;
+use hyper::{Method, Request};
+use serde::Deserialize;
+use serde_json::json;
+
+use crate::http::{self, Query, Resp};
+use crate::{Ctx, blocking, stream};
+
+#[derive(Deserialize, Default)]
+struct HostConfigOnly {
+    #[serde(rename = "HostConfig", default)]
+    host_config: Option<HostConfig>,
+}
+
+pub(crate) async fn route(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    m: &Method,
+    s: &[&str],
+    q: &Query,
+) -> Result<Resp, Error> {
+    match (m, s) {
+        (&Method::POST, ["create"]) => create(ctx, req, q).await,
+        (&Method::GET, ["json"]) => list(ctx, q).await,
+        (&Method::POST, ["prune"]) => prune(ctx, q).await,
+        (&Method::GET, [id, "json"]) => {
+            let (id, size) = (id.to_string(), q.bool("size"));
+            let v = blocking(move || ctx.engine.inspect(&ctx.who, &id, size)).await?;
+            Ok(http::json(200, &v))
+        }
+        (&Method::POST, [id, "start"]) => {
+            ctx.engine.start(&ctx.who, id).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "stop"]) => {
+            let t = q.int("t")?.or(q.int("timeout")?);
+            ctx.engine.stop(&ctx.who, id, t, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "restart"]) => {
+            let t = q.int("t")?.or(q.int("timeout")?);
+            ctx.engine.restart(&ctx.who, id, t, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "kill"]) => {
+            ctx.engine.kill(&ctx.who, id, q.get("signal")).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "wait"]) => wait(ctx, id, q).await,
+        (&Method::GET, [id, "logs"]) => logs(ctx, id, q).await,
+        (&Method::POST, [id, "exec"]) => exec_create(ctx, req, id).await,
+        (&Method::POST, [id, op @ ("pause" | "unpause")]) => {
+            let (id, pause) = (id.to_string(), *op == "pause");
+            blocking(move || ctx.engine.pause(&ctx.who, &id, pause)).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "rename"]) => {
+            let new = q
+                .get("name")
+                .filter(|n| !n.is_empty())
+                .ok_or_else(|| Error::Invalid("name is required".into()))?
+                .to_string();
+            let id = id.to_string();
+            blocking(move || ctx.engine.rename(&ctx.who, &id, &new)).await?;
+            Ok(http::empty(204))
+        }
+        (&Method::POST, [id, "resize"]) => {
+            let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            ctx.engine.resize(&ctx.who, id, h, w).await?;
+            Ok(http::empty(200))
+        }
+        (&Method::POST, [id, "attach"]) => {
+            let (stdin, stdout, stderr) = (q.bool("stdin"), q.bool("stdout"), q.bool("stderr"));
+            if !q.bool("stream") && !q.bool("logs") {
+                return Err(Error::Invalid(
+                    "at least one of stream or logs must be true".into(),
+                ));
+            }
+            let a = ctx.engine.attach(&ctx.who, id, stdin, stdout, stderr)?;
+            let fut = a.fut;
+            let stream = Box::pin(async move { fut.await.map(|s| s.stream) });
+            Ok(stream::hijack_later(req, stream, a.tty, || {}))
+        }
+        (&Method::DELETE, [id]) => {
+            ctx.engine
+                .remove(&ctx.who, id, q.bool("force"), q.bool("v"))
+                .await?;
+            Ok(http::empty(204))
+        }
+        (
+            _,
+            [
+                _,
+                "stats" | "top" | "update" | "archive" | "export" | "changes",
+            ],
+        ) => crate::ops::route(ctx, req, m, s, q).await,
+        (
+            _,
+            [
+                _,
+                "json" | "start" | "stop" | "restart" | "kill" | "wait" | "pause" | "unpause"
+                | "rename" | "resize" | "attach",
+            ],
+        )
+        | (_, ["create" | "json" | "prune"]) => {
+            Err(Error::Invalid(format!("method {m} is not allowed here")))
+        }
+        _ => Err(Error::NotImplemented(format!(
+            "/containers/{} is not supported yet",
+            s.join("/")
+        ))),
+    }
+}
+
+pub(crate) async fn route_exec(
+    ctx: Ctx,
+    req: Request<Incoming>,
+    m: &Method,
+    s: &[&str],
+    q: &Query,
+) -> Result<Resp, Error> {
+    match (m, s) {
+        (&Method::POST, [id, "start"]) => {
+            #[derive(Deserialize, Default)]
+            struct Start {
+                #[serde(rename = "Detach", default)]
+                detach: bool,
+                #[serde(rename = "Tty", default)]
+                tty: Option<bool>,
+                #[serde(rename = "ConsoleSize", default)]
+                console_size: Option<Vec<u16>>,
+            }
+            let id = id.to_string();
+            let (parts, body) = req.into_parts();
+            let body = http::read_body(body, 64 * 1024).await?;
+            let st: Start = http::decode(&body)?;
+            let req = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
+            if st.detach {
+                ctx.engine.exec_start(&ctx.who, &id, true, st.tty).await?;
+                return Ok(http::empty(200));
+            }
+            // Checked now (a 404 or 409 must be the answer's status); started once the
+            // client has the 101: a client that reads the answer's head with a buffer (the
+            // Python SDK) would otherwise swallow the first output with it.
+            let tty = ctx.engine.exec_check(&ctx.who, &id, st.tty)?;
+            let engine = ctx.engine.clone();
+            let who = ctx.who.clone();
+            let id2 = id.clone();
+            let size = st.console_size.as_deref().map(|v| {
+                (
+                    v.first().copied().unwrap_or(0),
+                    v.get(1).copied().unwrap_or(0),
+                )
+            });
+            let stream = Box::pin(async move {
+                let a = engine
+                    .exec_start(&who, &id2, false, st.tty)
+                    .await?
+                    .ok_or_else(|| Error::Internal("exec gave no stream".into()))?;
+                if let Some((h, w)) = size.filter(|(h, w)| *h > 0 && *w > 0) {
+                    let _ = engine.exec_resize(&who, &id2, h, w).await;
+                }
+                Ok(a.stream)
+            });
+            let engine = ctx.engine.clone();
+            Ok(stream::hijack_later(req, stream, tty, move || {
+                for _ in 0..50 {
+                    if engine.exec_finish(&id) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }))
+        }
+        (&Method::POST, [id, "resize"]) => {
+            let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            let w = q.int("w")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
+            ctx.engine.exec_resize(&ctx.who, id, h, w).await?;
+            Ok(http::empty(200))
+        }
+        (&Method::GET, [id, "json"]) => {
+            let id = id.to_string();
+            let v = blocking(move || ctx.engine.exec_inspect(&ctx.who, &id)).await?;
+            Ok(http::json(200, &v))
+        }
+        _ => Err(Error::NotFound("page not found".into())),
+    }
+}
+
+async fn exec_create(ctx: Ctx, req: Request<Incoming>, id: &str) -> Result<Resp, Error> {
+    let body = http::read_body(req.into_body(), http::MAX_JSON_BODY).await?;
+    let cfg: bollard_stubs::models::ExecConfig = http::decode(&body)?;
+    let id = id.to_string();
+    let exec = blocking(move || ctx.engine.exec_create(&ctx.who, &id, cfg)).await?;
+    Ok(http::json(201, &json!({"Id": exec})))
+}
+
+async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
+    let body = http::read_body(req.into_body(), http::MAX_JSON_BODY).await?;
+    let config: ContainerConfig = http::decode(&body)?;
+    let hc: HostConfigOnly = http::decode(&body)?;
+    let name = q.get("name").map(str::to_string);
+    let r = CreateRequest {
+        name,
+        config,
+        host_config: hc.host_config.unwrap_or_default(),
+    };
+    let (id, warnings) = blocking(move || ctx.engine.create(&ctx.who, r)).await?;
+    Ok(http::json(201, &json!({"Id": id, "Warnings": warnings})))
+}
+
+async fn list(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
+    let o = ListOptions {
+        all: q.bool("all"),
+        limit: q.int("limit")?.filter(|l| *l > 0).map(|l| l as usize),
+        size: q.bool("size"),
+        filters: q.filters()?,
+    };
+    let v = blocking(move || ctx.engine.list(&ctx.who, &o)).await?;
+    Ok(http::json(200, &v))
+}
+
+async fn wait(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
+    let cond = match q.get("condition").unwrap_or("") {
+        "" | "not-running" => WaitCondition::NotRunning,
+        "next-exit" => WaitCondition::NextExit,
+        "removed" => WaitCondition::Removed,
+        other => {
+            return Err(Error::Invalid(format!("invalid condition: \"{other}\"")));
+        }
+    };
+    // The waiter is in place before the answer's status line goes out (at once, as dockerd
+    // does, so clients know the wait is in place before they start the container); the body
+    // comes when the condition holds.
+    let fut = ctx.engine.waiter(&ctx.who, id, cond)?;
+    let (resp, tx) = http::stream(200, "application/json");
+    tokio::spawn(async move {
+        let (code, err) = fut.await;
+        let mut v = json!({"StatusCode": code});
+        if let Some(e) = err {
+            v["Error"] = json!({"Message": e});
+        }
+        let mut b = serde_json::to_vec(&v).unwrap_or_default();
+        b.push(b'\n');
+        let _ = tx.send(bytes::Bytes::from(b)).await;
+    });
+    Ok(resp)
+}
+
+async fn prune(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
+    let filters = q.filters()?;
+    let list = {
+        let ctx = ctx.clone();
+        let o = ListOptions {
+            all: true,
+            filters: filters
+                .iter()
+                .filter(|(k, _)| k.as_str() == "label")
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
+            ..Default::default()
+        };
+        blocking(move || ctx.engine.list(&ctx.who, &o)).await?
+    };
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|u| crate::system::parse_time(u))
+        .transpose()?;
+    let mut deleted = Vec::new();
+    let mut reclaimed = 0u64;
+    for c in list {
+        let state = c["State"].as_str().unwrap_or_default();
+        if state != "exited" && state != "created" && state != "dead" {
+            continue;
+        }
+        if let Some(u) = until {
+            let created = std::time::UNIX_EPOCH
+                + std::time::Duration::from_secs(c["Created"].as_u64().unwrap_or(0));
+            if created >= u {
+                continue;
+            }
+        }
+        let id = c["Id"].as_str().unwrap_or_default().to_string();
+        let size = {
+            let ctx = ctx.clone();
+            let id = id.clone();
+            blocking(move || ctx.engine.inspect(&ctx.who, &id, true))
+                .await
+                .map(|v| v["SizeRw"].as_u64().unwrap_or(0))
+                .unwrap_or(0)
+        };
+        if ctx.engine.remove(&ctx.who, &id, false, false).await.is_ok() {
+            reclaimed += size;
+            deleted.push(id);
+        }
+    }
+    Ok(http::json(
+        200,
+        &json!({"ContainersDeleted": if deleted.is_empty() { serde_json::Value::Null } else { json!(deleted) }, "SpaceReclaimed": reclaimed}),
+    ))
+}
+
+/// Docker's stream frame: stream byte, three zeros, big-endian length, payload.
+pub(crate) fn frame(stream: u8, payload: &[u8]) -> bytes::Bytes {
+    let mut b = Vec::with_capacity(8 + payload.len());
+    b.push(stream);
+    b.extend_from_slice(&[0, 0, 0]);
+    b.extend_from_slice(&(payload.len() as u32).to_be_bytes());
+    b.extend_from_slice(payload);
+    bytes::Bytes::from(b)
+}
+
+async fn logs(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
+    let (stdout, stderr) = (q.bool("stdout"), q.bool("stderr"));
+    if !stdout && !stderr {
+        return Err(Error::Invalid(
+            "Bad parameters: you must choose at least one stream".into(),
+        ));
+    }
+    let parse = |k: &str| -> Result<Option<std::time::SystemTime>, Error> {
+        match q.get(k).filter(|s| !s.is_empty() && *s != "0") {
+            None => Ok(None),
+            Some(s) => crate::system::parse_time(s).map(Some),
+        }
+    };
+    let tail = match q.get("tail").unwrap_or("all") {
+        "all" | "" => None,
+        n => match n.parse::<i64>() {
+            Ok(n) if n < 0 => None,
+            Ok(n) => Some(n as usize),
+            Err(_) => None,
+        },
+    };
+    let read = berth_logs::ReadOptions {
+        since: parse("since")?,
+        until: parse("until")?,
+        tail,
+        follow: q.bool("follow"),
+    };
+    let timestamps = q.bool("timestamps");
+    let mut logs = ctx
+        .engine
+        .logs(&ctx.who, id, berth_engine::logs::LogOptions { read })?;
+    let ct = if logs.tty {
+        "application/vnd.docker.raw-stream"
+    } else {
+        "application/vnd.docker.multiplexed-stream"
+    };
+    let (resp, tx) = http::stream(200, ct);
+    let tty = logs.tty;
+    tokio::spawn(async move {
+        while let Some(e) = logs.rx.recv().await {
+            let (want, n) = match e.stream {
+                berth_logs::Stream::Stdout => (stdout, 1u8),
+                berth_logs::Stream::Stderr => (stderr, 2u8),
+            };
+            if !want {
+                continue;
+            }
+            let mut payload = Vec::with_capacity(e.line.len() + 32);
+            if timestamps {
+                payload.extend_from_slice(e.timestamp().as_bytes());
+                payload.push(b' ');
+            }
+            payload.extend_from_slice(&e.line);
+            let chunk = if tty {
+                bytes::Bytes::from(payload)
+            } else {
+                frame(n, &payload)
+            };
+            if tx.send(chunk).await.is_err() {
+                break;
+            }
+        }
+    });
+    Ok(resp)
+}

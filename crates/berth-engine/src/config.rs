@@ -1,0 +1,193 @@
+//! The daemon's configuration: `/etc/berth/daemon.json`, with Docker's keys where they exist.
+//! An unknown key is an error at start (as dockerd refuses one), never silently ignored.
+
+use std::collections::BTreeMap;
+use std::path::{Path, PathBuf};
+
+use serde::{Deserialize, Serialize};
+
+use crate::{Error, Result};
+
+/// Where the configuration is read from unless `--config-file` says otherwise.
+pub const DEFAULT_CONFIG_FILE: &str = "/etc/berth/daemon.json";
+/// The default data root (the image store lives there already).
+pub const DEFAULT_DATA_ROOT: &str = "/var/lib/berth";
+/// The default exec root: sockets, shims' state, the runtime's state (a tmpfs).
+pub const DEFAULT_EXEC_ROOT: &str = "/run/berth";
+/// Logs rotate by default (unlike Docker's unbounded default): this size per file…
+pub const DEFAULT_LOG_MAX_SIZE: u64 = 10 * 1024 * 1024;
+/// … and this many files.
+pub const DEFAULT_LOG_MAX_FILE: u32 = 3;
+
+/// A default ulimit, in daemon.json's shape (`{"nofile": {"Name": "nofile", "Hard": 64000, "Soft": 64000}}`).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Ulimit {
+    /// The limit's name (`nofile`, `nproc`, …).
+    #[serde(rename = "Name")]
+    pub name: String,
+    /// Hard limit.
+    #[serde(rename = "Hard")]
+    pub hard: i64,
+    /// Soft limit.
+    #[serde(rename = "Soft")]
+    pub soft: i64,
+}
+
+/// daemon.json.
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "kebab-case")]
+pub struct DaemonConfig {
+    /// The data root (images, containers' data, volumes, the engine's database).
+    pub data_root: Option<PathBuf>,
+    /// The exec root (sockets and state that do not outlive a reboot).
+    pub exec_root: Option<PathBuf>,
+    /// Addresses to serve the API on (`unix:///run/berth/berth.sock`, `tcp://127.0.0.1:2375`).
+    #[serde(default)]
+    pub hosts: Vec<String>,
+    /// Mirrors of Docker Hub, tried first for docker.io images.
+    #[serde(default)]
+    pub registry_mirrors: Vec<String>,
+    /// Registries spoken to over plain HTTP.
+    #[serde(default)]
+    pub insecure_registries: Vec<String>,
+    /// The default log driver: `json-file` (default) or `none`.
+    pub log_driver: Option<String>,
+    /// Options of the log driver (`max-size`, `max-file`).
+    #[serde(default)]
+    pub log_opts: BTreeMap<String, String>,
+    /// Ulimits every container gets unless it asks for others.
+    #[serde(default)]
+    pub default_ulimits: BTreeMap<String, Ulimit>,
+    /// The cgroup containers go beneath (default: beneath the daemon's own).
+    pub cgroup_parent: Option<String>,
+    /// Keep containers running while the daemon is down (default on).
+    pub live_restore: Option<bool>,
+    /// Debug logging.
+    pub debug: Option<bool>,
+    /// Serve TCP with TLS.
+    pub tls: Option<bool>,
+    /// Serve TCP with TLS and verify clients' certificates against `tlscacert`.
+    pub tlsverify: Option<bool>,
+    /// The CA that signs clients' certificates.
+    pub tlscacert: Option<PathBuf>,
+    /// The server's certificate.
+    pub tlscert: Option<PathBuf>,
+    /// The server's key.
+    pub tlskey: Option<PathBuf>,
+    /// The group that owns unix sockets (default `berth`, if it exists).
+    pub group: Option<String>,
+}
+
+impl DaemonConfig {
+    /// Read a daemon.json; a missing file is the defaults only if `required` is false.
+    pub fn load(path: &Path, required: bool) -> Result<DaemonConfig> {
+        match std::fs::read(path) {
+            Ok(bytes) => {
+                Self::parse(&bytes).map_err(|e| Error::Invalid(format!("{}: {e}", path.display())))
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound && !required => {
+                Ok(DaemonConfig::default())
+            }
+            Err(e) => Err(Error::Invalid(format!("reading {}: {e}", path.display()))),
+        }
+    }
+
+    /// Parse daemon.json's text; unknown keys are refused.
+    pub fn parse(bytes: &[u8]) -> std::result::Result<DaemonConfig, String> {
+        if bytes.iter().all(|b| b.is_ascii_whitespace()) {
+            return Ok(DaemonConfig::default());
+        }
+        let cfg: DaemonConfig = serde_json::from_slice(bytes).map_err(|e| e.to_string())?;
+        if let Some(d) = &cfg.log_driver {
+            if d != "json-file" && d != "none" {
+                return Err(format!(
+                    "log-driver {d:?} is not supported (json-file and none are)"
+                ));
+            }
+        }
+        cfg.log_limits()?;
+        Ok(cfg)
+    }
+
+    /// The data root.
+    pub fn data_root(&self) -> PathBuf {
+        self.data_root
+            .clone()
+            .unwrap_or_else(|| DEFAULT_DATA_ROOT.into())
+    }
+
+    /// The exec root.
+    pub fn exec_root(&self) -> PathBuf {
+        self.exec_root
+            .clone()
+            .unwrap_or_else(|| DEFAULT_EXEC_ROOT.into())
+    }
+
+    /// Whether containers keep running while the daemon is down (default on).
+    pub fn live_restore(&self) -> bool {
+        self.live_restore.unwrap_or(true)
+    }
+
+    /// The default log driver.
+    pub fn log_driver(&self) -> &str {
+        self.log_driver.as_deref().unwrap_or("json-file")
+    }
+
+    /// The default rotation: (max size in bytes, max files).
+    pub fn log_limits(&self) -> std::result::Result<(u64, u32), String> {
+        log_limits(&self.log_opts, (DEFAULT_LOG_MAX_SIZE, DEFAULT_LOG_MAX_FILE))
+    }
+}
+
+/// `max-size` and `max-file` of log options over `defaults`; other keys are refused.
+pub fn log_limits(
+    opts: &BTreeMap<String, String>,
+    defaults: (u64, u32),
+) -> std::result::Result<(u64, u32), String> {
+    let (mut size, mut files) = defaults;
+    for (k, v) in opts {
+        match k.as_str() {
+            "max-size" => {
+                size = if v == "-1" {
+                    0
+                } else {
+                    berth_spec::units::ram_in_bytes(v)
+                        .ok()
+                        .and_then(|n| u64::try_from(n).ok())
+                        .ok_or_else(|| format!("log-opt max-size={v}: not a size"))?
+                }
+            }
+            "max-file" => {
+                files = v.parse::<u32>().ok().filter(|n| *n >= 1).ok_or_else(|| {
+                    format!("log-opt max-file={v}: must be a number of at least 1")
+                })?
+            }
+            "mode" | "max-buffer-size" | "labels" | "env" | "tag" | "compress" => {}
+            _ => return Err(format!("unknown log opt '{k}' for json-file log driver")),
+        }
+    }
+    Ok((size, files))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn docker_keys_and_unknown_ones() {
+        let c = DaemonConfig::parse(
+            br#"{"data-root":"/x","registry-mirrors":["http://127.0.0.1:5000"],"log-opts":{"max-size":"1m","max-file":"2"},"live-restore":false,
+            "default-ulimits":{"nofile":{"Name":"nofile","Hard":100,"Soft":50}}}"#,
+        )
+        .unwrap();
+        assert_eq!(c.data_root(), PathBuf::from("/x"));
+        assert!(!c.live_restore());
+        assert_eq!(c.log_limits().unwrap(), (1024 * 1024, 2));
+        let e = DaemonConfig::parse(br#"{"data-rot":"/x"}"#).unwrap_err();
+        assert!(e.contains("unknown field `data-rot`"), "{e}");
+        assert!(DaemonConfig::parse(br#"{"log-opts":{"max-file":"0"}}"#).is_err());
+        assert!(DaemonConfig::parse(br#"{"log-driver":"syslog"}"#).is_err());
+        assert_eq!(DaemonConfig::parse(b"  ").unwrap(), DaemonConfig::default());
+    }
+}

@@ -1,0 +1,96 @@
+//! `berth daemon`: the engine serving the Docker Engine API, with dockerd's flags.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use berth_engine::DaemonConfig;
+use clap::Args;
+
+/// `berth daemon`.
+#[derive(Args, Debug)]
+pub struct DaemonArgs {
+    /// Addresses to serve the API on: unix:///path, tcp://ADDR:PORT (repeatable).
+    #[arg(short = 'H', long = "host", value_name = "ADDR")]
+    pub hosts: Vec<String>,
+    /// The configuration file.
+    #[arg(long = "config-file", default_value = berth_engine::config::DEFAULT_CONFIG_FILE)]
+    pub config_file: PathBuf,
+    /// Root of runtime state (sockets, shims).
+    #[arg(long = "exec-root", value_name = "DIR")]
+    pub exec_root: Option<PathBuf>,
+    /// Debug logging.
+    #[arg(short = 'D', long)]
+    pub debug: bool,
+    /// Log level: debug, info, warn, error.
+    #[arg(short = 'l', long = "log-level")]
+    pub log_level: Option<String>,
+}
+
+/// Run the daemon in the foreground.
+pub fn run(data_root: Option<PathBuf>, a: &DaemonArgs) -> Result<ExitCode> {
+    let explicit = a.config_file.as_os_str() != berth_engine::config::DEFAULT_CONFIG_FILE;
+    let mut cfg = DaemonConfig::load(&a.config_file, explicit)
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid daemon configuration")?;
+    if let Some(d) = data_root.or_else(|| std::env::var_os("BERTH_DATA_ROOT").map(PathBuf::from)) {
+        cfg.data_root = Some(d);
+    }
+    if let Some(e) = &a.exec_root {
+        cfg.exec_root = Some(e.clone());
+    }
+    if a.debug {
+        cfg.debug = Some(true);
+    }
+    let level = match (a.log_level.as_deref(), cfg.debug.unwrap_or(false)) {
+        (Some(l), _) => l.parse().unwrap_or(tracing::Level::INFO),
+        (None, true) => tracing::Level::DEBUG,
+        (None, false) => tracing::Level::INFO,
+    };
+    tracing_subscriber::fmt()
+        .with_max_level(level)
+        .with_writer(std::io::stderr)
+        .with_target(false)
+        .init();
+    let hosts = if !a.hosts.is_empty() {
+        a.hosts.clone()
+    } else if !cfg.hosts.is_empty() {
+        cfg.hosts.clone()
+    } else {
+        vec![format!(
+            "unix://{}",
+            cfg.exec_root().join("berth.sock").display()
+        )]
+    };
+    let default_sock = cfg.exec_root().join("berth.sock");
+    let listeners = hosts
+        .iter()
+        .map(|h| berth_api::parse_host(h, &default_sock))
+        .collect::<Result<Vec<_>, _>>()
+        .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .max_blocking_threads(64)
+        .enable_all()
+        .build()
+        .context("starting the async runtime")?;
+    let handle = rt.handle().clone();
+    rt.block_on(async move {
+        let engine = tokio::task::spawn_blocking(move || berth_engine::Engine::open(cfg, handle))
+            .await
+            .context("opening the engine")?
+            .map_err(|e| anyhow::anyhow!("{e}"))
+            .context("opening the engine")?;
+        tracing::info!("berth daemon ready");
+        let serve = berth_api::serve(engine, listeners);
+        let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
+            .context("signals")?;
+        tokio::select! {
+            r = serve => r.map_err(|e| anyhow::anyhow!("{e}"))?,
+            _ = term.recv() => tracing::info!("terminated: containers keep running (live restore)"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: containers keep running (live restore)"),
+        }
+        Ok::<_, anyhow::Error>(())
+    })?;
+    Ok(ExitCode::SUCCESS)
+}
