@@ -4,9 +4,9 @@
 #   scripts/quickstart.sh
 #
 # Builds and installs /usr/local/bin/berth, /usr/local/bin/berth-runc (the OCI runtime, which
-# `berth runtime` runs) and /usr/local/bin/berth-shim (the engine's per-container monitor), imports an image from Debian's busybox-static, makes an OCI bundle of
-# it and runs it with berth's runtime. Needs no registry (with one, `berth pull` instead of
-# `berth import`).
+# `berth runtime` runs) and /usr/local/bin/berth-shim (the engine's per-container monitor),
+# imports an image from Debian's busybox-static, makes an OCI bundle of it and runs it with
+# berth's runtime. Needs no registry (with one, `berth pull` instead of `berth import`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
