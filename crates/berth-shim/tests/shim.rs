@@ -467,18 +467,44 @@ fn a_reader_that_does_not_read_blocks_nobody() {
     c.launch();
     let cl = c.client();
     let shim = c.shim_pid();
-    // Never read.
+    // Never reads.
     let stuck = cl.attach(false, true, true).unwrap();
+    // Reads as fast as it can.
     let mut fast = cl.attach(false, true, true).unwrap();
+    // Reads, slowly: 16 KiB a millisecond at most.
+    let mut slow = cl.attach(false, true, false).unwrap();
     let w = cl.wait().unwrap();
-    let reader = std::thread::spawn(move || read_frames(&mut fast));
+    let fast = std::thread::spawn(move || read_frames(&mut fast));
+    let slow = std::thread::spawn(move || {
+        slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = slow.read(&mut buf).expect("reading slowly");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut frames = &got[..];
+        let mut out = Vec::new();
+        while let Some((stream, data)) = berth_shim::protocol::read_frame(&mut frames).unwrap() {
+            assert_eq!(stream, 1);
+            out.extend_from_slice(&data);
+        }
+        out.len()
+    });
+    let t = std::time::Instant::now();
     cl.start().unwrap();
     let st = w.wait().unwrap();
     assert_eq!(st.code, 0);
-    let (out, _) = reader.join().unwrap();
+    let (out, _) = fast.join().unwrap();
     assert_eq!(out.len(), TOTAL, "the client that reads gets everything");
     assert!(out.starts_with(line.as_bytes()));
-    // The stuck client was disconnected once it was too far behind.
+    assert_eq!(slow.join().unwrap(), TOTAL, "so does the one that reads slowly");
+    eprintln!("50 MB through three clients in {:?}", t.elapsed());
+    // The stuck client was disconnected once it had stalled.
     let mut stuck = stuck;
     stuck
         .set_read_timeout(Some(Duration::from_secs(10)))

@@ -2,9 +2,10 @@
 //! container's (and exec'd processes') stdio, the clients and the runtime children's reports.
 //!
 //! Nothing here blocks: output is read in chunks and handed to every client that wants it
-//! (written at once when the client keeps up, else queued up to `CLIENT_BUFFER`, beyond which
-//! the client is dropped) and to the log; the container's stdin is written as it accepts.
-//! Errors in one connection end that connection only.
+//! (written at once when the client keeps up, else queued; past `CLIENT_BUFFER` the output
+//! waits for a client that reads, and a client that stalls is dropped) and to the log; the
+//! container's stdin is written as it accepts. Errors in one connection end that connection
+//! only.
 
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use std::path::PathBuf;
@@ -12,8 +13,7 @@ use std::time::{Duration, Instant};
 
 use berth_shim::config::{PID_FILE, SOCKET_FILE, exec_exit_path, write_file};
 use berth_shim::protocol::{
-    CLIENT_BUFFER, CLIENT_BUFFER_MAX, CLIENT_STALL, MAX_LINE, STREAM_STDERR, STREAM_STDOUT,
-    frame_header,
+    CLIENT_BUFFER, CLIENT_STALL, MAX_LINE, STREAM_STDERR, STREAM_STDOUT, frame_header,
 };
 use berth_shim::{ExecExit, ExitRecord, ExitStatus, Request, ShimConfig};
 use nix::errno::Errno;
@@ -169,8 +169,8 @@ impl Client {
         self.out.len() - self.pos
     }
 
-    /// Queue `data`, writing at once what the socket takes. A client that falls too far behind
-    /// is dropped (see `CLIENT_BUFFER`).
+    /// Queue `data`, writing at once what the socket takes. (The process's output waits while
+    /// a client is more than `CLIENT_BUFFER` behind; one that stalls is dropped elsewhere.)
     fn send(&mut self, mut data: &[u8]) {
         if self.dead {
             return;
@@ -199,13 +199,6 @@ impl Client {
             }
             self.out.clear();
             self.pos = 0;
-        }
-        let queued = self.pending() + data.len();
-        if queued > CLIENT_BUFFER_MAX
-            || (queued > CLIENT_BUFFER && self.progress_at.elapsed() >= CLIENT_STALL)
-        {
-            self.dead = true;
-            return;
         }
         if self.pos > 0 && self.pos >= self.out.len() / 2 {
             self.out.drain(..self.pos);
@@ -250,6 +243,17 @@ impl Client {
         self.send(b"error ");
         self.reply(&runtime::one_line(msg));
         self.closing = true;
+    }
+
+    /// More than `CLIENT_BUFFER` behind.
+    fn behind(&self) -> bool {
+        self.pending() > CLIENT_BUFFER
+    }
+
+    /// Attached to `target` for any of its output.
+    fn reads(&self, target: &Target) -> bool {
+        matches!(&self.kind, Kind::Attach { target: t, stdout, stderr, .. }
+            if t == target && (*stdout || *stderr))
     }
 
     fn wants(&self, target: &Target, stderr: bool, tty: bool) -> bool {
@@ -491,6 +495,11 @@ impl Monitor {
         if !self.trimmed {
             consider(Some(self.last_activity + IDLE_AFTER));
         }
+        for c in &self.clients {
+            if c.behind() {
+                consider(Some(c.progress_at + CLIENT_STALL));
+            }
+        }
         match next {
             None => -1,
             Some(d) => d
@@ -528,10 +537,15 @@ impl Monitor {
                 .map(|(k, e)| (PRef::Exec(k), &e.proc)),
         );
         for (p, pr) in procs {
-            if let Some(fd) = &pr.out {
+            // Output waits while a client that reads it is too far behind.
+            let held = match p {
+                PRef::Init => held(&self.clients, &Target::Init),
+                PRef::Exec(k) => held(&self.clients, &Target::Exec(self.execs[k].id.clone())),
+            };
+            if let Some(fd) = pr.out.as_ref().filter(|_| !held) {
                 push(fds, fd.as_raw_fd(), libc::POLLIN, Slot::Out(p, false));
             }
-            if let Some(fd) = &pr.err {
+            if let Some(fd) = pr.err.as_ref().filter(|_| !held) {
                 push(fds, fd.as_raw_fd(), libc::POLLIN, Slot::Out(p, true));
             }
             if let Some(fd) = &pr.input
@@ -1128,6 +1142,21 @@ impl Monitor {
                 }
             }
         }
+        // A client that takes nothing while output waits for it is dropped.
+        for c in &mut self.clients {
+            if c.behind() && now.saturating_duration_since(c.progress_at) >= CLIENT_STALL {
+                c.dead = true;
+            }
+        }
+        // Output held for a client that reads is not lost to the drain's time limit.
+        if self.init.exit.is_some() && held(&self.clients, &Target::Init) {
+            self.init.drain_until = Some(now + DRAIN);
+        }
+        for e in &mut self.execs {
+            if e.proc.exit.is_some() && held(&self.clients, &Target::Exec(e.id.clone())) {
+                e.proc.drain_until = Some(now + DRAIN);
+            }
+        }
         if !self.finished && self.init.drained(now) {
             self.finish();
         }
@@ -1227,6 +1256,13 @@ impl Monitor {
             self.orphans.clear();
         }
     }
+}
+
+/// Whether a client that reads `target`'s output is more than `CLIENT_BUFFER` behind.
+fn held(clients: &[Client], target: &Target) -> bool {
+    clients
+        .iter()
+        .any(|c| !c.dead && c.behind() && c.reads(target))
 }
 
 fn resize(master: Option<&OwnedFd>, rows: u16, cols: u16) -> Result<(), String> {
