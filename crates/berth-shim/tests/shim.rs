@@ -41,6 +41,37 @@ fn attach_before_start_then_exit_code_and_record() {
 }
 
 #[test]
+fn one_shim_per_container_and_a_fresh_exit_record() {
+    if skip() {
+        return;
+    }
+    let c = Ctr::new("twice", &["sleep", "100"]);
+    // A record left by an earlier run of the container is not this run's.
+    berth_shim::ExitRecord {
+        exit_code: 42,
+        finished_at_nanos: 1,
+        oom_killed: false,
+    }
+    .write(&c.cfg.exit_file)
+    .unwrap();
+    c.launch();
+    assert!(c.exit_record().is_none(), "the old exit record is gone");
+    let shim = c.shim_pid();
+    match berth_shim::launch(&shim_bin(), c.state_dir()) {
+        Err(Error::Launch(m)) => assert!(m.contains("already running"), "{m}"),
+        other => panic!("a second shim: {other:?}"),
+    }
+    // The first one is untouched.
+    assert_eq!(c.shim_pid(), shim);
+    let cl = c.client();
+    cl.ping().unwrap();
+    let w = cl.wait().unwrap();
+    cl.kill(9).unwrap();
+    assert_eq!(w.wait().unwrap().code, 137);
+    c.assert_clean(shim);
+}
+
+#[test]
 fn a_second_start_is_refused() {
     if skip() {
         return;
@@ -476,7 +507,8 @@ fn a_reader_that_does_not_read_blocks_nobody() {
     let w = cl.wait().unwrap();
     let fast = std::thread::spawn(move || read_frames(&mut fast));
     let slow = std::thread::spawn(move || {
-        slow.set_read_timeout(Some(Duration::from_secs(30))).unwrap();
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
         let mut got = Vec::new();
         let mut buf = vec![0u8; 16 << 10];
         loop {
@@ -502,7 +534,11 @@ fn a_reader_that_does_not_read_blocks_nobody() {
     let (out, _) = fast.join().unwrap();
     assert_eq!(out.len(), TOTAL, "the client that reads gets everything");
     assert!(out.starts_with(line.as_bytes()));
-    assert_eq!(slow.join().unwrap(), TOTAL, "so does the one that reads slowly");
+    assert_eq!(
+        slow.join().unwrap(),
+        TOTAL,
+        "so does the one that reads slowly"
+    );
     eprintln!("50 MB through three clients in {:?}", t.elapsed());
     // The stuck client was disconnected once it had stalled.
     let mut stuck = stuck;

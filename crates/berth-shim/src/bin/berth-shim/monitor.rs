@@ -1142,10 +1142,14 @@ impl Monitor {
                 }
             }
         }
-        // A client that takes nothing while output waits for it is dropped.
+        // A client that takes nothing while output waits for it is dropped. It is offered its
+        // output first: the time the shim itself was not running is not the client's.
         for c in &mut self.clients {
             if c.behind() && now.saturating_duration_since(c.progress_at) >= CLIENT_STALL {
-                c.dead = true;
+                c.flush();
+                if now.saturating_duration_since(c.progress_at) >= CLIENT_STALL {
+                    c.dead = true;
+                }
             }
         }
         // Output held for a client that reads is not lost to the drain's time limit.
