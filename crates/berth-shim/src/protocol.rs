@@ -37,9 +37,12 @@
 //! after writing `exec-<id>.exit`).
 //!
 //! **Wait.** The `exit` line comes once the exit is recorded in `exit_file` and the runtime's
-//! state of the container is deleted (the id can be used again); EOF on a `wait` connection
-//! without that line means the shim died: the container's processes are then no longer
-//! supervised (see `exit_file`, which exists only if the shim recorded the exit).
+//! state of the container is deleted (the id can be used again). At that moment the shim also
+//! stops listening and removes `shim.sock` and `shim.pid` (a restart may launch the next shim
+//! into the same state directory at once); it then closes its streams and exits. So: no socket
+//! (or a refused connection) means the shim is gone, and `exit_file`, if it exists, says how the
+//! container ended; EOF on a `wait` connection without the exit line means the shim died
+//! without recording the exit, and the container's processes are no longer supervised.
 
 use std::fmt;
 

@@ -72,6 +72,38 @@ fn one_shim_per_container_and_a_fresh_exit_record() {
 }
 
 #[test]
+fn a_restart_into_the_same_state_directory_at_once() {
+    if skip() {
+        return;
+    }
+    // As a restart policy does: the next shim is launched the moment the exit is known, while
+    // the first one still waits (up to 2 s) for a client that does not read.
+    // More output than the idle client's socket holds, less than it may fall behind.
+    let c = Ctr::new("restart", &["sh", "-c", "head -c 600000 /dev/zero; exit 1"]);
+    c.launch();
+    let cl = c.client();
+    let first = c.shim_pid();
+    let idle = cl.attach(false, true, true).unwrap();
+    let w = cl.wait().unwrap();
+    cl.start().unwrap();
+    assert_eq!(w.wait().unwrap().code, 1);
+    let second_pid = c.launch();
+    assert!(alive(first), "the first shim is still flushing its clients");
+    let second = c.shim_pid();
+    assert_ne!(first, second);
+    wait_gone(first);
+    drop(idle);
+    // The first shim's end did not take the second one's files.
+    cl.ping().unwrap();
+    assert_eq!(cl.pid().unwrap(), second_pid);
+    assert!(c.exit_record().is_none(), "the second run has not ended");
+    let w = cl.wait().unwrap();
+    cl.start().unwrap();
+    assert_eq!(w.wait().unwrap().code, 1);
+    c.assert_clean(second);
+}
+
+#[test]
 fn a_second_start_is_refused() {
     if skip() {
         return;

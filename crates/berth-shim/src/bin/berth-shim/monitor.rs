@@ -319,7 +319,8 @@ enum StartState {
 pub struct Monitor {
     cfg: ShimConfig,
     state_dir: PathBuf,
-    listener: OwnedFd,
+    /// Closed once the exit is announced.
+    listener: Option<OwnedFd>,
     sigfd: SignalFd,
     init: Proc,
     oom: Option<(PathBuf, u64)>,
@@ -365,7 +366,7 @@ impl Monitor {
         Monitor {
             cfg,
             state_dir,
-            listener,
+            listener: Some(listener),
             sigfd,
             init: Proc {
                 pid: io.pid,
@@ -456,8 +457,6 @@ impl Monitor {
                 }
             }
         }
-        let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
-        let _ = std::fs::remove_file(self.state_dir.join(PID_FILE));
         0
     }
 
@@ -528,7 +527,9 @@ impl Monitor {
             libc::POLLIN,
             Slot::Signal,
         );
-        push(fds, self.listener.as_raw_fd(), libc::POLLIN, Slot::Listener);
+        if let Some(l) = &self.listener {
+            push(fds, l.as_raw_fd(), libc::POLLIN, Slot::Listener);
+        }
         let procs = std::iter::once((PRef::Init, &self.init)).chain(
             self.execs
                 .iter()
@@ -631,9 +632,13 @@ impl Monitor {
     }
 
     fn accept(&mut self) {
+        let Some(listener) = &self.listener else {
+            return;
+        };
+        let listener = listener.as_raw_fd();
         loop {
             let fd = match nix::sys::socket::accept4(
-                self.listener.as_raw_fd(),
+                listener,
                 SockFlag::SOCK_NONBLOCK | SockFlag::SOCK_CLOEXEC,
             ) {
                 Ok(fd) => fd,
@@ -1241,6 +1246,12 @@ impl Monitor {
         }
         self.announced = Some(st);
         self.closing_deadline = Some(Instant::now() + CLOSE_GRACE);
+        // The state directory is the next run's from now on (a restart may launch a shim at
+        // once): no new connections, and the socket and pid file go now, while they are still
+        // ours. Whoever comes later finds no socket and reads the exit record.
+        self.listener = None;
+        let _ = std::fs::remove_file(self.state_dir.join(SOCKET_FILE));
+        let _ = std::fs::remove_file(self.state_dir.join(PID_FILE));
     }
 
     fn sweep(&mut self) {
