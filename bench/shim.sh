@@ -167,7 +167,7 @@ berth_pids=(); conmon_pids=(); ctr_pids=()
 for s in "${berth_states[@]}"; do berth_pids+=("$(cat "$s/shim.pid")"); done
 for i in $(seq "$N"); do conmon_pids+=("$(cat "$work/conmon/$i/conmon.pid")"); done
 for p in /proc/[0-9]*; do
-  cmd=$(tr '\0' ' ' < "$p/cmdline" 2>/dev/null) || continue
+  cmd=$(tr '\0' ' ' 2>/dev/null < "$p/cmdline") || continue
   case $cmd in
     *containerd-shim-runc-v2*"$work/containerd/containerd.sock"*) ctr_pids+=("${p#/proc/}") ;;
   esac
@@ -194,6 +194,11 @@ printf '%-28s %9s %12s %12s\n' monitor processes "avg RSS" "avg PSS"
 printf '%-28s %9s %12s %12s\n' berth-shim "$bn" "$br" "$bp"
 printf '%-28s %9s %12s %12s\n' "conmon ($CONMON_RUNTIME)" "$cn" "$cr" "$cp"
 printf '%-28s %9s %12s %12s\n' "containerd-shim-runc-v2" "$dn" "$dr" "$dp"
+echo
+echo "== one berth-shim's resident mappings (KiB; the executable's are shared by every shim)"
+awk '/^[0-9a-f]+-[0-9a-f]+ / {name = ($6 == "" ? "[anon]" : $6); perm = $2}
+     /^Rss:/ && $2 > 0 {printf "%6d  %s %s\n", $2, perm, name}' "/proc/${berth_pids[0]}/smaps" |
+  sed "s|$BERTH_SHIM|berth-shim|"
 ratio() { awk -v a="$1" -v b="$2" 'BEGIN { if (b > 0) printf "%.2f", a / b; else printf "-" }'; }
 echo
 echo "berth-shim / conmon:          RSS $(ratio "$br" "$cr")×, PSS $(ratio "$bp" "$cp")×"
