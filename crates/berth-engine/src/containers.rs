@@ -1245,8 +1245,30 @@ impl Engine {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(c.id.clone(), h.clone());
-            let was_running = c.state.status.is_running() || c.state.status == Status::Restarting;
+            let mut was_running =
+                c.state.status.is_running() || c.state.status == Status::Restarting;
             let state_dir = self.paths.container_state(&c.id);
+            if !was_running && shim_alive(&state_dir) {
+                // A start the daemon did not see through (killed between launching the shim
+                // and recording the start): a container the runtime started is adopted as
+                // running; one only created is ended (its start never answered).
+                let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
+                match rt.state(&c.id) {
+                    Ok(st) if st.status == berth_runtime::Status::Running => {
+                        let pid = i64::from(st.pid);
+                        self.update(&h, |c| {
+                            c.state.status = Status::Running;
+                            c.state.pid = pid;
+                            c.state.started_at = now_rfc3339();
+                        });
+                        was_running = true;
+                    }
+                    _ => {
+                        self.reap_orphan(&c.id);
+                        let _ = std::fs::remove_dir_all(&state_dir);
+                    }
+                }
+            }
             let alive = was_running && shim_alive(&state_dir);
             if alive {
                 h.shim_ready.send_replace(true);

@@ -376,3 +376,62 @@ fn healthchecks_turn_healthy_and_unhealthy() {
     d.ok(&["rm", "-f", &name]);
     d.assert_clean();
 }
+
+#[test]
+fn sigkill_of_the_daemon_during_concurrent_runs() {
+    let Some((mut d, _reg, img)) = daemon(&unique("crash")) else {
+        return;
+    };
+    let prefix = unique("c");
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let name = format!("{prefix}-{i}");
+        clients.push(
+            d.docker_cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                &img,
+                "sh",
+                "-c",
+                "echo up; sleep 1000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    d.kill();
+    for mut c in clients {
+        let _ = c.wait();
+    }
+    d.launch();
+    // Every container is whole: listed ones have a root and run (or exited cleanly); the
+    // others left nothing.
+    let ps = d.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={prefix}"),
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]);
+    for line in ps.lines() {
+        let (name, state) = line.split_once(' ').unwrap();
+        assert!(matches!(state, "running" | "created" | "exited"), "{line}");
+        if state == "running" {
+            wait_for("its log", || d.ok(&["logs", name]).contains("up"));
+        }
+    }
+    // Everything can be removed, and nothing is left behind.
+    let names: Vec<&str> = ps.lines().filter_map(|l| l.split(' ').next()).collect();
+    if !names.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(names.iter());
+        d.ok(&args);
+    }
+    d.assert_clean();
+}
