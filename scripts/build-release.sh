@@ -17,5 +17,5 @@ BERTH_GIT_COMMIT=$(git describe --always --dirty --tags 2>/dev/null || echo unkn
 export BERTH_GIT_COMMIT
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$libdir \
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build -q --release --target "$triple" -p berth -p berth-runc -p berth-shim >&2
+  cargo build -q --release --target "$triple" -p berth -p berth-runc -p berth-shim -p berth-init >&2
 echo "$PWD/target/$triple/release"

@@ -17,7 +17,7 @@ apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg
 bin=$(scripts/build-release.sh)
 # berth-runc was once a link to berth: replace it, never write through it.
 rm -f /usr/local/bin/berth-runc
-install -m 0755 "$bin/berth" "$bin/berth-runc" "$bin/berth-shim" /usr/local/bin/
+install -m 0755 "$bin/berth" "$bin/berth-runc" "$bin/berth-shim" "$bin/berth-init" /usr/local/bin/
 
 work=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
 export BERTH_DATA_ROOT=$work/data

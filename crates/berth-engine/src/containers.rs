@@ -562,6 +562,11 @@ impl Engine {
                     .unwrap_or_else(|| format!("{}/{}", self.cgroup_parent, c.id)),
                 default_ulimits: &ulimits,
                 mounts: self.oci_mounts(c)?,
+                init: self
+                    .cfg
+                    .init_path
+                    .clone()
+                    .or_else(|| crate::helper_binary("berth-init")),
             },
         )?;
         let _ = std::fs::remove_dir_all(&state);

@@ -160,24 +160,19 @@ pub(crate) fn private_dir(p: &Path) -> Result<()> {
         .map_err(|e| Error::internal(format!("making {}", p.display()), e))
 }
 
+/// A binary installed beside this executable (`berth-shim`, `berth-init`), if it is there.
+pub fn helper_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    // Installed side by side; tests run from target/<profile>/deps.
+    [dir.join(name), dir.parent()?.join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
 /// The shim binary: `berth-shim` beside this executable, else on PATH.
 pub fn default_shim_binary() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let p = dir.join("berth-shim");
-            if p.exists() {
-                return p;
-            }
-            // Tests run from target/<profile>/deps.
-            if let Some(up) = dir.parent() {
-                let p = up.join("berth-shim");
-                if p.exists() {
-                    return p;
-                }
-            }
-        }
-    }
-    PathBuf::from("berth-shim")
+    helper_binary("berth-shim").unwrap_or_else(|| PathBuf::from("berth-shim"))
 }
 
 impl Engine {

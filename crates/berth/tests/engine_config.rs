@@ -250,3 +250,77 @@ fn ulimits_sysctls_shm_labels() {
     d.ok(&["rm", &name]);
     d.assert_clean();
 }
+
+/// The static berth-init of the release build (scripts/build-release.sh, which the test
+/// script runs first): the init runs inside images without a C library.
+fn static_init() -> std::path::PathBuf {
+    let triple = std::process::Command::new("rustc")
+        .arg("-vV")
+        .output()
+        .unwrap();
+    let triple = String::from_utf8_lossy(&triple.stdout)
+        .lines()
+        .find_map(|l| l.strip_prefix("host: ").map(str::to_string))
+        .unwrap();
+    let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../../target")
+        .join(triple)
+        .join("release/berth-init");
+    assert!(
+        p.exists(),
+        "{} is missing: run scripts/build-release.sh",
+        p.display()
+    );
+    p
+}
+
+#[test]
+fn init_reaps_and_forwards_signals() {
+    if !is_root() {
+        return;
+    }
+    let d = TestDaemon::start(
+        &unique("init"),
+        serde_json::json!({"init-path": static_init()}),
+    );
+    let reg = Registry::start();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    let out = run(
+        &d,
+        &img,
+        &["--init"],
+        "cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$",
+    );
+    let mut lines = out.lines();
+    assert_eq!(
+        lines.next().unwrap().trim(),
+        "/sbin/docker-init -- sh -c cat /proc/1/cmdline | tr '\\0' ' '; echo; echo $$"
+    );
+    assert_ne!(lines.next().unwrap().trim(), "1");
+    // Exit code passed through; a zombie left by an exiting parent is reaped by the init.
+    let out = d.docker(&[
+        "run",
+        "--rm",
+        "--init",
+        &img,
+        "sh",
+        "-c",
+        "(sleep 0.2 &) ; sleep 0.5; exit 7",
+    ]);
+    assert_eq!(out.status.code(), Some(7));
+    // docker stop's SIGTERM reaches a command that would ignore it as PID 1.
+    let name = unique("i");
+    d.ok(&[
+        "run", "-d", "--init", "--name", &name, &img, "sleep", "1000",
+    ]);
+    let t = std::time::Instant::now();
+    d.ok(&["stop", "-t", "20", &name]);
+    assert!(
+        t.elapsed() < std::time::Duration::from_secs(15),
+        "SIGTERM was not forwarded"
+    );
+    let code = d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
+    assert_eq!(code.trim(), "143");
+    d.ok(&["rm", &name]);
+    d.assert_clean();
+}
