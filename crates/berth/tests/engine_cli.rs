@@ -435,3 +435,68 @@ fn sigkill_of_the_daemon_during_concurrent_runs() {
     }
     d.assert_clean();
 }
+
+#[test]
+fn events_survive_a_daemon_restart_and_wait_conditions() {
+    let Some((mut d, _reg, img)) = daemon(&unique("events")) else {
+        return;
+    };
+    let name = unique("ev");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    d.ok(&["run", "--name", &name, &img, "true"]);
+    d.stop();
+    d.launch();
+    let until = (since.parse::<u64>().unwrap() + 600).to_string();
+    let mut events = d
+        .docker_cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the stored ones: create, attach, start, die with its code.
+    let mut out = String::new();
+    {
+        use std::io::Read;
+        let mut so = events.stdout.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !out.contains("die 0") && Instant::now() < deadline {
+            let n = so.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(out.contains("create"), "{out}");
+    assert!(out.contains("start"), "{out}");
+    assert!(out.contains("die 0"), "{out}");
+    // wait: not-running answers at once for a stopped container; next-exit waits for the run.
+    assert_eq!(d.ok(&["wait", &name]).trim(), "0");
+    let waiter = d
+        .docker_cmd(&["container", "wait", &name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&["start", &name]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    d.ok(&["rm", &name]);
+    d.assert_clean();
+}
