@@ -336,7 +336,7 @@ pub async fn df(ctx: &Ctx, _q: &Query) -> Result<Resp, Error> {
             "LayersSize": layers_size,
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": engine.volume_usage(&who)?,
             "BuildCache": [],
         }))
     })

@@ -504,7 +504,7 @@ impl Engine {
         self.rt.spawn(async move {
             // After the start's operation lock is released.
             tokio::task::yield_now().await;
-            if let Err(e) = me.remove(&who, &c.id, true, false).await {
+            if let Err(e) = me.remove(&who, &c.id, true, true).await {
                 tracing::warn!("removing {} after its failed start: {e}", c.id);
             }
         });
@@ -663,6 +663,7 @@ impl Engine {
             }
         };
         h.shim_ready.send_replace(false);
+        self.mounts_stopped(&h.get());
         let c = self.update(&h, |c| {
             if c.state.status.is_running() || c.state.status == Status::Restarting {
                 c.state.status = Status::Exited;
@@ -683,7 +684,7 @@ impl Engine {
                 tenant: c.owner.clone(),
             };
             tokio::spawn(async move {
-                if let Err(e) = me.remove(&who, &id, true, false).await {
+                if let Err(e) = me.remove(&who, &id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1299,6 +1300,7 @@ impl Engine {
                     oom_killed: false,
                 });
                 let _ = std::fs::remove_dir_all(&state_dir);
+                self.mounts_stopped(&c);
                 let c = self.update(&h, |c| {
                     c.state.status = Status::Exited;
                     c.state.pid = 0;
@@ -1314,7 +1316,7 @@ impl Engine {
                         tenant: c.owner.clone(),
                     };
                     self.rt.spawn(async move {
-                        let _ = me.remove(&who, &id, true, false).await;
+                        let _ = me.remove(&who, &id, true, true).await;
                     });
                     continue;
                 }

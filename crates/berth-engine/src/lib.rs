@@ -52,6 +52,7 @@ pub use containers::{AttachStream, CreateRequest, PendingAttach, WaitCondition};
 pub use error::{Error, Result};
 use events::{Event, Events};
 use model::Container;
+pub use volumes::{ANONYMOUS_LABEL, LOCAL_DRIVER, VolumeRecord};
 
 /// A container the engine knows: its record, and what waits on it.
 pub(crate) struct Handle {
@@ -147,6 +148,8 @@ pub struct Engine {
     cgroup_parent: String,
     started: std::time::SystemTime,
     rt: tokio::runtime::Handle,
+    /// The volumes' lock and their in-memory use (volumes.rs).
+    vol_state: volumes::State,
 }
 
 /// Make a directory (and parents) root's only.
@@ -208,6 +211,7 @@ impl Engine {
             cgroup_parent,
             started: std::time::SystemTime::now(),
             rt,
+            vol_state: volumes::State::default(),
         });
         engine.recover()?;
         Ok(engine)

@@ -295,6 +295,7 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
             }
         }
     }
+    crate::volumes::sort_mounts(&mut mounts);
     spec.set_mounts(Some(mounts));
 
     let linux = spec
