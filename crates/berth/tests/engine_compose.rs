@@ -28,12 +28,14 @@ services:
     command: sh -c "echo hello > /data/file; echo writer up; sleep 1000"
     network_mode: none
     volumes: ["shared:/data"]
+    stop_grace_period: 1s
   reader:
     image: {img}
     command: sh -c "while [ ! -f /data/file ]; do sleep 0.1; done; cat /data/file; sleep 1000"
     network_mode: none
     volumes: ["shared:/data"]
     depends_on: [writer]
+    stop_grace_period: 1s
 volumes:
   shared: {{}}
 "#
@@ -66,7 +68,10 @@ volumes:
         if logs.contains("hello") {
             break;
         }
-        assert!(Instant::now() < deadline, "the reader never saw the writer's file: {logs}");
+        assert!(
+            Instant::now() < deadline,
+            "the reader never saw the writer's file: {logs}"
+        );
         std::thread::sleep(Duration::from_millis(200));
     }
     let vols = d.ok(&["volume", "ls", "--format", "{{.Name}}"]);
