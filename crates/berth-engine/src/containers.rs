@@ -1228,6 +1228,36 @@ impl Engine {
         Ok(())
     }
 
+    /// The daemon stops. With live-restore (the default) containers keep running under
+    /// their shims; without it they are stopped as `docker stop` would (their restart
+    /// policies then start them again when the daemon comes back).
+    pub async fn shutdown(self: &Arc<Self>) {
+        if self.cfg.live_restore() {
+            return;
+        }
+        let running: Vec<Arc<Handle>> = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|h| h.get().state.status.is_running())
+            .cloned()
+            .collect();
+        let mut tasks = Vec::new();
+        for h in running {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let _op = h.op.lock().await;
+                let _ = me.stop_locked(&h, None, None).await;
+                // Not stopped by a user: restart policies apply at the next start.
+                me.update(&h, |c| c.state.stopped_by_user = false);
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
     /// The daemon starts: load every container, finish or undo what a crash interrupted,
     /// re-adopt running containers, record the exits that happened while it was down, apply
     /// restart policies (blocking).
@@ -1323,6 +1353,23 @@ impl Engine {
                 let me = self.clone();
                 let h2 = h.clone();
                 self.rt.spawn(async move { me.maybe_restart(h2, c) });
+            } else if c.state.status == Status::Exited
+                && match c.host_config.restart_policy.as_ref().and_then(|p| p.name) {
+                    // Docker: `always` comes back with the daemon even after a manual stop;
+                    // `unless-stopped` only if nobody stopped it.
+                    Some(RestartPolicyNameEnum::ALWAYS) => true,
+                    Some(RestartPolicyNameEnum::UNLESS_STOPPED) => !c.state.stopped_by_user,
+                    _ => false,
+                }
+            {
+                let me = self.clone();
+                let h2 = h.clone();
+                self.rt.spawn(async move {
+                    let _op = h2.op.lock().await;
+                    if let Err(e) = me.start_locked(&h2).await {
+                        tracing::warn!("restarting {} with the daemon: {e}", h2.id());
+                    }
+                });
             } else if c.state.status == Status::Removing {
                 let me = self.clone();
                 let id = c.id.clone();

@@ -500,3 +500,60 @@ fn events_survive_a_daemon_restart_and_wait_conditions() {
     d.ok(&["rm", &name]);
     d.assert_clean();
 }
+
+#[test]
+fn without_live_restore_containers_stop_with_the_daemon_and_come_back() {
+    if !is_root() {
+        return;
+    }
+    let mut d = TestDaemon::start(
+        &unique("nolive"),
+        serde_json::json!({"live-restore": false}),
+    );
+    let reg = Registry::start();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    let (a, b) = (unique("always"), unique("plain"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &b,
+        "--stop-timeout",
+        "1",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let pid = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &a])
+        .trim()
+        .to_string();
+    d.stop();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "not stopped with the daemon"
+    );
+    d.launch();
+    wait_for("the always container back", || {
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &a]).trim() == "running"
+    });
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &b]).trim(),
+        "exited"
+    );
+    d.ok(&["rm", "-f", &a, &b]);
+    d.assert_clean();
+}

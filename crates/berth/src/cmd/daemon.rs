@@ -106,13 +106,19 @@ pub fn run(data_root: Option<PathBuf>, a: &DaemonArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("opening the engine")?;
         tracing::info!("berth daemon ready");
-        let serve = berth_api::serve(engine, listeners, &tls);
+        let serve = berth_api::serve(engine.clone(), listeners, &tls);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("signals")?;
         tokio::select! {
             r = serve => r.map_err(|e| anyhow::anyhow!("{e}"))?,
-            _ = term.recv() => tracing::info!("terminated: containers keep running (live restore)"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: containers keep running (live restore)"),
+            _ = term.recv() => tracing::info!("terminated"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        }
+        if engine.config().live_restore() {
+            tracing::info!("containers keep running (live-restore)");
+        } else {
+            tracing::info!("stopping containers (live-restore is off)");
+            engine.shutdown().await;
         }
         Ok::<_, anyhow::Error>(())
     })?;
