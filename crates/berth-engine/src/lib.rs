@@ -51,6 +51,7 @@ pub use containers::{AttachStream, CreateRequest, PendingAttach, WaitCondition};
 pub use error::{Error, Result};
 use events::{Event, Events};
 use model::Container;
+pub use ops::{ChangeItem, CommitRequest, ExtractRequest, PathStat, StatsSample, Top};
 
 /// A container the engine knows: its record, and what waits on it.
 pub(crate) struct Handle {
