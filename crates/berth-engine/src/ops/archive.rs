@@ -396,18 +396,60 @@ fn header_for(st: &rustix::fs::Stat, kind: tar::EntryType) -> tar::Header {
     h
 }
 
-/// Writes entries of the container's files as a tar.
+/// Writes entries of the container's files as a tar, names as given (Docker's `./x` and `/x`
+/// included, which the tar crate's path setters would normalize away).
 struct TarWriter<W: Write> {
     b: tar::Builder<W>,
     /// Hard links: the first name of each (dev, inode) with several links.
     links: HashMap<(u64, u64), Vec<u8>>,
 }
 
-fn as_path(b: &[u8]) -> &Path {
-    Path::new(OsStr::from_bytes(b))
-}
-
 impl<W: Write> TarWriter<W> {
+    /// A GNU long name (`L`) or long link name (`K`) record for what follows.
+    fn long(&mut self, kind: u8, data: &[u8]) -> io::Result<()> {
+        let mut h = tar::Header::new_gnu();
+        let name = b"././@LongLink";
+        h.as_old_mut().name[..name.len()].copy_from_slice(name);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        h.set_size(data.len() as u64 + 1);
+        h.set_entry_type(tar::EntryType::new(kind));
+        h.set_cksum();
+        self.b.append(&h, data.chain(&[0u8][..]))
+    }
+
+    /// Append `h` named `name` (linking to `link`), with its data.
+    fn append(
+        &mut self,
+        mut h: tar::Header,
+        name: &[u8],
+        link: Option<&[u8]>,
+        data: impl Read,
+    ) -> io::Result<()> {
+        if name.contains(&0) || link.is_some_and(|l| l.contains(&0)) {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidData,
+                "a NUL byte in a name",
+            ));
+        }
+        if name.len() >= 100 {
+            self.long(b'L', name)?;
+        }
+        let n = name.len().min(100);
+        h.as_old_mut().name[..n].copy_from_slice(&name[..n]);
+        if let Some(l) = link {
+            if l.len() >= 100 {
+                self.long(b'K', l)?;
+            }
+            let n = l.len().min(100);
+            h.as_old_mut().linkname[..n].copy_from_slice(&l[..n]);
+        }
+        h.set_cksum();
+        self.b.append(&h, data)
+    }
+
     /// One entry: `fd` (O_PATH) with stat `st`, named `name`. Returns a directory fd to
     /// descend into, for a directory that is not a pseudo file system.
     fn entry(
@@ -419,22 +461,21 @@ impl<W: Write> TarWriter<W> {
         let ft = FileType::from_raw_mode(st.st_mode);
         if ft != FileType::Directory && st.st_nlink > 1 {
             let key = (st.st_dev, st.st_ino);
-            if let Some(first) = self.links.get(&key) {
-                let mut h = header_for(st, tar::EntryType::Link);
-                self.b
-                    .append_link(&mut h, as_path(name), as_path(&first.clone()))?;
+            if let Some(first) = self.links.get(&key).cloned() {
+                let h = header_for(st, tar::EntryType::Link);
+                self.append(h, name, Some(&first), io::empty())?;
                 return Ok(None);
             }
             self.links.insert(key, name.to_vec());
         }
         match ft {
             FileType::Directory => {
-                let mut h = header_for(st, tar::EntryType::Directory);
+                let h = header_for(st, tar::EntryType::Directory);
                 let mut n = name.to_vec();
                 if !n.ends_with(b"/") {
                     n.push(b'/');
                 }
-                self.b.append_data(&mut h, as_path(&n), io::empty())?;
+                self.append(h, &n, None, io::empty())?;
                 if pseudo_fs(fd) {
                     return Ok(None);
                 }
@@ -450,14 +491,13 @@ impl<W: Write> TarWriter<W> {
                     left: size,
                     eof: false,
                 };
-                self.b.append_data(&mut h, as_path(name), data)?;
+                self.append(h, name, None, data)?;
                 Ok(None)
             }
             FileType::Symlink => {
                 let target = rustix::fs::readlinkat(fd, "", Vec::new())?.into_bytes();
-                let mut h = header_for(st, tar::EntryType::Symlink);
-                self.b
-                    .append_link(&mut h, as_path(name), as_path(&target))?;
+                let h = header_for(st, tar::EntryType::Symlink);
+                self.append(h, name, Some(&target), io::empty())?;
                 Ok(None)
             }
             FileType::CharacterDevice | FileType::BlockDevice | FileType::Fifo => {
@@ -471,7 +511,7 @@ impl<W: Write> TarWriter<W> {
                     h.set_device_major(rustix::fs::major(st.st_rdev))?;
                     h.set_device_minor(rustix::fs::minor(st.st_rdev))?;
                 }
-                self.b.append_data(&mut h, as_path(name), io::empty())?;
+                self.append(h, name, None, io::empty())?;
                 Ok(None)
             }
             // Sockets are not archived (Docker's archive skips them too).
@@ -481,7 +521,8 @@ impl<W: Write> TarWriter<W> {
 }
 
 /// Write a tar of the file or directory `fd` (O_PATH, stat `st`) to `out`, its entries named
-/// `rebase` (a directory's contents `rebase/…`).
+/// `rebase` (a directory's contents `rebase/…`; Docker's names for `.`, `./x`, and for `/`,
+/// `/x`).
 pub(crate) fn write_tar(
     fd: OwnedFd,
     st: &rustix::fs::Stat,
@@ -492,7 +533,6 @@ pub(crate) fn write_tar(
         b: tar::Builder::new(out),
         links: HashMap::new(),
     };
-    w.b.mode(tar::HeaderMode::Complete);
     let top = rebase.as_bytes().to_vec();
     let Some(dir) = w.entry(&top, &fd, st)? else {
         w.b.finish()?;
@@ -889,6 +929,26 @@ mod tests {
                 "tmp/up"
             ]
         );
+        // `/tmp/d/.` (contents only) and the root, named as Docker names them; long names.
+        let long = "x".repeat(150);
+        std::fs::write(t.path().join("root/tmp/d").join(&long), "l\n").unwrap();
+        let names = |p: &str, rebase: &str| {
+            let (_, fd, st) = fs.stat(&abs_path(p)).unwrap();
+            let mut out = Vec::new();
+            write_tar(fd, &st, rebase, &mut out).unwrap();
+            let mut a = tar::Archive::new(out.as_slice());
+            a.entries()
+                .unwrap()
+                .map(|e| String::from_utf8_lossy(&e.unwrap().path_bytes()).into_owned())
+                .collect::<Vec<_>>()
+        };
+        assert_eq!(
+            names("/tmp/d/.", "."),
+            ["./", "./e/", "./e/f", &format!("./{long}")]
+        );
+        let all = names("/", "/");
+        assert_eq!(all[0], "/");
+        assert!(all.contains(&"/etc/shadow".to_string()), "{all:?}");
     }
 
     #[test]
