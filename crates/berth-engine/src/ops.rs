@@ -272,7 +272,6 @@ fn config_instructions(c: &ContainerConfig, all: bool) -> Vec<String> {
 
 fn instruction_is(change: &str, name: &str) -> bool {
     change
-        .trim_start()
         .split_whitespace()
         .next()
         .is_some_and(|w| w.eq_ignore_ascii_case(name))
@@ -623,7 +622,7 @@ impl Engine {
                     || target.starts_with(&format!("{}/", d.trim_end_matches('/'))))
             });
             if !in_mount {
-                return Err(Error::Forbidden(
+                return Err(Error::Invalid(
                     "container rootfs is marked read-only".into(),
                 ));
             }

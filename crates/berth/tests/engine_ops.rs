@@ -374,16 +374,17 @@ fn update_applies_limits_live_and_records_them() {
 
 /// `ls -ln`-like owner and content of a file in a container (through `docker cp` out).
 fn tar_listing(d: &TestDaemon, src: &str) -> String {
-    let out = d
+    let mut cp = d
         .docker_cmd(&["cp", src, "-"])
         .stdout(Stdio::piped())
         .spawn()
         .unwrap();
     let tar = Command::new("tar")
         .args(["-tvn", "--numeric-owner", "-f", "-"])
-        .stdin(out.stdout.unwrap())
+        .stdin(cp.stdout.take().unwrap())
         .output()
         .unwrap();
+    cp.wait().unwrap();
     String::from_utf8_lossy(&tar.stdout).into_owned()
 }
 
@@ -511,6 +512,25 @@ fn cp_both_ways_running_and_stopped() {
         &["-I"],
     );
     assert_eq!(code, 200);
+    // -a with a container user: the files are that user's (from the container's passwd).
+    let user = unique("user");
+    run_d(
+        &d,
+        &["--name", &user, "--user", "nobody", &img, "sleep", "1000"],
+    );
+    let file = tmp.path().join("src-true/a.txt");
+    d.ok(&["cp", "-a", file.to_str().unwrap(), &format!("{user}:/tmp/")]);
+    let owner = d.ok(&["exec", &user, "stat", "-c", "%u:%g", "/tmp/a.txt"]);
+    assert_eq!(owner.trim(), "65534:65534");
+    // A read-only root takes nothing.
+    let ro = unique("ro");
+    run_d(&d, &["--name", &ro, "--read-only", &img, "sleep", "1000"]);
+    let err = d.fails(&["cp", file.to_str().unwrap(), &format!("{ro}:/tmp/")]);
+    assert!(
+        err.contains("container rootfs is marked read-only"),
+        "{err}"
+    );
+    d.ok(&["rm", "-f", &user, &ro]);
     let err = d.fails(&[
         "cp",
         "nosuchcontainer:/etc/passwd",
@@ -787,6 +807,7 @@ fn export_diff_and_commit() {
     ]);
     // diff: Docker's letters, none of the engine's own mount points.
     let diff = d.ok(&["diff", &name]);
+    eprintln!("docker diff:\n{diff}");
     let lines: Vec<&str> = diff.lines().collect();
     for want in [
         "A /hello",
@@ -863,7 +884,7 @@ fn export_diff_and_commit() {
     ]);
     assert_eq!(
         cmd.trim(),
-        r#"["sh","-c","echo committed \u003e /hello; touch /tmp/new; rm /etc/group; echo x \u003e\u003e /etc/passwd"]|a message|someone"#
+        r#"["sh","-c","echo committed > /hello; touch /tmp/new; rm /etc/group; echo x >> /etc/passwd"]|a message|someone"#
     );
     let out = d.ok(&[
         "run",
