@@ -934,6 +934,8 @@ fn export_diff_and_commit() {
             .status
             .success()
     });
+    // A running container's diff: only what it did (its mount points are not changes).
+    assert_eq!(d.ok(&["diff", &live]), "A /live\n");
     d.ok(&["commit", &live, &format!("{repo}:live")]);
     assert_eq!(
         d.ok(&["inspect", "--format", "{{.State.Status}}", &live])

@@ -896,6 +896,34 @@ mod tests {
         assert_eq!(fs.resolve_in_scope("/tmp/rel").unwrap(), "/host-secret");
     }
 
+    /// A stopped container's bind and volume mounts are looked through (resolution beneath
+    /// the mount's source).
+    #[test]
+    fn a_stopped_containers_mounts_are_looked_through() {
+        let t = hostile_root();
+        let vol = t.path().join("vol");
+        std::fs::create_dir_all(&vol).unwrap();
+        std::fs::write(vol.join("data"), "volume's\n").unwrap();
+        std::os::unix::fs::symlink("../../../host-secret", vol.join("out")).unwrap();
+        let fs = ContainerFs::stopped(
+            &t.path().join("root"),
+            vec![("/srv/data/".into(), vol.clone())],
+        )
+        .unwrap();
+        assert_eq!(read_all(&fs, "/srv/data/data").unwrap(), "volume's\n");
+        assert_eq!(
+            read_all(&fs, "/srv/./data/../data/data").unwrap(),
+            "volume's\n"
+        );
+        assert!(
+            read_all(&fs, "/srv/data/out").is_err(),
+            "beneath the volume"
+        );
+        let (st, _, _) = fs.stat(&abs_path("/srv/data")).unwrap();
+        assert_eq!(st.mode & (1 << 31), 1 << 31);
+        assert_eq!(read_all(&fs, "/etc/shadow").unwrap(), "container's\n");
+    }
+
     #[test]
     fn tar_of_a_directory_is_rebased() {
         let t = hostile_root();
