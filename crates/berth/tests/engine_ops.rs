@@ -967,3 +967,83 @@ fn export_diff_and_commit() {
     d.ok(&["rm", "-f", &name, &live]);
     d.assert_clean();
 }
+
+/// `docker cp` through a container's volumes and bind mounts, running (its own view) and
+/// stopped (the mounts' sources).
+#[test]
+fn cp_through_volumes_and_binds() {
+    let Some((d, _reg, img)) = daemon(&unique("cpvol")) else {
+        return;
+    };
+    let tmp = tempfile::tempdir().unwrap();
+    let bind = tmp.path().join("bind");
+    std::fs::create_dir_all(&bind).unwrap();
+    std::fs::write(bind.join("from-host"), "bound\n").unwrap();
+    let vol = unique("vol");
+    let name = unique("mounts");
+    run_d(
+        &d,
+        &[
+            "--name",
+            &name,
+            "-v",
+            &format!("{vol}:/data"),
+            "-v",
+            &format!("{}:/bind", bind.display()),
+            &img,
+            "sleep",
+            "1000",
+        ],
+    );
+    let mounts = d.ok(&["inspect", "--format", "{{len .Mounts}}", &name]);
+    if mounts.trim() != "2" {
+        eprintln!("skipped: this engine has no volumes or bind mounts yet");
+        d.ok(&["rm", "-f", &name]);
+        let _ = d.docker(&["volume", "rm", &vol]);
+        d.assert_clean();
+        return;
+    }
+    let file = tmp.path().join("file");
+    std::fs::write(&file, "copied\n").unwrap();
+    for state in ["running", "stopped"] {
+        if state == "stopped" {
+            d.ok(&["stop", "-t", "1", &name]);
+        }
+        let target = format!("in-{state}");
+        d.ok(&[
+            "cp",
+            file.to_str().unwrap(),
+            &format!("{name}:/data/{target}"),
+        ]);
+        d.ok(&[
+            "cp",
+            file.to_str().unwrap(),
+            &format!("{name}:/bind/{target}"),
+        ]);
+        assert_eq!(
+            std::fs::read_to_string(bind.join(&target)).unwrap(),
+            "copied\n"
+        );
+        let out = tmp.path().join(format!("out-{state}"));
+        d.ok(&[
+            "cp",
+            &format!("{name}:/bind/from-host"),
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "bound\n");
+        let out = tmp.path().join(format!("vol-{state}"));
+        d.ok(&[
+            "cp",
+            &format!("{name}:/data/{target}"),
+            out.to_str().unwrap(),
+        ]);
+        assert_eq!(std::fs::read_to_string(&out).unwrap(), "copied\n");
+    }
+    // What was copied into the volume while stopped is in the container's view.
+    d.ok(&["start", &name]);
+    let out = d.ok(&["exec", &name, "cat", "/data/in-stopped", "/data/in-running"]);
+    assert_eq!(out, "copied\ncopied\n");
+    d.ok(&["rm", "-f", "-v", &name]);
+    let _ = d.docker(&["volume", "rm", &vol]);
+    d.assert_clean();
+}

@@ -194,15 +194,20 @@ impl ContainerFs {
 
     /// The directory to resolve `clean` (a cleaned absolute path) in, and the path relative
     /// to it.
-    fn base_for(&self, clean: &str) -> Result<(Option<OwnedFd>, String)> {
+    fn base_for(&self, clean: &str) -> io::Result<(Option<OwnedFd>, String)> {
         for (dest, src) in &self.mounts {
-            if clean == dest {
-                return Ok((Some(open_dir_path(src)?), ".".into()));
-            }
-            if let Some(rest) = clean.strip_prefix(dest.as_str())
-                && let Some(rest) = rest.strip_prefix('/')
-            {
-                return Ok((Some(open_dir_path(src)?), rest.to_string()));
+            let rest = if clean == dest {
+                Some(".")
+            } else {
+                clean
+                    .strip_prefix(dest.as_str())
+                    .and_then(|r| r.strip_prefix('/'))
+            };
+            if let Some(rest) = rest {
+                // The mount's source: a host path the client chose (a bind) or a volume's
+                // directory; what is beneath it is resolved beneath it.
+                let fd = rustix::fs::open(src, OFlags::PATH | OFlags::CLOEXEC, Mode::empty())?;
+                return Ok((Some(fd), rest.to_string()));
             }
         }
         let rel = clean.trim_start_matches('/');
@@ -221,11 +226,13 @@ impl ContainerFs {
     /// (`follow_all`: always).
     pub(crate) fn open(&self, abs: &str, follow_all: bool) -> io::Result<OwnedFd> {
         let follow = follow_all || follows_last(abs);
-        let (base, rel) = self.base_for(&clean_abs(abs)).map_err(io::Error::other)?;
-        let dir = base
-            .as_ref()
-            .map(|b| b.as_fd())
-            .unwrap_or(self.root.as_fd());
+        let (base, rel) = self.base_for(&clean_abs(abs))?;
+        let dir = match base {
+            // A mount's own root (a file, for a bind of one).
+            Some(fd) if rel == "." => return Ok(fd),
+            Some(ref fd) => fd.as_fd(),
+            None => self.root.as_fd(),
+        };
         let mut flags = OFlags::PATH | OFlags::CLOEXEC;
         if !follow {
             flags |= OFlags::NOFOLLOW;
@@ -907,7 +914,10 @@ mod tests {
         std::os::unix::fs::symlink("../../../host-secret", vol.join("out")).unwrap();
         let fs = ContainerFs::stopped(
             &t.path().join("root"),
-            vec![("/srv/data/".into(), vol.clone())],
+            vec![
+                ("/srv/data/".into(), vol.clone()),
+                ("/etc/bound".into(), vol.join("data")),
+            ],
         )
         .unwrap();
         assert_eq!(read_all(&fs, "/srv/data/data").unwrap(), "volume's\n");
@@ -922,6 +932,7 @@ mod tests {
         let (st, _, _) = fs.stat(&abs_path("/srv/data")).unwrap();
         assert_eq!(st.mode & (1 << 31), 1 << 31);
         assert_eq!(read_all(&fs, "/etc/shadow").unwrap(), "container's\n");
+        assert_eq!(read_all(&fs, "/etc/bound").unwrap(), "volume's\n");
     }
 
     #[test]
