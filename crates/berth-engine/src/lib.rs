@@ -51,6 +51,8 @@ pub use containers::{AttachStream, CreateRequest, PendingAttach, WaitCondition};
 pub use error::{Error, Result};
 use events::{Event, Events};
 use model::Container;
+
+// Container operations (ops.rs): stats, top, update, archive, export, changes, commit.
 pub use ops::{ChangeItem, CommitRequest, ExtractRequest, PathStat, StatsSample, Top};
 
 /// A container the engine knows: its record, and what waits on it.
