@@ -608,6 +608,12 @@ impl Engine {
             Some(libc::ENOTDIR) => Error::Invalid("extraction point is not a directory".into()),
             _ => Error::internal(format!("resolving {} in container {name}", req.path), e),
         })?;
+        if fs.in_pseudo_fs(&abs, &dest) || archive::pseudo_fs(&dest) {
+            return Err(Error::Invalid(format!(
+                "cannot copy into {}: a kernel file system, not the container's files",
+                req.path
+            )));
+        }
         let st = rustix::fs::fstat(&dest).map_err(|e| Error::internal("stat", e))?;
         if rustix::fs::FileType::from_raw_mode(st.st_mode) != rustix::fs::FileType::Directory {
             return Err(Error::Invalid("extraction point is not a directory".into()));

@@ -512,6 +512,24 @@ fn cp_both_ways_running_and_stopped() {
         &["-I"],
     );
     assert_eq!(code, 200);
+    // The kernel's file systems the container mounted are not its files: their mount points
+    // are empty directories, as in Docker's view of a root.
+    let err = d.fails(&[
+        "cp",
+        &format!("{running}:/proc/1/status"),
+        tmp.path().to_str().unwrap(),
+    ]);
+    assert!(
+        err.contains("Could not find the file /proc/1/status"),
+        "{err}"
+    );
+    let list = tar_listing(&d, &format!("{running}:/sys"));
+    assert_eq!(list.lines().count(), 1, "{list}");
+    let file = tmp.path().join("src-true/a.txt");
+    for dest in ["/proc/", "/sys/fs/"] {
+        let err = d.fails(&["cp", file.to_str().unwrap(), &format!("{running}:{dest}")]);
+        assert!(!err.is_empty());
+    }
     // -a with a container user: the files are that user's (from the container's passwd).
     let user = unique("user");
     run_d(

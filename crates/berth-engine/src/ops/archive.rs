@@ -285,9 +285,32 @@ impl ContainerFs {
         Ok(format!("/{}", join_lossy(&done)))
     }
 
+    /// Is `fd` (opened for `abs`) inside a kernel file system the container mounted (its
+    /// /proc, /sys…)? Its mount point is a plain (empty) directory to `docker cp`, as on
+    /// Docker's host-side view of a root; what is beneath it is not the container's files.
+    pub(crate) fn in_pseudo_fs(&self, abs: &str, fd: &OwnedFd) -> bool {
+        if !pseudo_fs(fd) {
+            return false;
+        }
+        let clean = clean_abs(abs);
+        let parent = match clean.rsplit_once('/') {
+            Some(("", _)) => "/".to_string(),
+            Some((p, _)) => p.to_string(),
+            None => return true,
+        };
+        clean == "/"
+            || self
+                .open(&parent, true)
+                .map(|p| pseudo_fs(&p))
+                .unwrap_or(true)
+    }
+
     /// `docker cp`'s stat of `abs`.
     pub(crate) fn stat(&self, abs: &str) -> io::Result<(PathStat, OwnedFd, rustix::fs::Stat)> {
         let fd = self.open(abs, false)?;
+        if self.in_pseudo_fs(abs, &fd) {
+            return Err(io::Error::from_raw_os_error(libc::ENOENT));
+        }
         let st = rustix::fs::fstat(&fd)?;
         let link_target = if FileType::from_raw_mode(st.st_mode) == FileType::Symlink {
             self.resolve_in_scope(abs)?
@@ -327,7 +350,7 @@ fn join_lossy(parts: &[OsString]) -> String {
 
 /// A file system the walk lists but does not descend into: the kernel's views a running
 /// container has mounted (its /proc, /sys, cgroups…), which are not its files.
-fn pseudo_fs(fd: &OwnedFd) -> bool {
+pub(crate) fn pseudo_fs(fd: &OwnedFd) -> bool {
     const SKIP: &[u64] = &[
         0x9fa0,      // proc
         0x6265_6572, // sysfs
