@@ -54,6 +54,9 @@ use events::{Event, Events};
 use model::Container;
 pub use volumes::{ANONYMOUS_LABEL, LOCAL_DRIVER, VolumeRecord};
 
+// Container operations (ops.rs): stats, top, update, archive, export, changes, commit.
+pub use ops::{ChangeItem, CommitRequest, ExtractRequest, PathStat, StatsSample, Top};
+
 /// A container the engine knows: its record, and what waits on it.
 pub(crate) struct Handle {
     /// The record (the database's copy is written whenever it changes).
