@@ -31,7 +31,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
   runc crun podman containerd docker.io protobuf-compiler \
-  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography >/dev/null
+  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils docker-compose >/dev/null
 
 log "policy: formatting, lints, the release build as installed"
 cargo fmt --all --check
@@ -44,6 +44,15 @@ cargo test --workspace --no-run 2>&1 | tail -n 3
 
 log "Debian test image (debootstrap, cached in /var/cache/berth-test; needs the mirror, so before the private network)"
 cargo run -q -p berth-testkit --example debian-base
+
+log "the Python docker SDK (7.1, from PyPI) for the engine's SDK tests"
+SDK_VENV=/var/cache/berth-test/sdk-venv
+if ! "$SDK_VENV/bin/python" -c 'import docker; assert docker.__version__ == "7.1.0"' 2>/dev/null; then
+  rm -rf "$SDK_VENV"
+  python3 -m venv "$SDK_VENV"
+  "$SDK_VENV/bin/pip" install -q docker==7.1.0
+fi
+export BERTH_SDK_PYTHON="$SDK_VENV/bin/python"
 
 log "unit and integration tests (private network and mount namespace)"
 unshare --net --mount --propagation private -- bash -c '

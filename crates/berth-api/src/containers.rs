@@ -141,34 +141,42 @@ pub(crate) async fn route_exec(
             let body = http::read_body(body, 64 * 1024).await?;
             let st: Start = http::decode(&body)?;
             let req = Request::from_parts(parts, http_body_util::Empty::<bytes::Bytes>::new());
-            let started = ctx
-                .engine
-                .exec_start(&ctx.who, &id, st.detach, st.tty)
-                .await?;
-            match started {
-                None => Ok(http::empty(200)),
-                Some(a) => {
-                    if let Some([h, w]) = st.console_size.as_deref().map(|v| {
-                        [
-                            v.first().copied().unwrap_or(0),
-                            v.get(1).copied().unwrap_or(0),
-                        ]
-                    }) {
-                        if h > 0 && w > 0 {
-                            let _ = ctx.engine.exec_resize(&ctx.who, &id, h, w).await;
-                        }
-                    }
-                    let engine = ctx.engine.clone();
-                    Ok(stream::hijack(req, a.stream, a.tty, move || {
-                        for _ in 0..50 {
-                            if engine.exec_finish(&id) {
-                                break;
-                            }
-                            std::thread::sleep(std::time::Duration::from_millis(10));
-                        }
-                    }))
-                }
+            if st.detach {
+                ctx.engine.exec_start(&ctx.who, &id, true, st.tty).await?;
+                return Ok(http::empty(200));
             }
+            // Checked now (a 404 or 409 must be the answer's status); started once the
+            // client has the 101: a client that reads the answer's head with a buffer (the
+            // Python SDK) would otherwise swallow the first output with it.
+            let tty = ctx.engine.exec_check(&ctx.who, &id, st.tty)?;
+            let engine = ctx.engine.clone();
+            let who = ctx.who.clone();
+            let id2 = id.clone();
+            let size = st.console_size.as_deref().map(|v| {
+                (
+                    v.first().copied().unwrap_or(0),
+                    v.get(1).copied().unwrap_or(0),
+                )
+            });
+            let stream = Box::pin(async move {
+                let a = engine
+                    .exec_start(&who, &id2, false, st.tty)
+                    .await?
+                    .ok_or_else(|| Error::Internal("exec gave no stream".into()))?;
+                if let Some((h, w)) = size.filter(|(h, w)| *h > 0 && *w > 0) {
+                    let _ = engine.exec_resize(&who, &id2, h, w).await;
+                }
+                Ok(a.stream)
+            });
+            let engine = ctx.engine.clone();
+            Ok(stream::hijack_later(req, stream, tty, move || {
+                for _ in 0..50 {
+                    if engine.exec_finish(&id) {
+                        break;
+                    }
+                    std::thread::sleep(std::time::Duration::from_millis(10));
+                }
+            }))
         }
         (&Method::POST, [id, "resize"]) => {
             let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;

@@ -216,3 +216,107 @@ pub fn decode<T: serde::de::DeserializeOwned + Default>(bytes: &[u8]) -> Result<
     }
     serde_json::from_slice(bytes).map_err(|e| Error::Invalid(format!("invalid JSON: {e}")))
 }
+
+/// A request body as a blocking reader (for the image store's load and import, which read a
+/// `std::io::Read` on a blocking thread): an async task feeds the chunks through a channel.
+pub struct BodyReader {
+    rx: mpsc::Receiver<Result<Bytes, String>>,
+    cur: Bytes,
+}
+
+impl BodyReader {
+    /// Start feeding `body` (at most `limit` bytes in all; beyond it the reader fails).
+    pub fn new(mut body: hyper::body::Incoming, limit: u64) -> BodyReader {
+        let (tx, rx) = mpsc::channel(16);
+        tokio::spawn(async move {
+            let mut total = 0u64;
+            loop {
+                match body.frame().await {
+                    None => break,
+                    Some(Ok(f)) => {
+                        if let Ok(data) = f.into_data() {
+                            total += data.len() as u64;
+                            if total > limit {
+                                let _ = tx
+                                    .send(Err(format!(
+                                        "the request body is larger than {limit} bytes"
+                                    )))
+                                    .await;
+                                break;
+                            }
+                            if tx.send(Ok(data)).await.is_err() {
+                                break;
+                            }
+                        }
+                    }
+                    Some(Err(e)) => {
+                        let _ = tx.send(Err(format!("reading the request body: {e}"))).await;
+                        break;
+                    }
+                }
+            }
+        });
+        BodyReader {
+            rx,
+            cur: Bytes::new(),
+        }
+    }
+}
+
+impl std::io::Read for BodyReader {
+    fn read(&mut self, buf: &mut [u8]) -> std::io::Result<usize> {
+        while self.cur.is_empty() {
+            match self.rx.blocking_recv() {
+                None => return Ok(0),
+                Some(Ok(b)) => self.cur = b,
+                Some(Err(e)) => return Err(std::io::Error::other(e)),
+            }
+        }
+        let n = buf.len().min(self.cur.len());
+        buf[..n].copy_from_slice(&self.cur[..n]);
+        let _ = self.cur.split_to(n);
+        Ok(n)
+    }
+}
+
+/// A blocking writer into a streamed response (for the image store's save).
+pub struct BodyWriter {
+    tx: mpsc::Sender<Bytes>,
+    buf: Vec<u8>,
+}
+
+impl BodyWriter {
+    /// A writer feeding `tx`.
+    pub fn new(tx: mpsc::Sender<Bytes>) -> BodyWriter {
+        BodyWriter {
+            tx,
+            buf: Vec::with_capacity(64 * 1024),
+        }
+    }
+}
+
+impl std::io::Write for BodyWriter {
+    fn write(&mut self, data: &[u8]) -> std::io::Result<usize> {
+        self.buf.extend_from_slice(data);
+        if self.buf.len() >= 64 * 1024 {
+            self.flush()?;
+        }
+        Ok(data.len())
+    }
+
+    fn flush(&mut self) -> std::io::Result<()> {
+        if self.buf.is_empty() {
+            return Ok(());
+        }
+        let chunk = Bytes::from(std::mem::take(&mut self.buf));
+        self.tx.blocking_send(chunk).map_err(|_| {
+            std::io::Error::new(std::io::ErrorKind::BrokenPipe, "the client went away")
+        })
+    }
+}
+
+impl Drop for BodyWriter {
+    fn drop(&mut self) {
+        let _ = std::io::Write::flush(self);
+    }
+}

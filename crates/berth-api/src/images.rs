@@ -167,6 +167,10 @@ pub(crate) async fn route(
         }
         (&Method::POST, ["create"], _) => create(ctx, req, q).await,
         (&Method::POST, ["prune"], _) => prune(ctx, q).await,
+        (&Method::POST, ["load"], _) => load(ctx, req, q).await,
+        (&Method::GET, ["get"], _) => save(ctx, q.all("names")).await,
+        (&Method::GET, _, "get") => save(ctx, vec![name]).await,
+        (&Method::POST, _, "push") => push(ctx, req, &name, q).await,
         (&Method::GET, ["search"], _) => Err(Error::Unavailable(
             "search is not available: berth does not reach Docker Hub's search service".into(),
         )),
@@ -268,13 +272,85 @@ fn short_digest(d: &str) -> String {
     d.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
+/// Pull `r`; a Docker Hub image is tried first from daemon.json's `registry-mirrors`, in
+/// order (recorded under its Docker Hub name, as dockerd does), then from Docker Hub.
+fn pull_via_mirrors(
+    engine: &Engine,
+    client: &Client,
+    r: &Reference,
+    platform: &Platform,
+    on_event: &(dyn Fn(berth_image::PullEvent) + Sync),
+) -> Result<berth_image::ImageRecord, berth_image::Error> {
+    let mirrors = &engine.config().registry_mirrors;
+    if r.registry != "docker.io" || mirrors.is_empty() {
+        return engine
+            .images()
+            .pull_with_progress(client, r, platform, on_event);
+    }
+    let mut last = None;
+    for m in mirrors {
+        let host = m
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut via = r.clone();
+        via.registry = host.clone();
+        let mut opts = Options {
+            insecure: engine.config().insecure_registries.clone(),
+            credentials: HashMap::new(),
+            chunk_size: None,
+        };
+        if m.starts_with("http://") {
+            opts.insecure.push(host.clone());
+        }
+        let mirror_client = Client::new(opts);
+        match engine
+            .images()
+            .pull_with_progress(&mirror_client, &via, platform, on_event)
+        {
+            Ok(rec) => {
+                // Known by its Docker Hub name, not the mirror's: its tag and digest
+                // references move (removing the mirror's last tag drops its digests).
+                let mirror_prefix = format!("{}/{}@", via.registry, via.repository);
+                for d in &rec.repo_digests {
+                    if let Some(digest) = d.strip_prefix(&mirror_prefix) {
+                        let hub = format!("{}/{}@{digest}", r.registry, r.repository);
+                        let _ = engine.images().add_repo_digest(&rec.id, &hub);
+                    }
+                }
+                if via.digest.is_none() {
+                    let _ = engine.images().tag(&via.to_string(), &r.to_string());
+                    let _ = engine.images().remove(&via.to_string(), false);
+                }
+                return engine.images().get(&rec.id);
+            }
+            Err(e) => {
+                tracing::info!("pulling {} from the mirror {m}: {e}", r.familiar());
+                last = Some(e);
+            }
+        }
+    }
+    match engine
+        .images()
+        .pull_with_progress(client, r, platform, on_event)
+    {
+        Ok(rec) => Ok(rec),
+        Err(e) => Err(last.unwrap_or(e)),
+    }
+}
+
 /// `POST /images/create?fromImage=…&tag=…`: a pull, answered with Docker's JSON progress
 /// stream (errors after the stream started are an `error` line, as dockerd sends them).
 async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
-    if q.get("fromSrc").is_some() {
-        return Err(Error::NotImplemented(
-            "import through the API is not supported yet".into(),
-        ));
+    if let Some(src) = q.get("fromSrc") {
+        if src != "-" {
+            return Err(Error::Invalid(
+                "import from a URL is not supported: send the tarball as the body (fromSrc=-)"
+                    .into(),
+            ));
+        }
+        return import(ctx, req, q).await;
     }
     let from = q
         .get("fromImage")
@@ -342,10 +418,7 @@ async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Err
                 ),
             }
         };
-        match engine
-            .images()
-            .pull_with_progress(&client, &r, &platform, &on_event)
-        {
+        match pull_via_mirrors(&engine, &client, &r, &platform, &on_event) {
             Ok(rec) => {
                 if let Some(d) = resolved.lock().ok().and_then(|g| g.clone()) {
                     send(json!({"status": format!("Digest: {d}")}));
@@ -440,6 +513,197 @@ pub(crate) async fn auth(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error
         200,
         &json!({"Status": "Login Succeeded", "IdentityToken": ""}),
     ))
+}
+
+/// The most an uploaded archive may hold (load, import).
+const MAX_ARCHIVE: u64 = 64 << 30;
+
+/// `POST /images/load`: a docker-archive or OCI archive as the body; JSON lines as dockerd.
+async fn load(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::Create, None)?;
+    let quiet = q.bool("quiet");
+    let reader = http::BodyReader::new(req.into_body(), MAX_ARCHIVE);
+    let (resp, tx) = http::stream(200, "application/json");
+    let engine = ctx.engine.clone();
+    let who = ctx.who.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(progress_line(v));
+        };
+        match engine.images().load(reader) {
+            Ok(recs) => {
+                for r in recs {
+                    if r.repo_tags.is_empty() {
+                        send(json!({"stream": format!("Loaded image ID: {}\n", r.id)}));
+                        engine.image_event(&who.tenant, "load", &r.id, &r.id);
+                    }
+                    for t in &r.repo_tags {
+                        send(json!({"stream": format!("Loaded image: {}\n", familiar(t))}));
+                        engine.image_event(&who.tenant, "load", &r.id, &familiar(t));
+                    }
+                }
+                let _ = quiet;
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                send(json!({"errorDetail": {"message": msg}, "error": msg}));
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// `GET /images/get?names=…` and `GET /images/{name}/get`: a docker-archive (with an OCI
+/// layout) of the images.
+async fn save(ctx: Ctx, names: Vec<String>) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::Read, None)?;
+    if names.is_empty() {
+        return Err(Error::Invalid("no images named".into()));
+    }
+    // Every name must exist before the answer's status goes out.
+    {
+        let engine = ctx.engine.clone();
+        let names = names.clone();
+        blocking(move || {
+            for n in &names {
+                engine.images().get(n)?;
+            }
+            Ok(())
+        })
+        .await?;
+    }
+    let (resp, tx) = http::stream(200, "application/x-tar");
+    let engine = ctx.engine.clone();
+    tokio::task::spawn_blocking(move || {
+        let refs: Vec<&str> = names.iter().map(String::as_str).collect();
+        let w = http::BodyWriter::new(tx);
+        if let Err(e) = engine.images().save(&refs, w) {
+            // The status is out; dropping the stream cuts the archive short, which the client
+            // reports as a broken archive.
+            tracing::warn!("save: {e}");
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /images/create?fromSrc=-&repo=&tag=&changes=`: `docker import`.
+async fn import(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::Create, None)?;
+    let repo = q.get("repo").unwrap_or_default().to_string();
+    let tag = q.get("tag").unwrap_or_default().to_string();
+    let reference = if repo.is_empty() {
+        None
+    } else if tag.is_empty() {
+        Some(repo)
+    } else {
+        Some(format!("{repo}:{tag}"))
+    };
+    let changes = q.all("changes");
+    let reader = http::BodyReader::new(req.into_body(), MAX_ARCHIVE);
+    let (resp, tx) = http::stream(200, "application/json");
+    let engine = ctx.engine.clone();
+    let who = ctx.who.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(progress_line(v));
+        };
+        match engine
+            .images()
+            .import(reader, reference.as_deref(), &changes)
+        {
+            Ok(rec) => {
+                engine.image_event(
+                    &who.tenant,
+                    "import",
+                    &rec.id,
+                    reference.as_deref().unwrap_or(&rec.id),
+                );
+                send(json!({"status": rec.id}));
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                send(json!({"errorDetail": {"message": msg}, "error": msg}));
+            }
+        }
+    });
+    Ok(resp)
+}
+
+/// `POST /images/{name}/push?tag=`: Docker's progress stream.
+async fn push(ctx: Ctx, req: Request<Incoming>, name: &str, q: &Query) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::Write, None)?;
+    let tag = q.get("tag").unwrap_or_default();
+    let full = if tag.is_empty() {
+        name.to_string()
+    } else if tag.starts_with("sha256:") {
+        format!("{name}@{tag}")
+    } else {
+        format!("{name}:{tag}")
+    };
+    let r = Reference::parse(&full).map_err(|e| Error::Invalid(e.to_string()))?;
+    {
+        let engine = ctx.engine.clone();
+        let full = full.clone();
+        blocking(move || engine.images().get(&full).map(|_| ()).map_err(Error::from))
+            .await
+            .map_err(|e| match e {
+                Error::NotFound(_) => Error::NotFound(format!(
+                    "An image does not exist locally with the tag: {name}"
+                )),
+                e => e,
+            })?;
+    }
+    let auth = req
+        .headers()
+        .get("X-Registry-Auth")
+        .and_then(|h| h.to_str().ok())
+        .map(str::to_string);
+    let (resp, tx) = http::stream(200, "application/json");
+    let engine = ctx.engine.clone();
+    let who = ctx.who.clone();
+    tokio::task::spawn_blocking(move || {
+        let send = |v: Value| {
+            let _ = tx.blocking_send(progress_line(v));
+        };
+        send(json!({"status": format!("The push refers to repository [{}]", r.familiar_name())}));
+        let client = client(&engine, auth.as_deref(), &r);
+        let on_event = |e: berth_image::PushEvent| {
+            use berth_image::PushEvent as P;
+            let (status, d, detail) = match e {
+                P::Preparing { digest } => ("Preparing".to_string(), digest, json!({})),
+                P::Exists { digest } => ("Layer already exists".to_string(), digest, json!({})),
+                P::Mounted { digest, from } => (format!("Mounted from {from}"), digest, json!({})),
+                P::Progress {
+                    digest,
+                    sent,
+                    total,
+                } => (
+                    "Pushing".to_string(),
+                    digest,
+                    json!({"current": sent, "total": total}),
+                ),
+                P::Pushed { digest } => ("Pushed".to_string(), digest, json!({})),
+            };
+            send(
+                json!({"status": status, "progressDetail": detail, "id": short_digest(&d.to_string())}),
+            );
+        };
+        match engine.images().push(&client, &r, &on_event) {
+            Ok(p) => {
+                let tag = r.tag_or_latest().unwrap_or("latest").to_string();
+                send(json!({"status": format!("{tag}: digest: {} size: {}", p.digest, p.size)}));
+                send(
+                    json!({"progressDetail": {}, "aux": {"Tag": tag, "Digest": p.digest.to_string(), "Size": p.size}}),
+                );
+                engine.image_event(&who.tenant, "push", &r.familiar(), &r.familiar());
+            }
+            Err(e) => {
+                let msg = e.to_string();
+                send(json!({"errorDetail": {"message": msg}, "error": msg}));
+            }
+        }
+    });
+    Ok(resp)
 }
 
 #[cfg(test)]

@@ -25,19 +25,9 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(UPGRADE)
 }
 
-/// Answer `req` with the hijacked stream `shim` (an attach or exec stream of the shim, or
-/// a future of one). `on_end` runs once the output has ended.
-pub fn hijack<B: Send + 'static>(
-    req: Request<B>,
-    shim: UnixStream,
-    tty: bool,
-    on_end: impl FnOnce() + Send + 'static,
-) -> Resp {
-    hijack_later(req, Box::pin(async move { Ok(shim) }), tty, on_end)
-}
-
-/// As [`hijack`], the shim's stream coming later (an attach before start): the client gets
-/// its answer at once.
+/// Answer `req` with a hijacked stream of the shim (an attach or exec stream), which comes
+/// once the client has its answer (101): an attach made before start connects at start, an
+/// exec starts its process only then. `on_end` runs once the output has ended.
 pub fn hijack_later<B: Send + 'static>(
     mut req: Request<B>,
     shim: std::pin::Pin<

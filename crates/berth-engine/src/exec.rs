@@ -129,7 +129,11 @@ impl Engine {
 
     /// The process spec of an exec: the container's process (from its bundle) with the exec's
     /// command, env, user, working directory and terminal (blocking).
-    fn exec_process(&self, e: &ExecInstance, tty: bool) -> Result<oci_spec::runtime::Process> {
+    pub(crate) fn exec_process(
+        &self,
+        e: &ExecInstance,
+        tty: bool,
+    ) -> Result<oci_spec::runtime::Process> {
         let state = self.paths.container_state(&e.container);
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(
             &std::fs::read(state.join("config.json"))
@@ -179,6 +183,25 @@ impl Engine {
             p.set_capabilities(berth_spec::docker::capabilities(&caps));
         }
         Ok(p)
+    }
+
+    /// Can the exec `id` start now? Its TTY setting if so.
+    pub fn exec_check(&self, who: &Subject, id: &str, tty: Option<bool>) -> Result<bool> {
+        let e = self.exec_lookup(who, id)?;
+        self.authorize(who, Action::Write, Some(&e.owner))?;
+        if e.started {
+            return Err(Error::Conflict(format!(
+                "Error: Exec command {id} has already run"
+            )));
+        }
+        let h = self.lookup(who, &e.container)?;
+        if !h.get().state.status.is_running() {
+            return Err(Error::Conflict(format!(
+                "container {} is not running",
+                e.container
+            )));
+        }
+        Ok(tty.unwrap_or(false) || e.config.tty.unwrap_or(false))
     }
 
     /// `POST /exec/{id}/start`: start the process; unless detached, its stream.

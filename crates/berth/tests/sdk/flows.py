@@ -1,0 +1,96 @@
+"""The Python docker SDK (the package on this machine) against a berth daemon.
+
+Usage: flows.py DOCKER_HOST IMAGE NAME_PREFIX
+Prints "ok" when every flow passed; any failure raises.
+"""
+import sys
+import time
+
+import docker
+
+host, image, prefix = sys.argv[1], sys.argv[2], sys.argv[3]
+client = docker.DockerClient(base_url=host, version="auto", timeout=60)
+api = client.api
+
+assert client.ping() is True
+v = client.version()
+assert v["ApiVersion"] >= "1.24", v
+info = client.info()
+assert info["NCPU"] >= 1 and info["MemTotal"] > 0, info
+
+# run with output, removed
+out = client.containers.run(image, ["sh", "-c", "echo hello; echo err >&2"], remove=True)
+assert out == b"hello\n", out
+out = client.containers.run(image, ["sh", "-c", "echo hello; echo err >&2"], remove=True, stderr=True, stdout=False)
+assert out == b"err\n", out
+
+# a failing command raises ContainerError with the exit status
+try:
+    client.containers.run(image, ["sh", "-c", "exit 3"], remove=True)
+    raise AssertionError("no ContainerError")
+except docker.errors.ContainerError as e:
+    assert e.exit_status == 3, e
+
+# detached: status, exec, logs, stop, wait, remove
+name = prefix + "-d"
+c = client.containers.run(image, ["sh", "-c", "echo started; sleep 1000"], detach=True, name=name,
+                          environment={"FOO": "bar"}, labels={"suite": prefix}, working_dir="/tmp",
+                          hostname="sdkhost")
+c.reload()
+assert c.status == "running", c.status
+assert c.name == name
+assert c.labels["suite"] == prefix
+code, output = c.exec_run(["sh", "-c", "echo $FOO; pwd; hostname"])
+assert code == 0 and output == b"bar\n/tmp\nsdkhost\n", (code, output)
+code, output = c.exec_run("sh -c 'exit 9'")
+assert code == 9, code
+for _ in range(100):
+    if b"started" in c.logs():
+        break
+    time.sleep(0.05)
+assert c.logs() == b"started\n", c.logs()
+assert [x.id for x in client.containers.list(filters={"label": "suite=" + prefix})] == [c.id]
+assert client.containers.get(name).id == c.id
+c.stop(timeout=1)
+assert c.wait()["StatusCode"] == 137
+c.reload()
+assert c.status == "exited", c.status
+assert c.attrs["State"]["ExitCode"] == 137
+c.remove()
+try:
+    client.containers.get(name)
+    raise AssertionError("still there")
+except docker.errors.NotFound:
+    pass
+
+# create/start/wait with a kill signal
+c = client.containers.create(image, ["sh", "-c", "trap 'exit 5' TERM; echo up; while :; do sleep 0.1; done"],
+                             name=prefix + "-k")
+assert c.status == "created"
+c.start()
+for _ in range(100):
+    if b"up" in c.logs():
+        break
+    time.sleep(0.05)
+c.kill(signal="SIGTERM")
+assert c.wait(timeout=20)["StatusCode"] == 5
+c.remove()
+
+# images
+assert any(image in (i.tags or []) or image.split("/", 1)[-1] in str(i.tags) for i in client.images.list()), client.images.list()
+img = client.images.get(image)
+assert img.id.startswith("sha256:")
+
+# errors
+try:
+    client.containers.get("nope-" + prefix)
+    raise AssertionError("found")
+except docker.errors.NotFound as e:
+    assert "No such container" in str(e), e
+try:
+    client.containers.run(image, "true", name=prefix + "bad/name")
+    raise AssertionError("bad name accepted")
+except docker.errors.APIError as e:
+    assert e.status_code == 400, e
+
+print("ok")
