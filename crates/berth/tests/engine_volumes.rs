@@ -372,6 +372,25 @@ fn bind_mounts_read_write_and_read_only() {
     assert_eq!(m["RW"], false);
     assert_eq!(m["Propagation"], "rprivate");
     d.ok(&["rm", &name]);
+    // Propagation as asked.
+    let name = unique("c");
+    d.ok(&[
+        "run",
+        "--name",
+        &name,
+        "--mount",
+        &format!(
+            "type=bind,source={},target=/b,bind-propagation=rslave",
+            host.path().display()
+        ),
+        &img,
+        "cat",
+        "/b/f",
+    ]);
+    let m = &inspect(&d, &[&name])["Mounts"][0];
+    assert_eq!(m["Propagation"], "rslave");
+    assert_eq!(m["Mode"], "");
+    d.ok(&["rm", &name]);
     // -v makes a missing source directory; --mount type=bind refuses it.
     let missing = host.path().join("made/by/docker");
     d.ok(&[
