@@ -4,7 +4,6 @@ use std::path::Path;
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use berth_registry::Reference;
 use clap::Args;
 
 use super::progress::short;
@@ -21,78 +20,46 @@ pub struct ImagesArgs {
     /// Do not truncate IDs.
     #[arg(long = "no-trunc")]
     pub no_trunc: bool,
+    /// Show all images (berth has no intermediate images: the same list).
+    #[arg(short, long)]
+    pub all: bool,
+    /// Show digests.
+    #[arg(long)]
+    pub digests: bool,
+    /// Filter output based on conditions provided (dangling, label, reference, before, since;
+    /// through the daemon).
+    #[arg(short, long)]
+    pub filter: Vec<String>,
+    /// Format output using a custom template: 'table', 'table TEMPLATE', 'json', or a Go-like
+    /// template ({{.Repository}}, {{.Tag}}, {{.ID}}, {{.CreatedSince}}, {{.Size}}, …).
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// Run `images`.
 pub fn images(data_root: &Path, a: &ImagesArgs) -> Result<ExitCode> {
+    if !a.filter.is_empty() {
+        anyhow::bail!("--filter needs the daemon (berth daemon)");
+    }
     let store = open(data_root)?;
     let mut rows = Vec::new();
     for img in store.images()? {
-        let id = if a.no_trunc {
-            img.id.clone()
-        } else {
-            short(&img.id).to_string()
-        };
-        // (REPOSITORY, TAG, full repository for --filter by name)
-        let mut names: Vec<(String, String, String)> = img
-            .repo_tags
-            .iter()
-            .filter_map(|t| Reference::parse(t).ok())
-            .map(|r| {
-                let tag = r.tag_or_latest().unwrap_or("<none>").to_string();
-                (
-                    r.familiar_name(),
-                    tag,
-                    format!("{}/{}", r.registry, r.repository),
-                )
-            })
-            .collect();
-        if names.is_empty() {
-            // Known only by digest (pulled by digest): its repository with no tag, as Docker
-            // shows it; else dangling.
-            names.push(
-                match img
-                    .repo_digests
-                    .first()
-                    .and_then(|d| Reference::parse(d).ok())
-                {
-                    Some(r) => (
-                        r.familiar_name(),
-                        "<none>".to_string(),
-                        format!("{}/{}", r.registry, r.repository),
-                    ),
-                    None => ("<none>".into(), "<none>".into(), String::new()),
-                },
-            );
-        }
-        for (repo, tag, full) in names {
-            rows.push((repo, tag, id.clone(), img.id.clone(), full));
-        }
+        let info = store.inspect(&img.id)?;
+        let created = info["Created"]
+            .as_str()
+            .and_then(|c| humantime::parse_rfc3339_weak(c).ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_secs() as i64);
+        rows.extend(super::images_api::image_rows(
+            &img.id,
+            &img.repo_tags,
+            &img.repo_digests,
+            created,
+            info["Size"].as_u64().unwrap_or(0),
+            -1,
+        ));
     }
-    if let Some(want) = &a.repository {
-        let want = Reference::parse(want)
-            .map(|r| format!("{}/{}", r.registry, r.repository))
-            .unwrap_or_else(|_| want.clone());
-        rows.retain(|r| r.4 == want);
-    }
-    if a.quiet {
-        for r in rows {
-            println!("{}", r.2);
-        }
-        return Ok(ExitCode::SUCCESS);
-    }
-    let mut table = vec![
-        ["REPOSITORY", "TAG", "IMAGE ID", "CREATED", "SIZE"]
-            .map(String::from)
-            .to_vec(),
-    ];
-    for (repo, tag, id, full_id, _) in rows {
-        let info = store.inspect(&full_id)?;
-        let created = info["Created"].as_str().map_or_else(|| "N/A".into(), ago);
-        let size = human(info["Size"].as_u64().unwrap_or(0));
-        table.push(vec![repo, tag, id, created, size]);
-    }
-    print_table(&table);
+    super::images_api::print_images(rows, a)?;
     Ok(ExitCode::SUCCESS)
 }
 
@@ -122,6 +89,9 @@ pub struct RmiArgs {
     /// Remove an image that has several tags, by ID.
     #[arg(short, long)]
     pub force: bool,
+    /// Do not delete untagged parents (berth's images have none).
+    #[arg(long = "no-prune")]
+    pub no_prune: bool,
 }
 
 fn print_removed(removed: &[berth_image::Removed]) {
@@ -161,9 +131,12 @@ pub struct PruneArgs {
     /// Remove all unused images, not only untagged ones.
     #[arg(short, long)]
     pub all: bool,
-    /// Do not ask (berth never asks; accepted for Docker's command line).
+    /// Do not prompt for confirmation (asked only when stdin is a terminal).
     #[arg(short, long)]
     pub force: bool,
+    /// Provide filter values (e.g. 'until=<timestamp>'; through the daemon).
+    #[arg(long)]
+    pub filter: Vec<String>,
 }
 
 /// Run `image prune`.
@@ -186,6 +159,9 @@ pub struct InspectArgs {
     /// Images: names or IDs.
     #[arg(required = true)]
     pub images: Vec<String>,
+    /// Format the output using the given Go-like template.
+    #[arg(short, long)]
+    pub format: Option<String>,
 }
 
 /// Run `image inspect`: a JSON array like Docker's.
@@ -202,7 +178,7 @@ pub fn inspect(data_root: &Path, a: &InspectArgs) -> Result<ExitCode> {
             }
         }
     }
-    println!("{}", serde_json::to_string_pretty(&out)?);
+    super::format::print_inspect(&out, a.format.as_deref())?;
     Ok(if failed {
         ExitCode::FAILURE
     } else {
@@ -221,6 +197,12 @@ pub struct HistoryArgs {
     /// Print only IDs.
     #[arg(short, long)]
     pub quiet: bool,
+    /// Print sizes and dates in human readable format.
+    #[arg(short = 'H', long, default_value = "true", action = clap::ArgAction::Set, num_args = 0..=1, require_equals = true, default_missing_value = "true")]
+    pub human: bool,
+    /// Format output using a custom template.
+    #[arg(long)]
+    pub format: Option<String>,
 }
 
 /// Run `history`.

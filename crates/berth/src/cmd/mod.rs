@@ -1,13 +1,23 @@
 //! One module per command group.
 
 pub mod archive;
+pub mod attach;
 pub mod bundle;
+pub mod client;
+pub mod container;
+pub mod cp;
 pub mod daemon;
+pub mod format;
 pub mod image;
+pub mod images_api;
+pub mod info;
+pub mod ops;
 pub mod progress;
 pub mod registry;
+pub mod run;
 pub mod runtime;
 pub mod system;
+pub mod volume;
 
 use std::path::{Path, PathBuf};
 
@@ -35,6 +45,11 @@ pub fn familiar(tag: &str) -> String {
 /// Print rows as Docker's tables: each column as wide as its widest cell plus three spaces
 /// (at least ten), the last one unpadded (Go's tabwriter as the docker CLI sets it up).
 pub fn print_table(rows: &[Vec<String>]) {
+    print_table_min(rows, 10);
+}
+
+/// [`print_table`] with columns at least `min` wide (`docker top` uses 20).
+pub fn print_table_min(rows: &[Vec<String>], min: usize) {
     let cols = rows.iter().map(Vec::len).max().unwrap_or(0);
     let width: Vec<usize> = (0..cols)
         .map(|c| {
@@ -44,7 +59,7 @@ pub fn print_table(rows: &[Vec<String>]) {
                 .map(|s| s.chars().count())
                 .max()
                 .unwrap_or(0);
-            (w + 3).max(10)
+            (w + 3).max(min)
         })
         .collect();
     for r in rows {
@@ -125,6 +140,78 @@ pub fn human(n: u64) -> String {
     format!("{s}{}", units[i])
 }
 
+/// Sizes with `precision` significant digits (go-units' `HumanSizeWithPrecision`: decimal
+/// units; `docker stats` uses 3).
+pub fn human_prec(n: f64, precision: usize) -> String {
+    sig(n, 1000.0, &["B", "kB", "MB", "GB", "TB", "PB"], precision)
+}
+
+/// Binary sizes as go-units' `BytesSize` (`1.5MiB`, `7.68GiB`; docker stats' memory).
+pub fn binary_size(n: f64) -> String {
+    sig(n, 1024.0, &["B", "KiB", "MiB", "GiB", "TiB", "PiB"], 4)
+}
+
+/// `n` scaled by `base` into `units`, printed like Go's `%.{precision}g`.
+fn sig(n: f64, base: f64, units: &[&str], precision: usize) -> String {
+    let mut v = if n.is_finite() { n.max(0.0) } else { 0.0 };
+    let mut i = 0;
+    while v >= base && i < units.len() - 1 {
+        v /= base;
+        i += 1;
+    }
+    let digits = if v < 1.0 {
+        1
+    } else {
+        v.log10().floor() as usize + 1
+    };
+    let decimals = precision.saturating_sub(digits);
+    let mut s = format!("{v:.decimals$}");
+    if s.contains('.') {
+        s = s.trim_end_matches('0').trim_end_matches('.').to_string();
+    }
+    format!("{s}{}", units[i])
+}
+
+/// `3 seconds ago` for a time in seconds since the epoch.
+pub fn secs_ago(secs: i64) -> String {
+    let now = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.as_secs() as i64)
+        .unwrap_or(0);
+    format!(
+        "{} ago",
+        human_duration(std::time::Duration::from_secs((now - secs).max(0) as u64))
+    )
+}
+
+/// A time in seconds since the epoch as Go's `time.Time.String()` prints it (in UTC):
+/// `2024-01-02 03:04:05 +0000 UTC`.
+pub fn go_time(secs: i64) -> String {
+    let t = std::time::UNIX_EPOCH + std::time::Duration::from_secs(secs.max(0) as u64);
+    let s = humantime::format_rfc3339_seconds(t).to_string();
+    format!("{} +0000 UTC", s.trim_end_matches('Z').replace('T', " "))
+}
+
+/// An ID as Docker shows it: 12 hex digits, without `sha256:`.
+pub fn short_id(id: &str) -> String {
+    let hex = id.strip_prefix("sha256:").unwrap_or(id);
+    hex.chars().take(12).collect()
+}
+
+/// Ask `question [y/N]` on a terminal; true when answered yes. Without a terminal on stdin
+/// there is nobody to ask: true (berth's commands are scriptable; `-f` skips the question).
+pub fn confirm(question: &str) -> bool {
+    use std::io::{BufRead, IsTerminal, Write};
+    if !std::io::stdin().is_terminal() {
+        return true;
+    }
+    print!("{question}\nAre you sure you want to continue? [y/N] ");
+    let _ = std::io::stdout().flush();
+    let mut line = String::new();
+    let _ = std::io::stdin().lock().read_line(&mut line);
+    matches!(line.trim(), "y" | "Y" | "yes" | "Yes")
+}
+
 /// An error and its causes on one line, each cause once: `context: cause: root cause`. A
 /// library error whose message already includes its cause's (many do, for messages that
 /// read well alone) would otherwise print it twice.
@@ -171,6 +258,17 @@ mod tests {
         assert_eq!(super::human(4_266_120), "4.266MB");
         assert_eq!(super::human(12_500), "12.5kB");
         assert_eq!(super::human(2_000_000_000), "2GB");
+    }
+
+    #[test]
+    fn other_sizes_and_times() {
+        assert_eq!(super::binary_size(1_572_864.0), "1.5MiB");
+        assert_eq!(super::binary_size(8_246_337_208.0), "7.68GiB");
+        assert_eq!(super::binary_size(0.0), "0B");
+        assert_eq!(super::human_prec(1234.0, 3), "1.23kB");
+        assert_eq!(super::human_prec(0.0, 3), "0B");
+        assert_eq!(super::go_time(0), "1970-01-01 00:00:00 +0000 UTC");
+        assert_eq!(super::short_id("sha256:0123456789abcdef"), "0123456789ab");
     }
 
     #[test]
