@@ -156,11 +156,20 @@ pub fn parse_host(s: &str, default_unix: &std::path::Path) -> Result<Listener, E
     )))
 }
 
+/// The `berth` group's id, read from /etc/group itself: not through NSS, whose modules a
+/// static binary cannot load (glibc's static NSS crashed loading libnss_systemd).
 fn berth_group() -> Option<nix::unistd::Gid> {
-    nix::unistd::Group::from_name("berth")
-        .ok()
-        .flatten()
-        .map(|g| g.gid)
+    group_id(&std::fs::read_to_string("/etc/group").ok()?, "berth")
+}
+
+fn group_id(text: &str, name: &str) -> Option<nix::unistd::Gid> {
+    text.lines().find_map(|l| {
+        let mut f = l.split(':');
+        if f.next()? != name {
+            return None;
+        }
+        f.nth(1)?.parse().ok().map(nix::unistd::Gid::from_raw)
+    })
 }
 
 async fn serve_conn<I>(engine: Arc<Engine>, who: Subject, io: I)
@@ -306,4 +315,15 @@ pub async fn serve(
         let _ = t.await;
     }
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn group_lines() {
+        let t = "root:x:0:\nberth:x:998:alice\n";
+        assert_eq!(super::group_id(t, "berth").map(|g| g.as_raw()), Some(998));
+        assert_eq!(super::group_id(t, "nope"), None);
+        assert_eq!(super::group_id("berth:x:notanumber:\n", "berth"), None);
+    }
 }

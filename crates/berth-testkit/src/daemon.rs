@@ -55,6 +55,17 @@ impl TestDaemon {
 
     /// As [`TestDaemon::start`], with more arguments for `berth daemon` (e.g. another `-H`).
     pub fn start_with(name: &str, config: serde_json::Value, extra: &[&str]) -> TestDaemon {
+        Self::start_bin(name, config, extra, berth_binary())
+    }
+
+    /// As [`TestDaemon::start_with`], running the `berth` binary `bin` (e.g. the static
+    /// release build, as installed).
+    pub fn start_bin(
+        name: &str,
+        config: serde_json::Value,
+        extra: &[&str],
+        bin: PathBuf,
+    ) -> TestDaemon {
         // Short: a shim's socket is `<dir>/run/containers/<64 hex>/shim.sock`, and a unix
         // socket's path has at most 107 bytes.
         let dir = tempfile::Builder::new()
@@ -106,7 +117,7 @@ impl TestDaemon {
             daemon: None,
             ns,
             cgroup,
-            bin: berth_binary(),
+            bin,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.launch();

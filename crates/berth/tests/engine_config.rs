@@ -254,6 +254,11 @@ fn ulimits_sysctls_shm_labels() {
 /// The static berth-init of the release build (scripts/build-release.sh, which the test
 /// script runs first): the init runs inside images without a C library.
 fn static_init() -> std::path::PathBuf {
+    release_binary("berth-init")
+}
+
+/// A binary of the release build, as installed (static).
+fn release_binary(name: &str) -> std::path::PathBuf {
     let triple = std::process::Command::new("rustc")
         .arg("-vV")
         .output()
@@ -265,7 +270,8 @@ fn static_init() -> std::path::PathBuf {
     let p = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
         .join("../../target")
         .join(triple)
-        .join("release/berth-init");
+        .join("release")
+        .join(name);
     assert!(
         p.exists(),
         "{} is missing: run scripts/build-release.sh",
@@ -322,5 +328,27 @@ fn init_reaps_and_forwards_signals() {
     let code = d.ok(&["inspect", "-f", "{{.State.ExitCode}}", &name]);
     assert_eq!(code.trim(), "143");
     d.ok(&["rm", &name]);
+    d.assert_clean();
+}
+
+#[test]
+fn the_installed_static_binaries_run_containers() {
+    if !is_root() {
+        return;
+    }
+    // The static daemon (as installed) with its static shim and init beside it: static glibc
+    // cannot load NSS modules, so nothing may look users or groups up through NSS.
+    let d = TestDaemon::start_bin(
+        &unique("static"),
+        serde_json::json!({}),
+        &[],
+        release_binary("berth"),
+    );
+    let reg = Registry::start();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    assert_eq!(
+        d.ok(&["run", "--rm", "--init", &img, "echo", "static"]),
+        "static\n"
+    );
     d.assert_clean();
 }
