@@ -303,10 +303,9 @@ pub struct DfArgs {
 }
 
 fn pct(part: u64, whole: u64) -> String {
-    if whole == 0 {
-        human(part)
-    } else {
-        format!("{} ({}%)", human(part), part * 100 / whole)
+    match (part * 100).checked_div(whole) {
+        None => human(part),
+        Some(p) => format!("{} ({p}%)", human(part)),
     }
 }
 
