@@ -1,10 +1,11 @@
 #!/usr/bin/env bash
-# Build the release binaries as installed and benchmarked: `berth` (the command line) and
-# `berth-runc` (the OCI runtime alone), static-pie executables (glibc and libseccomp linked in),
-# optimised for size. Static linking means the dynamic loader has nothing to map or relocate at
-# start-up, which is most of a short-lived runtime's memory.
+# Build the release binaries as installed and benchmarked: `berth` (the command line),
+# `berth-runc` (the OCI runtime alone) and `berth-shim` (the per-container monitor the engine
+# runs), static-pie executables (glibc and libseccomp linked in), optimised for size. Static
+# linking means the dynamic loader has nothing to map or relocate at start-up, which is most of
+# a short-lived runtime's memory.
 #
-#   scripts/build-release.sh        → prints the directory holding both binaries
+#   scripts/build-release.sh        → prints the directory holding the binaries
 #
 # `berth-runc --version` reports the commit it was built from (`git describe`).
 set -euo pipefail
@@ -16,5 +17,5 @@ BERTH_GIT_COMMIT=$(git describe --always --dirty --tags 2>/dev/null || echo unkn
 export BERTH_GIT_COMMIT
 LIBSECCOMP_LINK_TYPE=static LIBSECCOMP_LIB_PATH=$libdir \
   RUSTFLAGS="${RUSTFLAGS:-} -C target-feature=+crt-static" \
-  cargo build -q --release --target "$triple" -p berth -p berth-runc >&2
+  cargo build -q --release --target "$triple" -p berth -p berth-runc -p berth-shim -p berth-init >&2
 echo "$PWD/target/$triple/release"

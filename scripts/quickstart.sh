@@ -3,10 +3,10 @@
 #
 #   scripts/quickstart.sh
 #
-# Builds and installs /usr/local/bin/berth and /usr/local/bin/berth-runc (the OCI runtime, which
-# `berth runtime` runs), imports an image from Debian's busybox-static, makes an OCI bundle of
-# it and runs it with berth's runtime. Needs no registry (with one, `berth pull` instead of
-# `berth import`).
+# Builds and installs /usr/local/bin/berth, /usr/local/bin/berth-runc (the OCI runtime, which
+# `berth runtime` runs) and /usr/local/bin/berth-shim (the engine's per-container monitor),
+# imports an image from Debian's busybox-static, makes an OCI bundle of it and runs it with
+# berth's runtime. Needs no registry (with one, `berth pull` instead of `berth import`).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -17,7 +17,7 @@ apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg
 bin=$(scripts/build-release.sh)
 # berth-runc was once a link to berth: replace it, never write through it.
 rm -f /usr/local/bin/berth-runc
-install -m 0755 "$bin/berth" "$bin/berth-runc" /usr/local/bin/
+install -m 0755 "$bin/berth" "$bin/berth-runc" "$bin/berth-shim" "$bin/berth-init" /usr/local/bin/
 
 work=$(mktemp -d /tmp/berth-quickstart-XXXXXX)
 export BERTH_DATA_ROOT=$work/data

@@ -31,7 +31,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
   runc crun podman containerd docker.io protobuf-compiler \
-  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils >/dev/null
+  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils docker-compose >/dev/null
 
 log "policy: formatting, lints, the release build as installed"
 cargo fmt --all --check

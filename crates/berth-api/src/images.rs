@@ -272,6 +272,74 @@ fn short_digest(d: &str) -> String {
     d.trim_start_matches("sha256:").chars().take(12).collect()
 }
 
+/// Pull `r`; a Docker Hub image is tried first from daemon.json's `registry-mirrors`, in
+/// order (recorded under its Docker Hub name, as dockerd does), then from Docker Hub.
+fn pull_via_mirrors(
+    engine: &Engine,
+    client: &Client,
+    r: &Reference,
+    platform: &Platform,
+    on_event: &(dyn Fn(berth_image::PullEvent) + Sync),
+) -> Result<berth_image::ImageRecord, berth_image::Error> {
+    let mirrors = &engine.config().registry_mirrors;
+    if r.registry != "docker.io" || mirrors.is_empty() {
+        return engine
+            .images()
+            .pull_with_progress(client, r, platform, on_event);
+    }
+    let mut last = None;
+    for m in mirrors {
+        let host = m
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .trim_end_matches('/')
+            .to_string();
+        let mut via = r.clone();
+        via.registry = host.clone();
+        let mut opts = Options {
+            insecure: engine.config().insecure_registries.clone(),
+            credentials: HashMap::new(),
+            chunk_size: None,
+        };
+        if m.starts_with("http://") {
+            opts.insecure.push(host.clone());
+        }
+        let mirror_client = Client::new(opts);
+        match engine
+            .images()
+            .pull_with_progress(&mirror_client, &via, platform, on_event)
+        {
+            Ok(rec) => {
+                // Known by its Docker Hub name, not the mirror's: its tag and digest
+                // references move (removing the mirror's last tag drops its digests).
+                let mirror_prefix = format!("{}/{}@", via.registry, via.repository);
+                for d in &rec.repo_digests {
+                    if let Some(digest) = d.strip_prefix(&mirror_prefix) {
+                        let hub = format!("{}/{}@{digest}", r.registry, r.repository);
+                        let _ = engine.images().add_repo_digest(&rec.id, &hub);
+                    }
+                }
+                if via.digest.is_none() {
+                    let _ = engine.images().tag(&via.to_string(), &r.to_string());
+                    let _ = engine.images().remove(&via.to_string(), false);
+                }
+                return engine.images().get(&rec.id);
+            }
+            Err(e) => {
+                tracing::info!("pulling {} from the mirror {m}: {e}", r.familiar());
+                last = Some(e);
+            }
+        }
+    }
+    match engine
+        .images()
+        .pull_with_progress(client, r, platform, on_event)
+    {
+        Ok(rec) => Ok(rec),
+        Err(e) => Err(last.unwrap_or(e)),
+    }
+}
+
 /// `POST /images/create?fromImage=…&tag=…`: a pull, answered with Docker's JSON progress
 /// stream (errors after the stream started are an `error` line, as dockerd sends them).
 async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
@@ -350,10 +418,7 @@ async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Err
                 ),
             }
         };
-        match engine
-            .images()
-            .pull_with_progress(&client, &r, &platform, &on_event)
-        {
+        match pull_via_mirrors(&engine, &client, &r, &platform, &on_event) {
             Ok(rec) => {
                 if let Some(d) = resolved.lock().ok().and_then(|g| g.clone()) {
                     send(json!({"status": format!("Digest: {d}")}));

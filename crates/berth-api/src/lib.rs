@@ -21,7 +21,7 @@ use berth_engine::{Engine, Error, Subject};
 use hyper::body::Incoming;
 use hyper::{Method, Request};
 
-pub use listen::{Listener, parse_host, serve};
+pub use listen::{Listener, TlsOptions, parse_host, serve};
 
 use http::{Query, Resp};
 
@@ -150,6 +150,11 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error> {
         )),
         (_, ["session"]) | (_, ["grpc"]) => Err(Error::NotImplemented(
             "BuildKit sessions are not supported by berth".into(),
+        )),
+        // No build cache until builds exist (`docker system prune` asks).
+        (&Method::POST, ["build", "prune"]) => Ok(http::json(
+            200,
+            &serde_json::json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
         )),
         (_, ["build"]) | (_, ["build", ..]) => Err(Error::NotImplemented(
             "builds are not supported by berth yet".into(),

@@ -21,6 +21,104 @@ pub enum Listener {
     Tcp(std::net::SocketAddr),
 }
 
+/// TLS for TCP listeners, as dockerd's `--tls`, `--tlsverify`, `--tlscacert`, `--tlscert`,
+/// `--tlskey` (paths default to `DOCKER_CERT_PATH`'s `ca.pem`, `cert.pem`, `key.pem`).
+#[derive(Debug, Clone, Default)]
+pub struct TlsOptions {
+    /// Serve TLS.
+    pub tls: bool,
+    /// Serve TLS and require client certificates signed by `ca`.
+    pub verify: bool,
+    /// The CA of client certificates.
+    pub ca: Option<PathBuf>,
+    /// The server's certificate chain (PEM).
+    pub cert: Option<PathBuf>,
+    /// The server's key (PEM).
+    pub key: Option<PathBuf>,
+}
+
+impl TlsOptions {
+    fn path(&self, given: &Option<PathBuf>, name: &str) -> PathBuf {
+        given.clone().unwrap_or_else(|| {
+            let dir = std::env::var_os("DOCKER_CERT_PATH")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| {
+                    std::env::var_os("HOME")
+                        .map(PathBuf::from)
+                        .unwrap_or_else(|| PathBuf::from("/root"))
+                        .join(".docker")
+                });
+            dir.join(name)
+        })
+    }
+
+    /// The server configuration, or None without TLS.
+    pub fn server_config(&self) -> Result<Option<Arc<rustls::ServerConfig>>, Error> {
+        use rustls_pki_types::pem::PemObject;
+        use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+        if !self.tls && !self.verify {
+            return Ok(None);
+        }
+        let bad = |what: &str, p: &std::path::Path, e: &dyn std::fmt::Display| {
+            Error::Invalid(format!("TLS: {what} {}: {e}", p.display()))
+        };
+        let cert_path = self.path(&self.cert, "cert.pem");
+        let key_path = self.path(&self.key, "key.pem");
+        let certs: Vec<CertificateDer<'static>> = CertificateDer::pem_file_iter(&cert_path)
+            .map_err(|e| bad("reading the certificate", &cert_path, &e))?
+            .collect::<Result<_, _>>()
+            .map_err(|e| bad("reading the certificate", &cert_path, &e))?;
+        if certs.is_empty() {
+            return Err(bad("no certificate in", &cert_path, &"empty"));
+        }
+        let key = PrivateKeyDer::from_pem_file(&key_path)
+            .map_err(|e| bad("reading the key", &key_path, &e))?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let builder = rustls::ServerConfig::builder_with_provider(provider.clone())
+            .with_safe_default_protocol_versions()
+            .map_err(|e| Error::Invalid(format!("TLS: {e}")))?;
+        let builder = if self.verify {
+            let ca_path = self.path(&self.ca, "ca.pem");
+            let mut roots = rustls::RootCertStore::empty();
+            for c in CertificateDer::pem_file_iter(&ca_path)
+                .map_err(|e| bad("reading the CA", &ca_path, &e))?
+            {
+                let c = c.map_err(|e| bad("reading the CA", &ca_path, &e))?;
+                roots
+                    .add(c)
+                    .map_err(|e| bad("using the CA", &ca_path, &e))?;
+            }
+            let verifier = rustls::server::WebPkiClientVerifier::builder_with_provider(
+                Arc::new(roots),
+                provider,
+            )
+            .build()
+            .map_err(|e| Error::Invalid(format!("TLS: client verification: {e}")))?;
+            builder.with_client_cert_verifier(verifier)
+        } else {
+            builder.with_no_client_auth()
+        };
+        let mut cfg = builder
+            .with_single_cert(certs, key)
+            .map_err(|e| Error::Invalid(format!("TLS: the certificate and key: {e}")))?;
+        cfg.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Some(Arc::new(cfg)))
+    }
+}
+
+/// The tenant a verified client certificate names: its subject's common name, else the
+/// whole subject.
+fn tenant_of(cert: &[u8]) -> Option<String> {
+    let (_, c) = x509_parser::parse_x509_certificate(cert).ok()?;
+    let subject = c.subject();
+    let cn = subject
+        .iter_common_name()
+        .next()
+        .and_then(|cn| cn.as_str().ok())
+        .map(str::to_string);
+    Some(cn.unwrap_or_else(|| subject.to_string()))
+}
+
 /// Parse a `-H` value as dockerd does: `unix:///path`, `unix://` (the default path),
 /// `tcp://host:port`, `fd://` is refused.
 pub fn parse_host(s: &str, default_unix: &std::path::Path) -> Result<Listener, Error> {
@@ -82,7 +180,12 @@ where
 
 /// Bind every listener (before anything is served, so a bad address fails the start) and
 /// serve them until the process ends.
-pub async fn serve(engine: Arc<Engine>, listeners: Vec<Listener>) -> Result<(), Error> {
+pub async fn serve(
+    engine: Arc<Engine>,
+    listeners: Vec<Listener>,
+    tls: &TlsOptions,
+) -> Result<(), Error> {
+    let tls_config = tls.server_config()?;
     let mut tasks = Vec::new();
     for l in listeners {
         match l {
@@ -123,7 +226,7 @@ pub async fn serve(engine: Arc<Engine>, listeners: Vec<Listener>) -> Result<(), 
                 }));
             }
             Listener::Tcp(addr) => {
-                if !addr.ip().is_loopback() {
+                if tls_config.is_none() && !addr.ip().is_loopback() {
                     return Err(Error::Invalid(format!(
                         "refusing to serve the API in plain TCP on {addr}: use --tlsverify (plain TCP is for loopback only)"
                     )));
@@ -131,15 +234,63 @@ pub async fn serve(engine: Arc<Engine>, listeners: Vec<Listener>) -> Result<(), 
                 let tl = TcpListener::bind(addr)
                     .await
                     .map_err(|e| Error::internal(format!("listening on {addr}"), e))?;
-                tracing::info!("API listening on tcp://{addr}");
+                tracing::info!(
+                    "API listening on tcp://{addr}{}",
+                    match (&tls_config, tls.verify) {
+                        (Some(_), true) => " (TLS, client certificates verified)",
+                        (Some(_), false) => " (TLS)",
+                        (None, _) => "",
+                    }
+                );
                 let engine = engine.clone();
+                let acceptor = tls_config.clone().map(tokio_rustls::TlsAcceptor::from);
+                let verify = tls.verify;
                 tasks.push(tokio::spawn(async move {
                     loop {
                         match tl.accept().await {
-                            Ok((s, _)) => {
+                            Ok((s, peer)) => {
                                 let _ = s.set_nodelay(true);
                                 let engine = engine.clone();
-                                tokio::spawn(serve_conn(engine, Subject::local(), s));
+                                match &acceptor {
+                                    None => {
+                                        tokio::spawn(serve_conn(engine, Subject::local(), s));
+                                    }
+                                    Some(acc) => {
+                                        let acc = acc.clone();
+                                        tokio::spawn(async move {
+                                            let stream = match tokio::time::timeout(
+                                                std::time::Duration::from_secs(10),
+                                                acc.accept(s),
+                                            )
+                                            .await
+                                            {
+                                                Ok(Ok(st)) => st,
+                                                Ok(Err(e)) => {
+                                                    tracing::info!(
+                                                        "TLS handshake with {peer}: {e}"
+                                                    );
+                                                    return;
+                                                }
+                                                Err(_) => return,
+                                            };
+                                            let who = if verify {
+                                                let tenant = stream
+                                                    .get_ref()
+                                                    .1
+                                                    .peer_certificates()
+                                                    .and_then(|c| c.first())
+                                                    .and_then(|c| tenant_of(c.as_ref()));
+                                                match tenant {
+                                                    Some(t) => Subject { tenant: t },
+                                                    None => return,
+                                                }
+                                            } else {
+                                                Subject::local()
+                                            };
+                                            serve_conn(engine, who, stream).await;
+                                        });
+                                    }
+                                }
                             }
                             Err(e) => {
                                 tracing::warn!("accept: {e}");

@@ -336,7 +336,7 @@ pub async fn df(ctx: &Ctx, _q: &Query) -> Result<Resp, Error> {
             "LayersSize": layers_size,
             "Images": images,
             "Containers": containers,
-            "Volumes": [],
+            "Volumes": engine.volume_usage(&who)?,
             "BuildCache": [],
         }))
     })
@@ -364,6 +364,8 @@ pub async fn networks(_ctx: &Ctx, m: &Method, rest: &[&str]) -> Result<Resp, Err
     ];
     match (m, rest) {
         (&Method::GET, [] | [""]) => Ok(http::json(200, &all)),
+        // Nothing to prune until user-defined networks exist (`docker system prune` asks).
+        (&Method::POST, ["prune"]) => Ok(http::json(200, &json!({"NetworksDeleted": null}))),
         (&Method::GET, [name]) => all
             .iter()
             .find(|n| n["Name"] == *name || n["Id"] == *name)

@@ -77,6 +77,9 @@ pub struct DaemonConfig {
     pub tlskey: Option<PathBuf>,
     /// The group that owns unix sockets (default `berth`, if it exists).
     pub group: Option<String>,
+    /// The init binary of `--init` (a static executable; default: `berth-init` beside
+    /// `berth`).
+    pub init_path: Option<PathBuf>,
 }
 
 impl DaemonConfig {

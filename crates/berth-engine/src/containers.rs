@@ -296,6 +296,14 @@ impl Engine {
         if config.volumes.is_none() {
             config.volumes = ic.volumes().clone();
         }
+        if config.healthcheck.is_none() {
+            // Docker's extension of the image config (oci-spec does not model it).
+            let raw: serde_json::Value =
+                serde_json::from_slice(&self.images.read_blob(&image.id)?).unwrap_or_default();
+            if let Some(h) = raw.pointer("/config/Healthcheck") {
+                config.healthcheck = serde_json::from_value(h.clone()).ok();
+            }
+        }
         if config.exposed_ports.is_none() {
             config.exposed_ports = ic.exposed_ports().clone();
         }
@@ -478,6 +486,7 @@ impl Engine {
         });
         self.container_event(&c, "start", &[]);
         self.monitor(h.clone());
+        self.start_health(h.clone());
         Ok(())
     }
 
@@ -495,7 +504,7 @@ impl Engine {
         self.rt.spawn(async move {
             // After the start's operation lock is released.
             tokio::task::yield_now().await;
-            if let Err(e) = me.remove(&who, &c.id, true, false).await {
+            if let Err(e) = me.remove(&who, &c.id, true, true).await {
                 tracing::warn!("removing {} after its failed start: {e}", c.id);
             }
         });
@@ -553,6 +562,11 @@ impl Engine {
                     .unwrap_or_else(|| format!("{}/{}", self.cgroup_parent, c.id)),
                 default_ulimits: &ulimits,
                 mounts: self.oci_mounts(c)?,
+                init: self
+                    .cfg
+                    .init_path
+                    .clone()
+                    .or_else(|| crate::helper_binary("berth-init")),
             },
         )?;
         let _ = std::fs::remove_dir_all(&state);
@@ -649,6 +663,7 @@ impl Engine {
             }
         };
         h.shim_ready.send_replace(false);
+        self.mounts_stopped(&h.get());
         let c = self.update(&h, |c| {
             if c.state.status.is_running() || c.state.status == Status::Restarting {
                 c.state.status = Status::Exited;
@@ -657,9 +672,6 @@ impl Engine {
             c.state.exit_code = exit.exit_code;
             c.state.finished_at = nanos_rfc3339(exit.finished_at_nanos);
             c.state.oom_killed = exit.oom_killed;
-            if let Some(hl) = c.state.health.as_mut() {
-                hl.status = "unhealthy".into();
-            }
         });
         let _ = std::fs::remove_dir_all(self.paths.container_state(&id));
         if exit.oom_killed {
@@ -672,7 +684,7 @@ impl Engine {
                 tenant: c.owner.clone(),
             };
             tokio::spawn(async move {
-                if let Err(e) = me.remove(&who, &id, true, false).await {
+                if let Err(e) = me.remove(&who, &id, true, true).await {
                     tracing::warn!("auto-removing {id}: {e}");
                 }
             });
@@ -1216,6 +1228,36 @@ impl Engine {
         Ok(())
     }
 
+    /// The daemon stops. With live-restore (the default) containers keep running under
+    /// their shims; without it they are stopped as `docker stop` would (their restart
+    /// policies then start them again when the daemon comes back).
+    pub async fn shutdown(self: &Arc<Self>) {
+        if self.cfg.live_restore() {
+            return;
+        }
+        let running: Vec<Arc<Handle>> = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .filter(|h| h.get().state.status.is_running())
+            .cloned()
+            .collect();
+        let mut tasks = Vec::new();
+        for h in running {
+            let me = self.clone();
+            tasks.push(tokio::spawn(async move {
+                let _op = h.op.lock().await;
+                let _ = me.stop_locked(&h, None, None).await;
+                // Not stopped by a user: restart policies apply at the next start.
+                me.update(&h, |c| c.state.stopped_by_user = false);
+            }));
+        }
+        for t in tasks {
+            let _ = t.await;
+        }
+    }
+
     /// The daemon starts: load every container, finish or undo what a crash interrupted,
     /// re-adopt running containers, record the exits that happened while it was down, apply
     /// restart policies (blocking).
@@ -1239,14 +1281,39 @@ impl Engine {
                 .write()
                 .unwrap_or_else(|p| p.into_inner())
                 .insert(c.id.clone(), h.clone());
-            let was_running = c.state.status.is_running() || c.state.status == Status::Restarting;
+            let mut was_running =
+                c.state.status.is_running() || c.state.status == Status::Restarting;
             let state_dir = self.paths.container_state(&c.id);
+            if !was_running && shim_alive(&state_dir) {
+                // A start the daemon did not see through (killed between launching the shim
+                // and recording the start): a container the runtime started is adopted as
+                // running; one only created is ended (its start never answered).
+                let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
+                match rt.state(&c.id) {
+                    Ok(st) if st.status == berth_runtime::Status::Running => {
+                        let pid = i64::from(st.pid);
+                        self.update(&h, |c| {
+                            c.state.status = Status::Running;
+                            c.state.pid = pid;
+                            c.state.started_at = now_rfc3339();
+                        });
+                        was_running = true;
+                    }
+                    _ => {
+                        self.reap_orphan(&c.id);
+                        let _ = std::fs::remove_dir_all(&state_dir);
+                    }
+                }
+            }
             let alive = was_running && shim_alive(&state_dir);
             if alive {
                 h.shim_ready.send_replace(true);
                 let me = self.clone();
                 let h2 = h.clone();
-                self.rt.spawn(async move { me.monitor(h2) });
+                self.rt.spawn(async move {
+                    me.monitor(h2.clone());
+                    me.start_health(h2);
+                });
                 continue;
             }
             if was_running {
@@ -1263,6 +1330,7 @@ impl Engine {
                     oom_killed: false,
                 });
                 let _ = std::fs::remove_dir_all(&state_dir);
+                self.mounts_stopped(&c);
                 let c = self.update(&h, |c| {
                     c.state.status = Status::Exited;
                     c.state.pid = 0;
@@ -1278,13 +1346,30 @@ impl Engine {
                         tenant: c.owner.clone(),
                     };
                     self.rt.spawn(async move {
-                        let _ = me.remove(&who, &id, true, false).await;
+                        let _ = me.remove(&who, &id, true, true).await;
                     });
                     continue;
                 }
                 let me = self.clone();
                 let h2 = h.clone();
                 self.rt.spawn(async move { me.maybe_restart(h2, c) });
+            } else if c.state.status == Status::Exited
+                && match c.host_config.restart_policy.as_ref().and_then(|p| p.name) {
+                    // Docker: `always` comes back with the daemon even after a manual stop;
+                    // `unless-stopped` only if nobody stopped it.
+                    Some(RestartPolicyNameEnum::ALWAYS) => true,
+                    Some(RestartPolicyNameEnum::UNLESS_STOPPED) => !c.state.stopped_by_user,
+                    _ => false,
+                }
+            {
+                let me = self.clone();
+                let h2 = h.clone();
+                self.rt.spawn(async move {
+                    let _op = h2.op.lock().await;
+                    if let Err(e) = me.start_locked(&h2).await {
+                        tracing::warn!("restarting {} with the daemon: {e}", h2.id());
+                    }
+                });
             } else if c.state.status == Status::Removing {
                 let me = self.clone();
                 let id = c.id.clone();

@@ -129,7 +129,11 @@ impl Engine {
 
     /// The process spec of an exec: the container's process (from its bundle) with the exec's
     /// command, env, user, working directory and terminal (blocking).
-    fn exec_process(&self, e: &ExecInstance, tty: bool) -> Result<oci_spec::runtime::Process> {
+    pub(crate) fn exec_process(
+        &self,
+        e: &ExecInstance,
+        tty: bool,
+    ) -> Result<oci_spec::runtime::Process> {
         let state = self.paths.container_state(&e.container);
         let spec: oci_spec::runtime::Spec = serde_json::from_slice(
             &std::fs::read(state.join("config.json"))

@@ -29,6 +29,7 @@ pub mod db;
 mod error;
 pub mod events;
 pub mod exec;
+mod health;
 pub mod logs;
 pub mod model;
 pub mod names;
@@ -51,6 +52,10 @@ pub use containers::{AttachStream, CreateRequest, PendingAttach, WaitCondition};
 pub use error::{Error, Result};
 use events::{Event, Events};
 use model::Container;
+pub use volumes::{ANONYMOUS_LABEL, LOCAL_DRIVER, VolumeRecord};
+
+// Container operations (ops.rs): stats, top, update, archive, export, changes, commit.
+pub use ops::{ChangeItem, CommitRequest, ExtractRequest, PathStat, StatsSample, Top};
 
 /// A container the engine knows: its record, and what waits on it.
 pub(crate) struct Handle {
@@ -146,6 +151,8 @@ pub struct Engine {
     cgroup_parent: String,
     started: std::time::SystemTime,
     rt: tokio::runtime::Handle,
+    /// The volumes' lock and their in-memory use (volumes.rs).
+    vol_state: volumes::State,
 }
 
 /// Make a directory (and parents) root's only.
@@ -159,24 +166,19 @@ pub(crate) fn private_dir(p: &Path) -> Result<()> {
         .map_err(|e| Error::internal(format!("making {}", p.display()), e))
 }
 
+/// A binary installed beside this executable (`berth-shim`, `berth-init`), if it is there.
+pub fn helper_binary(name: &str) -> Option<PathBuf> {
+    let exe = std::env::current_exe().ok()?;
+    let dir = exe.parent()?;
+    // Installed side by side; tests run from target/<profile>/deps.
+    [dir.join(name), dir.parent()?.join(name)]
+        .into_iter()
+        .find(|p| p.exists())
+}
+
 /// The shim binary: `berth-shim` beside this executable, else on PATH.
 pub fn default_shim_binary() -> PathBuf {
-    if let Ok(exe) = std::env::current_exe() {
-        if let Some(dir) = exe.parent() {
-            let p = dir.join("berth-shim");
-            if p.exists() {
-                return p;
-            }
-            // Tests run from target/<profile>/deps.
-            if let Some(up) = dir.parent() {
-                let p = up.join("berth-shim");
-                if p.exists() {
-                    return p;
-                }
-            }
-        }
-    }
-    PathBuf::from("berth-shim")
+    helper_binary("berth-shim").unwrap_or_else(|| PathBuf::from("berth-shim"))
 }
 
 impl Engine {
@@ -212,6 +214,7 @@ impl Engine {
             cgroup_parent,
             started: std::time::SystemTime::now(),
             rt,
+            vol_state: volumes::State::default(),
         });
         engine.recover()?;
         Ok(engine)

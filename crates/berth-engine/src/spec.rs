@@ -28,6 +28,8 @@ pub struct SpecInput<'a> {
     pub default_ulimits: &'a [(String, i64, i64)],
     /// Mounts of volumes, binds and tmpfs, made by the engine.
     pub mounts: Vec<Mount>,
+    /// The init binary, mounted as /sbin/docker-init for `--init`.
+    pub init: Option<PathBuf>,
 }
 
 fn bind(src: &Path, dst: &str, ro: bool) -> Mount {
@@ -267,6 +269,17 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
         mounts.retain(|x| x.destination() != m.destination());
         mounts.push(m);
     }
+    if hc.init == Some(true) {
+        let init = input.init.as_ref().ok_or_else(|| {
+            Error::Internal("--init: the berth-init binary is not installed".into())
+        })?;
+        mounts.push(bind(init, "/sbin/docker-init", true));
+        if let Some(p) = spec.process_mut() {
+            let mut args = vec!["/sbin/docker-init".to_string(), "--".to_string()];
+            args.extend(p.args().clone().unwrap_or_default());
+            p.set_args(Some(args));
+        }
+    }
     if privileged {
         // /sys read-write, as Docker gives a privileged container.
         for m in mounts.iter_mut() {
@@ -282,6 +295,7 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
             }
         }
     }
+    crate::volumes::sort_mounts(&mut mounts);
     spec.set_mounts(Some(mounts));
 
     let linux = spec

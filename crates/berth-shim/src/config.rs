@@ -37,7 +37,8 @@ pub struct ShimConfig {
     /// The json-file log, or none.
     pub log: Option<LogSettings>,
     /// Where the shim records the exit durably ([`ExitRecord`]), e.g.
-    /// /var/lib/berth/containers/ID/exit.json. Its directory must exist.
+    /// /var/lib/berth/containers/ID/exit.json. Its directory must exist. A record left there
+    /// by an earlier run is removed when the shim starts.
     pub exit_file: PathBuf,
     /// Another OCI runtime binary (runc's command line) to use instead of the runtime library.
     pub runtime: Option<PathBuf>,

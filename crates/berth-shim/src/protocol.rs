@@ -24,17 +24,25 @@
 //! then the payload), ready to be copied to an HTTP client. Bytes the client sends go to the
 //! process's stdin, if it asked for stdin (for exec: if the exec was made with `stdin`) and
 //! stdin is open. When the client shuts down its write half, the container's stdin is closed
-//! if the container was made with `stdin_once` (an exec's always). The shim never waits for a
-//! client: output a client has not taken yet is queued for it, and a client is disconnected
-//! (its stream just ends, perhaps in the middle of a frame) when more than [`CLIENT_BUFFER`]
-//! bytes are queued and it has taken nothing for [`CLIENT_STALL`], or when more than
-//! [`CLIENT_BUFFER_MAX`] are queued. When the process has exited and its output is drained,
-//! the shim closes the stream (for an exec, after writing `exec-<id>.exit`).
+//! if the container was made with `stdin_once` (an exec's always).
+//!
+//! **Slow clients.** Output a client has not taken yet is queued for it. While a client that
+//! is taking its output has more than [`CLIENT_BUFFER`] queued, the shim stops reading the
+//! process's output (the process blocks on a full pipe, as it would writing to a slow
+//! terminal), so a client that reads gets everything. A client with more than
+//! [`CLIENT_BUFFER`] queued that has taken nothing for [`CLIENT_STALL`] is disconnected (its
+//! stream just ends, perhaps in the middle of a frame) and the output flows again: a client
+//! that does not read holds the process up for [`CLIENT_STALL`] at most, once. When the
+//! process has exited and its output is drained, the shim closes the stream (for an exec,
+//! after writing `exec-<id>.exit`).
 //!
 //! **Wait.** The `exit` line comes once the exit is recorded in `exit_file` and the runtime's
-//! state of the container is deleted (the id can be used again); EOF on a `wait` connection
-//! without that line means the shim died: the container's processes are then no longer
-//! supervised (see `exit_file`, which exists only if the shim recorded the exit).
+//! state of the container is deleted (the id can be used again). At that moment the shim also
+//! stops listening and removes `shim.sock` and `shim.pid` (a restart may launch the next shim
+//! into the same state directory at once); it then closes its streams and exits. So: no socket
+//! (or a refused connection) means the shim is gone, and `exit_file`, if it exists, says how the
+//! container ended; EOF on a `wait` connection without the exit line means the shim died
+//! without recording the exit, and the container's processes are no longer supervised.
 
 use std::fmt;
 
@@ -43,15 +51,13 @@ use crate::config::valid_exec_id;
 /// The longest command line the shim reads (the newline included).
 pub const MAX_LINE: usize = 512;
 
-/// How far an attached client may fall behind while it takes nothing (see [`CLIENT_STALL`]).
+/// Output queued for a client beyond which the process's output waits for it (see the
+/// module's documentation).
 pub const CLIENT_BUFFER: usize = 1 << 20;
 
-/// A client beyond [`CLIENT_BUFFER`] that has taken nothing for this long is disconnected.
+/// A client with more than [`CLIENT_BUFFER`] queued that has taken nothing for this long is
+/// disconnected.
 pub const CLIENT_STALL: std::time::Duration = std::time::Duration::from_millis(500);
-
-/// How far an attached client may fall behind at all, even while it reads (slower than the
-/// process writes).
-pub const CLIENT_BUFFER_MAX: usize = 8 << 20;
 
 /// Docker's stream numbers in a multiplexed frame.
 pub const STREAM_STDOUT: u8 = 1;

@@ -41,6 +41,69 @@ fn attach_before_start_then_exit_code_and_record() {
 }
 
 #[test]
+fn one_shim_per_container_and_a_fresh_exit_record() {
+    if skip() {
+        return;
+    }
+    let c = Ctr::new("twice", &["sleep", "100"]);
+    // A record left by an earlier run of the container is not this run's.
+    berth_shim::ExitRecord {
+        exit_code: 42,
+        finished_at_nanos: 1,
+        oom_killed: false,
+    }
+    .write(&c.cfg.exit_file)
+    .unwrap();
+    c.launch();
+    assert!(c.exit_record().is_none(), "the old exit record is gone");
+    let shim = c.shim_pid();
+    match berth_shim::launch(&shim_bin(), c.state_dir()) {
+        Err(Error::Launch(m)) => assert!(m.contains("already running"), "{m}"),
+        other => panic!("a second shim: {other:?}"),
+    }
+    // The first one is untouched.
+    assert_eq!(c.shim_pid(), shim);
+    let cl = c.client();
+    cl.ping().unwrap();
+    let w = cl.wait().unwrap();
+    cl.kill(9).unwrap();
+    assert_eq!(w.wait().unwrap().code, 137);
+    c.assert_clean(shim);
+}
+
+#[test]
+fn a_restart_into_the_same_state_directory_at_once() {
+    if skip() {
+        return;
+    }
+    // As a restart policy does: the next shim is launched the moment the exit is known, while
+    // the first one still waits (up to 2 s) for a client that does not read.
+    // More output than the idle client's socket holds, less than it may fall behind.
+    let c = Ctr::new("restart", &["sh", "-c", "head -c 600000 /dev/zero; exit 1"]);
+    c.launch();
+    let cl = c.client();
+    let first = c.shim_pid();
+    let idle = cl.attach(false, true, true).unwrap();
+    let w = cl.wait().unwrap();
+    cl.start().unwrap();
+    assert_eq!(w.wait().unwrap().code, 1);
+    let second_pid = c.launch();
+    assert!(alive(first), "the first shim is still flushing its clients");
+    let second = c.shim_pid();
+    assert_ne!(first, second);
+    wait_gone(first);
+    drop(idle);
+    // The first shim's end did not take the second one's files.
+    cl.ping().unwrap();
+    assert_eq!(cl.pid().unwrap(), second_pid);
+    assert!(c.exit_record().is_none(), "the second run has not ended");
+    let w = cl.wait().unwrap();
+    cl.start().unwrap();
+    assert_eq!(w.wait().unwrap().code, 1);
+    c.assert_clean(second);
+}
+
+#[test]
 fn a_second_start_is_refused() {
     if skip() {
         return;
@@ -467,18 +530,49 @@ fn a_reader_that_does_not_read_blocks_nobody() {
     c.launch();
     let cl = c.client();
     let shim = c.shim_pid();
-    // Never read.
+    // Never reads.
     let stuck = cl.attach(false, true, true).unwrap();
+    // Reads as fast as it can.
     let mut fast = cl.attach(false, true, true).unwrap();
+    // Reads, slowly: 16 KiB a millisecond at most.
+    let mut slow = cl.attach(false, true, false).unwrap();
     let w = cl.wait().unwrap();
-    let reader = std::thread::spawn(move || read_frames(&mut fast));
+    let fast = std::thread::spawn(move || read_frames(&mut fast));
+    let slow = std::thread::spawn(move || {
+        slow.set_read_timeout(Some(Duration::from_secs(30)))
+            .unwrap();
+        let mut got = Vec::new();
+        let mut buf = vec![0u8; 16 << 10];
+        loop {
+            let n = slow.read(&mut buf).expect("reading slowly");
+            if n == 0 {
+                break;
+            }
+            got.extend_from_slice(&buf[..n]);
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        let mut frames = &got[..];
+        let mut out = Vec::new();
+        while let Some((stream, data)) = berth_shim::protocol::read_frame(&mut frames).unwrap() {
+            assert_eq!(stream, 1);
+            out.extend_from_slice(&data);
+        }
+        out.len()
+    });
+    let t = std::time::Instant::now();
     cl.start().unwrap();
     let st = w.wait().unwrap();
     assert_eq!(st.code, 0);
-    let (out, _) = reader.join().unwrap();
+    let (out, _) = fast.join().unwrap();
     assert_eq!(out.len(), TOTAL, "the client that reads gets everything");
     assert!(out.starts_with(line.as_bytes()));
-    // The stuck client was disconnected once it was too far behind.
+    assert_eq!(
+        slow.join().unwrap(),
+        TOTAL,
+        "so does the one that reads slowly"
+    );
+    eprintln!("50 MB through three clients in {:?}", t.elapsed());
+    // The stuck client was disconnected once it had stalled.
     let mut stuck = stuck;
     stuck
         .set_read_timeout(Some(Duration::from_secs(10)))

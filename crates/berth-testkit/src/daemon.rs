@@ -26,6 +26,7 @@ pub struct TestDaemon {
     daemon: Option<Child>,
     ns: PathBuf,
     bin: PathBuf,
+    extra: Vec<String>,
 }
 
 fn mnt_ns(pid: u32) -> Option<PathBuf> {
@@ -49,6 +50,11 @@ impl TestDaemon {
     /// Start a daemon named `name` (unique per test), with `config` as daemon.json (a JSON
     /// object; data-root, exec-root and cgroup-parent are set here).
     pub fn start(name: &str, config: serde_json::Value) -> TestDaemon {
+        Self::start_with(name, config, &[])
+    }
+
+    /// As [`TestDaemon::start`], with more arguments for `berth daemon` (e.g. another `-H`).
+    pub fn start_with(name: &str, config: serde_json::Value, extra: &[&str]) -> TestDaemon {
         // Short: a shim's socket is `<dir>/run/containers/<64 hex>/shim.sock`, and a unix
         // socket's path has at most 107 bytes.
         let dir = tempfile::Builder::new()
@@ -101,6 +107,7 @@ impl TestDaemon {
             ns,
             cgroup,
             bin: berth_binary(),
+            extra: extra.iter().map(|s| s.to_string()).collect(),
         };
         d.launch();
         d
@@ -144,6 +151,7 @@ impl TestDaemon {
             .arg(self.dir.path().join("daemon.json"))
             .arg("-H")
             .arg(self.host())
+            .args(&self.extra)
             .stdin(Stdio::null())
             .stdout(log.try_clone().expect("dup"))
             .stderr(log)

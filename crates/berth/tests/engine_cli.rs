@@ -302,3 +302,258 @@ fn tty_under_a_terminal() {
     assert!(!text.contains("failed to resize"), "{text:?}");
     d.assert_clean();
 }
+
+#[test]
+fn healthchecks_turn_healthy_and_unhealthy() {
+    let Some((d, _reg, img)) = daemon(&unique("health")) else {
+        return;
+    };
+    let name = unique("h");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        "--health-cmd",
+        "test -f /tmp/ok && echo fine",
+        "--health-interval",
+        "200ms",
+        "--health-retries",
+        "2",
+        "--health-timeout",
+        "2s",
+        &img,
+        "sh",
+        "-c",
+        "touch /tmp/ok; sleep 1000",
+    ]);
+    let status = || {
+        d.ok(&["inspect", "-f", "{{.State.Health.Status}}", &name])
+            .trim()
+            .to_string()
+    };
+    wait_for("healthy", || status() == "healthy");
+    let log = d.ok(&[
+        "inspect",
+        "-f",
+        "{{(index .State.Health.Log 0).Output}}",
+        &name,
+    ]);
+    assert_eq!(log.trim(), "fine");
+    let ps = d.ok(&[
+        "ps",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(ps.contains("(healthy)"), "{ps}");
+    d.ok(&["exec", &name, "rm", "/tmp/ok"]);
+    wait_for("unhealthy", || status() == "unhealthy");
+    let streak = d.ok(&["inspect", "-f", "{{.State.Health.FailingStreak}}", &name]);
+    assert!(streak.trim().parse::<i64>().unwrap() >= 2, "{streak}");
+    // --until in whole seconds (the CLI sends seconds): one past now covers every event.
+    let until = (std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        + 1)
+    .to_string();
+    let events = d.ok(&[
+        "events",
+        "--since",
+        "0",
+        "--until",
+        &until,
+        "--filter",
+        &format!("container={name}"),
+        "--format",
+        "{{.Action}}",
+    ]);
+    assert!(events.contains("health_status: healthy"), "{events}");
+    assert!(events.contains("health_status: unhealthy"), "{events}");
+    assert!(events.contains("exec_create"), "{events}");
+    d.ok(&["rm", "-f", &name]);
+    d.assert_clean();
+}
+
+#[test]
+fn sigkill_of_the_daemon_during_concurrent_runs() {
+    let Some((mut d, _reg, img)) = daemon(&unique("crash")) else {
+        return;
+    };
+    let prefix = unique("c");
+    let mut clients = Vec::new();
+    for i in 0..20 {
+        let name = format!("{prefix}-{i}");
+        clients.push(
+            d.docker_cmd(&[
+                "run",
+                "-d",
+                "--name",
+                &name,
+                &img,
+                "sh",
+                "-c",
+                "echo up; sleep 1000",
+            ])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .unwrap(),
+        );
+    }
+    std::thread::sleep(Duration::from_millis(400));
+    d.kill();
+    for mut c in clients {
+        let _ = c.wait();
+    }
+    d.launch();
+    // Every container is whole: listed ones have a root and run (or exited cleanly); the
+    // others left nothing.
+    let ps = d.ok(&[
+        "ps",
+        "-a",
+        "--filter",
+        &format!("name={prefix}"),
+        "--format",
+        "{{.Names}} {{.State}}",
+    ]);
+    for line in ps.lines() {
+        let (name, state) = line.split_once(' ').unwrap();
+        assert!(matches!(state, "running" | "created" | "exited"), "{line}");
+        if state == "running" {
+            wait_for("its log", || d.ok(&["logs", name]).contains("up"));
+        }
+    }
+    // Everything can be removed, and nothing is left behind.
+    let names: Vec<&str> = ps.lines().filter_map(|l| l.split(' ').next()).collect();
+    if !names.is_empty() {
+        let mut args = vec!["rm", "-f"];
+        args.extend(names.iter());
+        d.ok(&args);
+    }
+    d.assert_clean();
+}
+
+#[test]
+fn events_survive_a_daemon_restart_and_wait_conditions() {
+    let Some((mut d, _reg, img)) = daemon(&unique("events")) else {
+        return;
+    };
+    let name = unique("ev");
+    let since = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .unwrap()
+        .as_secs()
+        .to_string();
+    d.ok(&["run", "--name", &name, &img, "true"]);
+    d.stop();
+    d.launch();
+    let until = (since.parse::<u64>().unwrap() + 600).to_string();
+    let mut events = d
+        .docker_cmd(&[
+            "events",
+            "--since",
+            &since,
+            "--until",
+            &until,
+            "--filter",
+            &format!("container={name}"),
+            "--format",
+            "{{.Action}} {{.Actor.Attributes.exitCode}}",
+        ])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Read the stored ones: create, attach, start, die with its code.
+    let mut out = String::new();
+    {
+        use std::io::Read;
+        let mut so = events.stdout.take().unwrap();
+        let deadline = Instant::now() + Duration::from_secs(10);
+        let mut buf = [0u8; 4096];
+        while !out.contains("die 0") && Instant::now() < deadline {
+            let n = so.read(&mut buf).unwrap_or(0);
+            if n == 0 {
+                break;
+            }
+            out.push_str(&String::from_utf8_lossy(&buf[..n]));
+        }
+    }
+    let _ = events.kill();
+    let _ = events.wait();
+    assert!(out.contains("create"), "{out}");
+    assert!(out.contains("start"), "{out}");
+    assert!(out.contains("die 0"), "{out}");
+    // wait: not-running answers at once for a stopped container; next-exit waits for the run.
+    assert_eq!(d.ok(&["wait", &name]).trim(), "0");
+    let waiter = d
+        .docker_cmd(&["container", "wait", &name])
+        .stdout(Stdio::piped())
+        .spawn()
+        .unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    d.ok(&["start", &name]);
+    let out = waiter.wait_with_output().unwrap();
+    assert_eq!(String::from_utf8_lossy(&out.stdout).trim(), "0");
+    d.ok(&["rm", &name]);
+    d.assert_clean();
+}
+
+#[test]
+fn without_live_restore_containers_stop_with_the_daemon_and_come_back() {
+    if !is_root() {
+        return;
+    }
+    let mut d = TestDaemon::start(
+        &unique("nolive"),
+        serde_json::json!({"live-restore": false}),
+    );
+    let reg = Registry::start();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    let (a, b) = (unique("always"), unique("plain"));
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &a,
+        "--restart",
+        "always",
+        "--stop-timeout",
+        "1",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &b,
+        "--stop-timeout",
+        "1",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    let pid = d
+        .ok(&["inspect", "-f", "{{.State.Pid}}", &a])
+        .trim()
+        .to_string();
+    d.stop();
+    assert!(
+        !std::path::Path::new(&format!("/proc/{pid}")).exists(),
+        "not stopped with the daemon"
+    );
+    d.launch();
+    wait_for("the always container back", || {
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &a]).trim() == "running"
+    });
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &b]).trim(),
+        "exited"
+    );
+    d.ok(&["rm", "-f", &a, &b]);
+    d.assert_clean();
+}

@@ -86,3 +86,29 @@ fn an_image_in_use_is_kept() {
     assert!(images.trim().is_empty(), "{images}");
     d.assert_clean();
 }
+
+#[test]
+fn docker_hub_names_through_a_registry_mirror() {
+    if !is_root() {
+        return;
+    }
+    let reg = Registry::start();
+    // The mirror holds Docker Hub's repository path (library/NAME).
+    let repo = unique("mirrored");
+    berth_testkit::images::push_busybox(&reg, &format!("library/{repo}:latest"));
+    let d = TestDaemon::start(
+        &unique("mirror"),
+        serde_json::json!({"registry-mirrors": [format!("http://{}", reg.addr)]}),
+    );
+    d.ok(&["pull", "-q", &repo]);
+    let tags = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
+    assert_eq!(tags.trim(), format!("{repo}:latest"));
+    assert_eq!(
+        d.ok(&["run", "--rm", &repo, "echo", "via mirror"]),
+        "via mirror\n"
+    );
+    // A name the mirror does not have: Docker Hub is not reachable here, so the pull fails.
+    let err = d.fails(&["pull", &unique("absent")]);
+    assert!(!err.is_empty());
+    d.assert_clean();
+}

@@ -25,6 +25,21 @@ pub struct DaemonArgs {
     /// Log level: debug, info, warn, error.
     #[arg(short = 'l', long = "log-level")]
     pub log_level: Option<String>,
+    /// Serve TCP with TLS.
+    #[arg(long)]
+    pub tls: bool,
+    /// Serve TCP with TLS and require client certificates signed by --tlscacert.
+    #[arg(long)]
+    pub tlsverify: bool,
+    /// The CA of clients' certificates [default: $DOCKER_CERT_PATH/ca.pem].
+    #[arg(long, value_name = "PATH")]
+    pub tlscacert: Option<PathBuf>,
+    /// The server's certificate [default: $DOCKER_CERT_PATH/cert.pem].
+    #[arg(long, value_name = "PATH")]
+    pub tlscert: Option<PathBuf>,
+    /// The server's key [default: $DOCKER_CERT_PATH/key.pem].
+    #[arg(long, value_name = "PATH")]
+    pub tlskey: Option<PathBuf>,
 }
 
 /// Run the daemon in the foreground.
@@ -68,6 +83,15 @@ pub fn run(data_root: Option<PathBuf>, a: &DaemonArgs) -> Result<ExitCode> {
         .map(|h| berth_api::parse_host(h, &default_sock))
         .collect::<Result<Vec<_>, _>>()
         .map_err(|e| anyhow::anyhow!("{e}"))?;
+    let tls = berth_api::TlsOptions {
+        tls: a.tls || cfg.tls.unwrap_or(false),
+        verify: a.tlsverify || cfg.tlsverify.unwrap_or(false),
+        ca: a.tlscacert.clone().or(cfg.tlscacert.clone()),
+        cert: a.tlscert.clone().or(cfg.tlscert.clone()),
+        key: a.tlskey.clone().or(cfg.tlskey.clone()),
+    };
+    // Bad certificates fail the start, before anything else.
+    tls.server_config().map_err(|e| anyhow::anyhow!("{e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .max_blocking_threads(64)
@@ -82,13 +106,19 @@ pub fn run(data_root: Option<PathBuf>, a: &DaemonArgs) -> Result<ExitCode> {
             .map_err(|e| anyhow::anyhow!("{e}"))
             .context("opening the engine")?;
         tracing::info!("berth daemon ready");
-        let serve = berth_api::serve(engine, listeners);
+        let serve = berth_api::serve(engine.clone(), listeners, &tls);
         let mut term = tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate())
             .context("signals")?;
         tokio::select! {
             r = serve => r.map_err(|e| anyhow::anyhow!("{e}"))?,
-            _ = term.recv() => tracing::info!("terminated: containers keep running (live restore)"),
-            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted: containers keep running (live restore)"),
+            _ = term.recv() => tracing::info!("terminated"),
+            _ = tokio::signal::ctrl_c() => tracing::info!("interrupted"),
+        }
+        if engine.config().live_restore() {
+            tracing::info!("containers keep running (live-restore)");
+        } else {
+            tracing::info!("stopping containers (live-restore is off)");
+            engine.shutdown().await;
         }
         Ok::<_, anyhow::Error>(())
     })?;

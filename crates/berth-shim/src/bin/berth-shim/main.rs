@@ -108,6 +108,21 @@ fn shim(cfg: ShimConfig, state_dir: PathBuf, report: OwnedFd) -> i32 {
         let _ = std::fs::remove_file(state_dir.join(PID_FILE));
         1
     };
+    // One shim per container: a socket that answers belongs to a live one, whose files are
+    // left alone.
+    if let Err(e) = nix::unistd::chdir(&state_dir) {
+        let line = format!("error {}: {e}\n", state_dir.display());
+        let _ = sys::write_all(report.as_fd(), line.as_bytes());
+        return 1;
+    }
+    if std::os::unix::net::UnixStream::connect(SOCKET_FILE).is_ok() {
+        let line = format!(
+            "error a shim is already running for {}\n",
+            state_dir.display()
+        );
+        let _ = sys::write_all(report.as_fd(), line.as_bytes());
+        return 1;
+    }
     match setup(&cfg, &state_dir) {
         Ok((mon, pid)) => {
             let line = format!("created {pid}\n");
@@ -148,7 +163,18 @@ fn setup(cfg: &ShimConfig, state_dir: &Path) -> Result<(Monitor, i32), String> {
         .map_err(|e| format!("sigprocmask: {e}"))?;
     let sigfd = SignalFd::with_flags(&mask, SfdFlags::SFD_NONBLOCK | SfdFlags::SFD_CLOEXEC)
         .map_err(|e| format!("signalfd: {e}"))?;
-    nix::unistd::chdir(state_dir).map_err(|e| format!("{}: {e}", state_dir.display()))?;
+    // (The cwd is the state directory already.) stderr is /dev/null: a panic (a bug) is left in the state directory for whoever finds
+    // the shim gone.
+    std::panic::set_hook(Box::new(|info| {
+        let _ = std::fs::write("shim.panic", format!("{info}\n"));
+    }));
+    // An exit record is this run's: one left by an earlier run of the container goes.
+    match std::fs::remove_file(&cfg.exit_file) {
+        Err(e) if e.kind() != std::io::ErrorKind::NotFound => {
+            return Err(format!("removing {}: {e}", cfg.exit_file.display()));
+        }
+        _ => {}
+    }
     write_file(
         &state_dir.join(PID_FILE),
         format!("{}\n", std::process::id()).as_bytes(),
