@@ -668,6 +668,164 @@ fn image_commands_go_through_the_daemon() {
     d.assert_clean();
 }
 
+#[test]
+fn container_operations_and_volumes() {
+    let Some((d, _reg, img)) = daemon(&unique("cops")) else {
+        return;
+    };
+    let b = Cli { d: &d };
+    let name = unique("ops");
+    b.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &name,
+        &img,
+        "sh",
+        "-c",
+        "echo hi > /tmp/f; while true; do sleep 1; done",
+    ]);
+    wait_for("the first file", || {
+        b.run(&["exec", &name, "test", "-e", "/tmp/f"])
+            .status
+            .success()
+    });
+    let top = b.ok(&["top", &name]);
+    assert!(top.starts_with("UID ") && top.contains("sleep"), "{top}");
+    let stats = b.ok(&[
+        "stats",
+        "--no-stream",
+        "--format",
+        "{{.Name}} {{.PIDs}} {{.MemUsage}}",
+        &name,
+    ]);
+    assert!(stats.starts_with(&format!("{name} ")), "{stats}");
+    assert!(stats.contains("iB / "), "{stats}");
+    let diff = b.ok(&["diff", &name]);
+    assert!(diff.contains("A /tmp/f"), "{diff}");
+    // cp both ways: into a directory, renamed, a directory's contents, a tar on stdout.
+    let host = d.dir.path().join("cp");
+    std::fs::create_dir(&host).unwrap();
+    let h = |p: &str| host.join(p).to_string_lossy().into_owned();
+    b.ok(&["cp", &format!("{name}:/tmp/f"), &h("")]);
+    assert_eq!(std::fs::read_to_string(host.join("f")).unwrap(), "hi\n");
+    b.ok(&["cp", &format!("{name}:/tmp/f"), &h("renamed")]);
+    assert_eq!(
+        std::fs::read_to_string(host.join("renamed")).unwrap(),
+        "hi\n"
+    );
+    std::fs::create_dir(host.join("dir")).unwrap();
+    std::fs::write(host.join("dir/up.txt"), "up\n").unwrap();
+    b.ok(&["cp", &h("dir"), &format!("{name}:/tmp/")]);
+    b.ok(&["cp", &h("dir/up.txt"), &format!("{name}:/tmp/other.txt")]);
+    assert_eq!(
+        b.ok(&["exec", &name, "cat", "/tmp/dir/up.txt", "/tmp/other.txt"]),
+        "up\nup\n"
+    );
+    let back = host.join("back");
+    std::fs::create_dir(&back).unwrap();
+    b.ok(&["cp", &format!("{name}:/tmp/dir/."), back.to_str().unwrap()]);
+    assert!(back.join("up.txt").is_file());
+    let tar = b.run(&["cp", &format!("{name}:/tmp/dir"), "-"]);
+    assert!(tar.status.success() && tar.stdout.len() >= 1024, "{tar:?}");
+    let err = b.fails(&["cp", &format!("{name}:/nope"), &h("x")]);
+    assert!(err.starts_with("Error response from daemon: "), "{err}");
+    // update, pause, rename, commit, export.
+    b.ok(&[
+        "update",
+        "--memory",
+        "64m",
+        "--memory-swap",
+        "128m",
+        "--pids-limit",
+        "50",
+        &name,
+    ]);
+    let limits = b.ok(&[
+        "inspect",
+        "-f",
+        "{{.HostConfig.Memory}} {{.HostConfig.PidsLimit}}",
+        &name,
+    ]);
+    assert_eq!(limits.trim(), "67108864 50");
+    b.ok(&["pause", &name]);
+    let st = b.ok(&[
+        "ps",
+        "--filter",
+        &format!("name={name}"),
+        "--format",
+        "{{.Status}}",
+    ]);
+    assert!(st.trim_end().ends_with("(Paused)"), "{st}");
+    b.ok(&["unpause", &name]);
+    let renamed = unique("renamed");
+    b.ok(&["rename", &name, &renamed]);
+    let snap = format!("{}:1", unique("snap"));
+    let id = b.ok(&["commit", "-m", "snapshot", &renamed, &snap]);
+    assert!(id.starts_with("sha256:"), "{id}");
+    assert_eq!(b.ok(&["run", "--rm", &snap, "cat", "/tmp/f"]), "hi\n");
+    let exported = d.dir.path().join("fs.tar");
+    b.ok(&["export", "-o", exported.to_str().unwrap(), &renamed]);
+    assert!(std::fs::metadata(&exported).unwrap().len() > 1_000_000);
+    b.ok(&["rm", "-f", &renamed]);
+    b.ok(&["rmi", &snap]);
+    // Volumes.
+    let vol = unique("vol");
+    assert_eq!(
+        b.ok(&["volume", "create", "--label", "k=v", &vol]),
+        format!("{vol}\n")
+    );
+    let ls = b.ok(&["volume", "ls"]);
+    assert!(ls.starts_with("DRIVER    VOLUME NAME\n"), "{ls}");
+    assert!(ls.contains(&format!("local     {vol}\n")), "{ls}");
+    let f = b.ok(&["volume", "ls", "--format", "{{.Name}}={{.Label \"k\"}}"]);
+    assert!(f.contains(&format!("{vol}=v")), "{f}");
+    let mp = b.ok(&["volume", "inspect", "-f", "{{.Mountpoint}}", &vol]);
+    assert!(mp.trim().ends_with("/_data"), "{mp}");
+    b.ok(&[
+        "run",
+        "--rm",
+        "-v",
+        &format!("{vol}:/data"),
+        &img,
+        "sh",
+        "-c",
+        "echo kept > /data/x",
+    ]);
+    assert_eq!(
+        b.ok(&[
+            "run",
+            "--rm",
+            "--mount",
+            &format!("source={vol},target=/d,readonly"),
+            &img,
+            "cat",
+            "/d/x"
+        ]),
+        "kept\n"
+    );
+    let t = b.ok(&[
+        "run",
+        "--rm",
+        "--tmpfs",
+        "/t:size=1m",
+        &img,
+        "sh",
+        "-c",
+        "grep ' /t ' /proc/mounts",
+    ]);
+    assert!(t.contains("tmpfs"), "{t}");
+    let df = b.ok(&["system", "df"]);
+    assert!(df.contains("\nLocal Volumes "), "{df}");
+    assert_eq!(b.ok(&["volume", "rm", &vol]), format!("{vol}\n"));
+    let err = b.fails(&["volume", "inspect", &vol]);
+    assert!(
+        err.contains("no such volume") || err.contains("No such volume"),
+        "{err}"
+    );
+    d.assert_clean();
+}
+
 /// Processes whose command line holds `needle`.
 fn processes_with(needle: &str) -> Vec<i32> {
     std::fs::read_dir("/proc")
