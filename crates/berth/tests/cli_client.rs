@@ -611,10 +611,24 @@ fn errors_are_dockers() {
 
 #[test]
 fn image_commands_go_through_the_daemon() {
-    let Some((d, _reg, img)) = daemon(&unique("cimg")) else {
+    let Some((d, reg, img)) = daemon(&unique("cimg")) else {
         return;
     };
     let b = Cli { d: &d };
+    // push: Docker's lines, the registry has it.
+    let pushed = format!("{}/{}:v1", reg.addr, unique("pushed"));
+    b.ok(&["tag", &img, &pushed]);
+    let out = b.ok(&["push", &pushed]);
+    assert!(out.contains("The push refers to repository ["), "{out}");
+    assert!(out.contains("v1: digest: sha256:"), "{out}");
+    let path = pushed
+        .strip_prefix(&format!("{}/", reg.addr))
+        .unwrap()
+        .replace(":v1", "/manifests/v1");
+    assert_eq!(reg.get(&format!("/v2/{path}")).map(|r| r.0), Some(200));
+    let digest = b.ok(&["push", "-q", &pushed]);
+    assert!(digest.trim().starts_with("sha256:"), "{digest}");
+    b.ok(&["rmi", &pushed]);
     let other = format!("{}:copy", unique("local"));
     b.ok(&["tag", &img, &other]);
     let list = b.ok(&["images", "--format", "{{.Repository}}:{{.Tag}} {{.Size}}"]);
