@@ -222,6 +222,10 @@ fn extract(r: impl Read, into: &Path, from: &str, to: Option<&str>, archive: boo
         let Some(rel) = rebased(&path, from, to) else {
             continue;
         };
+        if rel.as_os_str().is_empty() {
+            // The source directory itself, copied as its contents: the destination stays.
+            continue;
+        }
         let target = into.join(&rel);
         if let Some(p) = target.parent() {
             std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
@@ -423,6 +427,22 @@ mod tests {
         let t = tar_of(&[("src/a", None, b"A"), ("src/sub/b", None, b"B")]);
         extract(&t[..], tmp.path(), "src", Some("dst"), false).unwrap();
         assert_eq!(std::fs::read(tmp.path().join("dst/sub/b")).unwrap(), b"B");
+        // A directory's contents: its own entry is the destination.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "src/", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(1);
+        b.append_data(&mut h, "src/c", &b"C"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let into = tmp.path().join("contents");
+        std::fs::create_dir(&into).unwrap();
+        extract(&t[..], &into, "src", Some(""), false).unwrap();
+        assert_eq!(std::fs::read(into.join("c")).unwrap(), b"C");
         let t = tar_of(&[
             ("src/link", Some(outside.path()), b""),
             ("src/link/evil", None, b"x"),
