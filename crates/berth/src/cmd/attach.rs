@@ -158,17 +158,28 @@ pub fn session(h: Hijacked, s: &Session, started: impl FnOnce() -> Result<()>) -
         set.add(Signal::SIGWINCH);
     }
     let handle_signals = s.sig_proxy.is_some() || s.tty;
+    // Signals are forwarded once the start has been answered: before, the daemon may not
+    // count the container as running yet (and would refuse the kill).
+    let started_flag = std::sync::Arc::new((Mutex::new(false), std::sync::Condvar::new()));
     if handle_signals {
         set.thread_block()?;
         let client_host = s.client.host().to_string();
         let proxy = s.sig_proxy.clone();
         let resize_path = s.resize_path.clone();
+        let flag = started_flag.clone();
         std::thread::spawn(move || {
             let Ok(c) = Client::new(&client_host, None) else {
                 return;
             };
             loop {
                 let Ok(sig) = set.wait() else { return };
+                {
+                    let (m, cv) = &*flag;
+                    let mut g = m.lock().unwrap_or_else(|e| e.into_inner());
+                    while !*g {
+                        g = cv.wait(g).unwrap_or_else(|e| e.into_inner());
+                    }
+                }
                 if sig == Signal::SIGWINCH {
                     if let Some(p) = &resize_path {
                         resize(&c, p);
@@ -205,6 +216,11 @@ pub fn session(h: Hijacked, s: &Session, started: impl FnOnce() -> Result<()>) -
     if let Err(e) = started() {
         drop(raw_guard);
         return Err(e);
+    }
+    {
+        let (m, cv) = &*started_flag;
+        *m.lock().unwrap_or_else(|e| e.into_inner()) = true;
+        cv.notify_all();
     }
     if let (true, Some(p)) = (s.tty, &s.resize_path) {
         resize(s.client, p);

@@ -732,8 +732,9 @@ fn read_response(mut c: Conn, method: &str) -> Result<Response> {
     }
 }
 
-/// Start `berth daemon` listening on `path`, detached (its own session, stdio to a log file),
-/// and wait until it answers. One client at a time starts it (a lock beside the log); another
+/// Start `berth daemon` listening on `path` (systemd's berth.service when that is what serves
+/// the default socket; else detached: its own session, stdio to a log file), and wait until
+/// it answers. One client at a time starts it (a lock beside the log); another
 /// that waited for the lock finds it answering.
 fn start_daemon(client: &Client, path: &Path, a: &Autostart) -> Result<()> {
     let dir = a
@@ -758,6 +759,35 @@ fn start_daemon(client: &Client, path: &Path, a: &Autostart) -> Result<()> {
     rustix::fs::flock(&lock, rustix::fs::FlockOperation::LockExclusive)
         .with_context(|| format!("starting the daemon: locking {}", lock_path.display()))?;
     if client.ping() {
+        return Ok(());
+    }
+    // A real install runs the daemon as systemd's berth.service (contrib/systemd): start the
+    // service when it is what would serve this socket, so the daemon is not left in the
+    // caller's session (whose end would kill it).
+    let default = Addr::parse(DEFAULT_HOST).ok() == Some(Addr::Unix(path.to_path_buf()));
+    if default
+        && a.data_root.is_none()
+        && a.exec_root.is_none()
+        && a.config_file.is_none()
+        && Path::new("/run/systemd/system").is_dir()
+        && std::process::Command::new("systemctl")
+            .args(["start", "berth.service"])
+            .stdin(std::process::Stdio::null())
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    {
+        let deadline = Instant::now() + START_TIMEOUT;
+        while !client.ping() {
+            if Instant::now() > deadline {
+                bail!(
+                    "berth.service was started but did not answer within {} s (journalctl -u berth)",
+                    START_TIMEOUT.as_secs()
+                );
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
         return Ok(());
     }
     let log_path = dir.join("daemon.log");

@@ -13,7 +13,7 @@ use super::attach::{self, Outcome, Session};
 use super::client::{Client, Request, api_status, seg};
 use super::format::{Template, go_quote, headers, print_inspect};
 use super::run::{exit_code, wait_request, wait_result};
-use super::{go_time, human, one_line, secs_ago, short_id};
+use super::{go_time, human, human_prec, one_line, secs_ago, short_id};
 
 /// Apply `f` to each container, printing each name that worked and each error; the status is
 /// 1 when one failed (docker's behaviour for stop, rm, kill, …).
@@ -325,10 +325,15 @@ fn ps_row(c: &Value, trunc: bool) -> Value {
         .as_object()
         .map(|m| m.keys().cloned().collect())
         .unwrap_or_default();
-    let size = match (c["SizeRw"].as_u64(), c["SizeRootFs"].as_u64()) {
-        (Some(rw), Some(root)) => format!("{} (virtual {})", human(rw), human(root)),
-        (Some(rw), None) => human(rw),
-        _ => "0B".into(),
+    // Docker's: three significant digits, the virtual size when known.
+    let (rw, root) = (
+        c["SizeRw"].as_u64().unwrap_or(0) as f64,
+        c["SizeRootFs"].as_u64().unwrap_or(0) as f64,
+    );
+    let size = if root > 0.0 {
+        format!("{} (virtual {})", human_prec(rw, 3), human_prec(root, 3))
+    } else {
+        human_prec(rw, 3)
     };
     let ports = c["Ports"]
         .as_array()
@@ -792,7 +797,7 @@ mod tests {
         assert_eq!(r["Command"], "\"sh -c 'while true; …\"");
         assert_eq!(r["Names"], "web");
         assert_eq!(r["Labels"], "a=1");
-        assert_eq!(r["Size"], "12B (virtual 4.266MB)");
+        assert_eq!(r["Size"], "12B (virtual 4.27MB)");
         assert_eq!(r["LocalVolumes"], "1");
         let t = Template::parse("{{.Names}} {{.Label \"a\"}}", "").unwrap();
         assert_eq!(t.eval(&r).unwrap(), "web 1");

@@ -214,15 +214,31 @@ fn extract(r: impl Read, into: &Path, from: &str, to: Option<&str>, archive: boo
     ar.set_preserve_ownerships(archive);
     ar.set_overwrite(true);
     let mut total = 0u64;
+    let root =
+        std::fs::canonicalize(into).with_context(|| format!("resolving {}", into.display()))?;
     for e in ar.entries().context("reading the archive")? {
         let mut e = e.context("reading the archive")?;
         let path = e.path().context("an entry's path")?.into_owned();
         let Some(rel) = rebased(&path, from, to) else {
             continue;
         };
+        if rel.as_os_str().is_empty() {
+            // The source directory itself, copied as its contents: the destination stays.
+            continue;
+        }
         let target = into.join(&rel);
         if let Some(p) = target.parent() {
             std::fs::create_dir_all(p).with_context(|| format!("creating {}", p.display()))?;
+            // A symlink the copy made (or found) must not lead an entry out of `into`.
+            let real =
+                std::fs::canonicalize(p).with_context(|| format!("resolving {}", p.display()))?;
+            if !real.starts_with(&root) {
+                bail!(
+                    "refusing to write {}: it would land outside {}",
+                    rel.display(),
+                    into.display()
+                );
+            }
         }
         let kind = e.header().entry_type();
         if kind.is_hard_link() {
@@ -384,6 +400,57 @@ fn add<W: std::io::Write>(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn extraction_renames_and_stays_inside() {
+        let tmp = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let tar_of = |entries: &[(&str, Option<&Path>, &[u8])]| {
+            let mut b = tar::Builder::new(Vec::new());
+            for (name, link, data) in entries {
+                let mut h = tar::Header::new_gnu();
+                h.set_mode(0o644);
+                match link {
+                    Some(t) => {
+                        h.set_entry_type(tar::EntryType::Symlink);
+                        h.set_size(0);
+                        b.append_link(&mut h, name, t).unwrap();
+                    }
+                    None => {
+                        h.set_size(data.len() as u64);
+                        b.append_data(&mut h, name, *data).unwrap();
+                    }
+                }
+            }
+            b.into_inner().unwrap()
+        };
+        let t = tar_of(&[("src/a", None, b"A"), ("src/sub/b", None, b"B")]);
+        extract(&t[..], tmp.path(), "src", Some("dst"), false).unwrap();
+        assert_eq!(std::fs::read(tmp.path().join("dst/sub/b")).unwrap(), b"B");
+        // A directory's contents: its own entry is the destination.
+        let mut b = tar::Builder::new(Vec::new());
+        let mut h = tar::Header::new_gnu();
+        h.set_entry_type(tar::EntryType::Directory);
+        h.set_mode(0o755);
+        h.set_size(0);
+        b.append_data(&mut h, "src/", std::io::empty()).unwrap();
+        let mut h = tar::Header::new_gnu();
+        h.set_mode(0o644);
+        h.set_size(1);
+        b.append_data(&mut h, "src/c", &b"C"[..]).unwrap();
+        let t = b.into_inner().unwrap();
+        let into = tmp.path().join("contents");
+        std::fs::create_dir(&into).unwrap();
+        extract(&t[..], &into, "src", Some(""), false).unwrap();
+        assert_eq!(std::fs::read(into.join("c")).unwrap(), b"C");
+        let t = tar_of(&[
+            ("src/link", Some(outside.path()), b""),
+            ("src/link/evil", None, b"x"),
+        ]);
+        let err = extract(&t[..], tmp.path(), "src", None, false).unwrap_err();
+        assert!(err.to_string().contains("outside"), "{err}");
+        assert!(!outside.path().join("evil").exists());
+    }
 
     #[test]
     fn arguments_and_paths() {

@@ -700,7 +700,7 @@ pub fn spec(o: &ContainerOpts, args: &[String], detach: bool) -> Result<Spec> {
             ),
         ] {
             if let Some(v) = v {
-                let ns = go_duration(v).with_context(|| flag.to_string())?;
+                let ns = go_duration(v).context(flag)?;
                 if ns < 0 {
                     bail!("{flag} cannot be negative");
                 }
