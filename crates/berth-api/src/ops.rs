@@ -204,7 +204,7 @@ pub(crate) async fn commit(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Resul
 async fn pump_body(mut body: Incoming, tx: mpsc::Sender<io::Result<Bytes>>) {
     loop {
         let item = match body.frame().await {
-            None => break,
+            None => return,
             Some(Ok(f)) => match f.into_data() {
                 Ok(d) => Ok(d),
                 Err(_) => continue, // trailers
@@ -212,9 +212,22 @@ async fn pump_body(mut body: Incoming, tx: mpsc::Sender<io::Result<Bytes>>) {
             Some(Err(e)) => Err(io::Error::other(e.to_string())),
         };
         let failed = item.is_err();
-        if tx.send(item).await.is_err() || failed {
+        if failed {
+            return;
+        }
+        if tx.send(item).await.is_err() {
             break;
         }
+    }
+    // The extraction ended early (refused, failed): read what the client still sends (up to
+    // a bound) so that it gets to read the answer instead of a broken pipe.
+    let mut left: u64 = 256 << 20;
+    while let Some(Ok(f)) = body.frame().await {
+        let n = f.data_ref().map_or(0, |d| d.len() as u64);
+        if n >= left {
+            return;
+        }
+        left -= n;
     }
 }
 
