@@ -359,3 +359,32 @@ impl Drop for TestDaemon {
 pub fn docker_config(dir: &Path) -> PathBuf {
     dir.join("docker-config")
 }
+
+/// A test daemon (see [`TestDaemon::start`]) with the busybox fixture pulled from a fresh
+/// local registry: the daemon, the registry (keep it alive) and the image's name. None when
+/// not root (the suites need root). The shim must be built beside `berth`.
+pub fn with_busybox(name: &str) -> Option<(TestDaemon, crate::images::Registry, String)> {
+    if !crate::is_root() {
+        eprintln!("skipped: needs root");
+        return None;
+    }
+    let shim = berth_binary().with_file_name("berth-shim");
+    assert!(
+        shim.exists(),
+        "{} is not built: cargo build -p berth-shim",
+        shim.display()
+    );
+    let d = TestDaemon::start(name, serde_json::json!({}));
+    let reg = crate::images::Registry::start();
+    let image = d.pull_busybox(&reg, &crate::unique("bb"));
+    Some((d, reg, image))
+}
+
+/// Wait (up to 20 s) until `f` holds, else panic naming `what`.
+pub fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while !f() {
+        assert!(Instant::now() < deadline, "timed out waiting for {what}");
+        std::thread::sleep(Duration::from_millis(50));
+    }
+}

@@ -5,9 +5,9 @@
 use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
-use berth_testkit::daemon::TestDaemon;
+use berth_testkit::daemon::{TestDaemon, wait_for};
 use berth_testkit::images::{Registry, push_busybox};
 use berth_testkit::{CgroupParent, is_root, unique};
 
@@ -85,14 +85,6 @@ fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
     assert!(out.contains("Status: Downloaded newer image for"), "{out}");
     assert!(out.trim_end().ends_with(&image), "{out}");
     Some((d, reg, image))
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
 }
 
 fn text(b: &[u8]) -> String {

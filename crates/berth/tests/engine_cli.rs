@@ -6,34 +6,9 @@ use std::io::Write;
 use std::process::Stdio;
 use std::time::{Duration, Instant};
 
-use berth_testkit::daemon::TestDaemon;
+use berth_testkit::daemon::{TestDaemon, wait_for, with_busybox as daemon};
 use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
-
-fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let shim = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-shim");
-    assert!(
-        shim.exists(),
-        "{} is not built: cargo build -p berth-shim",
-        shim.display()
-    );
-    let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
-    let image = d.pull_busybox(&reg, &unique("bb"));
-    Some((d, reg, image))
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
 
 #[test]
 fn run_prints_output_and_exits_with_the_code() {

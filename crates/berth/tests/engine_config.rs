@@ -2,20 +2,9 @@
 //! user, hostname, hosts, limits in its cgroup, capabilities, read-only root, no new
 //! privileges, privileged, ulimits, sysctls, shm size, labels), and Docker's defaults.
 
-use berth_testkit::daemon::TestDaemon;
+use berth_testkit::daemon::{TestDaemon, with_busybox as daemon};
 use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
-
-fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
-    let image = d.pull_busybox(&reg, &unique("bb"));
-    Some((d, reg, image))
-}
 
 /// `docker run --rm ARGS… IMAGE sh -c SCRIPT`'s output.
 fn run(d: &TestDaemon, img: &str, args: &[&str], script: &str) -> String {

@@ -1,20 +1,9 @@
 //! Images through the engine, driven by the docker CLI: pull, tag, push, save/load, import,
 //! rmi of an image a container uses (Docker's conflict), prune keeping what containers use.
 
-use berth_testkit::daemon::TestDaemon;
+use berth_testkit::daemon::{TestDaemon, with_busybox as daemon};
 use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
-
-fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
-    let image = d.pull_busybox(&reg, &unique("bb"));
-    Some((d, reg, image))
-}
 
 #[test]
 fn tag_push_save_load_import() {

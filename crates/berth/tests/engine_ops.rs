@@ -7,35 +7,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use berth_testkit::daemon::TestDaemon;
-use berth_testkit::images::Registry;
+use berth_testkit::daemon::{TestDaemon, wait_for, with_busybox as daemon};
 use berth_testkit::tar::{EntryType, Layer};
-use berth_testkit::{is_root, unique};
-
-fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let shim = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-shim");
-    assert!(
-        shim.exists(),
-        "{} is not built: cargo build -p berth-shim",
-        shim.display()
-    );
-    let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
-    let image = d.pull_busybox(&reg, &unique("bb"));
-    Some((d, reg, image))
-}
-
-fn wait_for(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = Instant::now() + Duration::from_secs(20);
-    while !f() {
-        assert!(Instant::now() < deadline, "timed out waiting for {what}");
-        std::thread::sleep(Duration::from_millis(50));
-    }
-}
+use berth_testkit::unique;
 
 /// `curl` on the daemon's socket: (status, body).
 fn api(d: &TestDaemon, method: &str, path: &str, extra: &[&str]) -> (u16, Vec<u8>) {

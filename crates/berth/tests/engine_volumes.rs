@@ -6,28 +6,11 @@
 use std::os::unix::fs::{MetadataExt, PermissionsExt};
 use std::path::{Path, PathBuf};
 
-use berth_testkit::daemon::TestDaemon;
+use berth_testkit::daemon::{TestDaemon, with_busybox as daemon};
 use berth_testkit::images::Registry;
 use berth_testkit::tar::{EntryType, Layer};
-use berth_testkit::{is_root, unique};
+use berth_testkit::unique;
 use serde_json::{Value, json};
-
-fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
-    if !is_root() {
-        eprintln!("skipped: needs root");
-        return None;
-    }
-    let shim = std::path::Path::new(env!("CARGO_BIN_EXE_berth")).with_file_name("berth-shim");
-    assert!(
-        shim.exists(),
-        "{} is not built: cargo build -p berth-shim",
-        shim.display()
-    );
-    let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
-    let image = d.pull_busybox(&reg, &unique("bb"));
-    Some((d, reg, image))
-}
 
 /// The volume directories under the daemon's data root.
 fn volume_dirs(d: &TestDaemon) -> Vec<String> {
