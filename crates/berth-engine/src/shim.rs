@@ -23,16 +23,13 @@ pub struct Exit {
 }
 
 impl Exit {
-    /// Parse the `wait` answer, `exit <code> <nanos> <oom>`.
+    /// Parse the `wait` answer, `exit <code> <nanos> <oom>` (the shim protocol's parser).
     pub fn parse_line(line: &str) -> Option<Exit> {
-        let mut f = line.split_whitespace();
-        if f.next()? != "exit" {
-            return None;
-        }
+        let e = berth_shim::ExitStatus::parse(line.trim_end())?;
         Some(Exit {
-            exit_code: f.next()?.parse().ok()?,
-            finished_at_nanos: f.next()?.parse().ok()?,
-            oom_killed: f.next().map(|o| o == "1").unwrap_or(false),
+            exit_code: e.code as i64,
+            finished_at_nanos: e.finished_at_nanos as i64,
+            oom_killed: e.oom_killed,
         })
     }
 
