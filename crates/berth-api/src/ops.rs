@@ -61,7 +61,7 @@ pub(crate) async fn route(
             let (mut resp, tx) = http::stream(200, "application/x-tar");
             resp.headers_mut().insert(PATH_STAT, stat_header(&st)?);
             tokio::task::spawn_blocking(move || {
-                let mut w = ChanWriter::new(tx);
+                let mut w = http::BodyWriter::new(tx);
                 if let Err(e) = write(&mut w).and_then(|()| {
                     w.flush()
                         .map_err(|e| Error::internal("sending the archive", e))
@@ -95,7 +95,7 @@ pub(crate) async fn route(
             let write = blocking(move || engine.export(&ctx.who, &id)).await?;
             let (resp, tx) = http::stream(200, "application/x-tar");
             tokio::task::spawn_blocking(move || {
-                let mut w = ChanWriter::new(tx);
+                let mut w = http::BodyWriter::new(tx);
                 let res = write(&mut w)
                     .and_then(|()| w.flush().map_err(|e| Error::internal("sending", e)));
                 if let Err(e) = res {
@@ -250,47 +250,5 @@ impl Read for ChanReader {
         buf[..n].copy_from_slice(&self.cur[..n]);
         self.cur = self.cur.slice(n..);
         Ok(n)
-    }
-}
-
-/// A blocking writer into a streamed response, in chunks of 64 KiB; a client gone away is a
-/// broken pipe.
-struct ChanWriter {
-    tx: mpsc::Sender<Bytes>,
-    buf: Vec<u8>,
-}
-
-const CHUNK: usize = 64 * 1024;
-
-impl ChanWriter {
-    fn new(tx: mpsc::Sender<Bytes>) -> ChanWriter {
-        ChanWriter {
-            tx,
-            buf: Vec::with_capacity(CHUNK),
-        }
-    }
-
-    fn send(&mut self) -> io::Result<()> {
-        if self.buf.is_empty() {
-            return Ok(());
-        }
-        let chunk = Bytes::from(std::mem::replace(&mut self.buf, Vec::with_capacity(CHUNK)));
-        self.tx
-            .blocking_send(chunk)
-            .map_err(|_| io::Error::new(io::ErrorKind::BrokenPipe, "the client went away"))
-    }
-}
-
-impl Write for ChanWriter {
-    fn write(&mut self, b: &[u8]) -> io::Result<usize> {
-        self.buf.extend_from_slice(b);
-        if self.buf.len() >= CHUNK {
-            self.send()?;
-        }
-        Ok(b.len())
-    }
-
-    fn flush(&mut self) -> io::Result<()> {
-        self.send()
     }
 }
