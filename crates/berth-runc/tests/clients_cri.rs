@@ -164,6 +164,8 @@ state = "{state}"
             .into_iter()
             .flatten()
             .flatten()
+            // The runtime's seccomp program cache is not a container.
+            .filter(|e| e.file_name() != "@seccomp")
             .map(|e| e.path())
             .collect()
     }

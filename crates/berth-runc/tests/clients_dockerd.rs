@@ -180,7 +180,10 @@ impl Dockerd {
                 .flatten()
             {
                 for c in std::fs::read_dir(ns.path()).into_iter().flatten().flatten() {
-                    out.push(c.path());
+                    // The runtime's seccomp program cache is not a container.
+                    if c.file_name() != "@seccomp" {
+                        out.push(c.path());
+                    }
                 }
             }
         }

@@ -177,7 +177,9 @@ pub fn create(root: &Path, id: &str, systemd_cgroup: bool, opts: &CreateOptions)
         ))?;
     }
     let seccomp_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let seccomp = seccomp_spec.map(berth_seccomp::compile).transpose()?;
+    let seccomp = seccomp_spec
+        .map(|s| berth_seccomp::compile_cached(s, &crate::state::seccomp_cache(root)))
+        .transpose()?;
     let listener = seccomp_spec.and_then(|s| s.listener_path().clone());
     if seccomp.as_ref().is_some_and(|f| f.uses_notify()) && listener.is_none() {
         return Err(Error::InvalidConfig(

@@ -107,7 +107,9 @@ pub fn exec(root: &Path, id: &str, opts: ExecOptions) -> Result<ExecOutcome> {
         ))?;
     }
     let seccomp_spec = spec.linux().as_ref().and_then(|l| l.seccomp().as_ref());
-    let seccomp = seccomp_spec.map(berth_seccomp::compile).transpose()?;
+    let seccomp = seccomp_spec
+        .map(|s| berth_seccomp::compile_cached(s, &crate::state::seccomp_cache(root)))
+        .transpose()?;
     let listener = seccomp_spec.and_then(|s| s.listener_path().clone());
     let init_pid = c.saved.pid.unwrap_or(0);
     let cgroup = c.cgroup();

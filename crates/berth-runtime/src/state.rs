@@ -147,6 +147,12 @@ pub fn process_alive(pid: i32, start: Option<u64>) -> bool {
     }
 }
 
+/// Where the runtime keeps compiled seccomp programs (`berth_seccomp::compile_cached`):
+/// beneath its root, under a name no container ID can have (`@` is not allowed in one).
+pub fn seccomp_cache(root: &Path) -> PathBuf {
+    root.join("@seccomp")
+}
+
 /// The directory holding one container's state.
 #[derive(Debug)]
 pub struct StateDir {

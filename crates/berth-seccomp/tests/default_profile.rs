@@ -18,7 +18,16 @@ type Results = BTreeMap<String, (i64, i32)>;
 
 /// Run the probes in a child that loads `profile` first.
 fn probe_with(profile: &LinuxSeccomp) -> Results {
-    let o = Command::new(std::env::current_exe().unwrap())
+    probe_cached(profile, None)
+}
+
+/// The same, the child compiling through `compile_cached` with `cache` when given.
+fn probe_cached(profile: &LinuxSeccomp, cache: Option<&std::path::Path>) -> Results {
+    let mut cmd = Command::new(std::env::current_exe().unwrap());
+    if let Some(c) = cache {
+        cmd.env("BERTH_PROBE_CACHE", c);
+    }
+    let o = cmd
         .args([
             "--exact",
             "probe",
@@ -79,7 +88,10 @@ fn probe() {
         return;
     };
     let profile: LinuxSeccomp = serde_json::from_str(&profile).unwrap();
-    let filter = berth_seccomp::compile(&profile).unwrap();
+    let filter = match std::env::var_os("BERTH_PROBE_CACHE") {
+        Some(dir) => berth_seccomp::compile_cached(&profile, std::path::Path::new(&dir)).unwrap(),
+        None => berth_seccomp::compile(&profile).unwrap(),
+    };
     // SAFETY: prctl with integer arguments.
     let r = unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     assert_eq!(r, 0);
@@ -229,6 +241,51 @@ fn the_kernel_enforces_the_default_profile() {
         expect(&r, name, false, EPERM);
     }
     expect(&r, "clone3", false, libc::ENOSYS);
+}
+
+/// The cached program is the same filter: a first container compiles and stores it, a second
+/// loads it from the cache without libseccomp; both see exactly what the compiled one sees.
+/// A damaged cache entry is a miss (compiled again), never a weaker filter.
+#[test]
+fn the_cached_program_is_the_same_filter() {
+    let dir = tempfile::tempdir().unwrap();
+    let cache = dir.path().join("seccomp");
+    let profile = default_profile(DEFAULT_CAPABILITIES);
+    let compiled = outcomes(probe_with(&profile));
+    let first = outcomes(probe_cached(&profile, Some(&cache)));
+    let entries: Vec<_> = std::fs::read_dir(&cache)
+        .unwrap()
+        .map(|e| e.unwrap().path())
+        .collect();
+    assert_eq!(entries.len(), 1, "{entries:?}");
+    let second = outcomes(probe_cached(&profile, Some(&cache)));
+    assert_eq!(first, compiled);
+    assert_eq!(second, compiled);
+    // Cut the entry short: the next load compiles again and still enforces the profile.
+    let bytes = std::fs::read(&entries[0]).unwrap();
+    std::fs::write(&entries[0], &bytes[..bytes.len() - 8]).unwrap();
+    assert_eq!(outcomes(probe_cached(&profile, Some(&cache))), compiled);
+    assert_eq!(
+        std::fs::read(&entries[0]).unwrap(),
+        bytes,
+        "rewritten whole"
+    );
+    // Another profile gets an entry of its own.
+    let mut caps = DEFAULT_CAPABILITIES.to_vec();
+    caps.push("CAP_SYS_ADMIN");
+    let admin = default_profile(&caps);
+    assert_eq!(
+        outcomes(probe_cached(&admin, Some(&cache))),
+        outcomes(probe_with(&admin))
+    );
+    assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 2);
+}
+
+/// The results with pids and fd numbers reduced to "succeeded": what a filter decides.
+fn outcomes(r: Results) -> BTreeMap<String, (bool, i32)> {
+    r.into_iter()
+        .map(|(name, (ret, errno))| (name, (ret >= 0, errno)))
+        .collect()
 }
 
 /// The same probes under a filter that allows everything: none is refused with EPERM and

@@ -9,8 +9,49 @@ use std::process::{Command, Output};
 
 use serde_json::{Value, json};
 
+/// Run `case` in a child under `profile`, compiled by `compile`; without notify rules, also
+/// through `compile_cached`, cold (compiled, then stored) and warm (loaded from the cache),
+/// each of which must end exactly as the compiled filter did.
 fn spawn_child(case: &str, profile: Value, extra_env: &[(&str, &str)]) -> Output {
+    let compiled = run_child(case, &profile, extra_env, None);
+    if !profile.to_string().contains("SCMP_ACT_NOTIFY") {
+        let dir = tempfile::tempdir().unwrap();
+        let cache = dir.path().join("cache");
+        for round in ["cold", "warm"] {
+            let o = run_child(case, &profile, extra_env, Some(&cache));
+            assert_eq!(
+                (results(&o), o.status.code(), o.status.signal()),
+                (
+                    results(&compiled),
+                    compiled.status.code(),
+                    compiled.status.signal()
+                ),
+                "{case} with the {round} cache: {}",
+                String::from_utf8_lossy(&o.stderr)
+            );
+        }
+        assert_eq!(std::fs::read_dir(&cache).unwrap().count(), 1);
+    }
+    compiled
+}
+
+fn results(o: &Output) -> Vec<String> {
+    stdout(o)
+        .lines()
+        .filter_map(|l| l.split_once("RESULT ").map(|(_, r)| r.to_string()))
+        .collect()
+}
+
+fn run_child(
+    case: &str,
+    profile: &Value,
+    extra_env: &[(&str, &str)],
+    cache: Option<&std::path::Path>,
+) -> Output {
     let mut c = Command::new(std::env::current_exe().unwrap());
+    if let Some(dir) = cache {
+        c.env("SECCOMP_CACHE", dir);
+    }
     c.args([
         "--exact",
         "child",
@@ -39,7 +80,10 @@ fn child() {
     };
     let profile: oci_spec::runtime::LinuxSeccomp =
         serde_json::from_str(&std::env::var("SECCOMP_PROFILE").unwrap()).unwrap();
-    let filter = berth_seccomp::compile(&profile).unwrap();
+    let filter = match std::env::var_os("SECCOMP_CACHE") {
+        Some(dir) => berth_seccomp::compile_cached(&profile, std::path::Path::new(&dir)).unwrap(),
+        None => berth_seccomp::compile(&profile).unwrap(),
+    };
     // SAFETY: prctl with integer arguments.
     unsafe { libc::prctl(libc::PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) };
     let notify = filter.load().unwrap();
@@ -60,6 +104,11 @@ fn child() {
             let r = unsafe { libc::mkdir(dir.as_ptr(), 0o755) };
             let e = std::io::Error::last_os_error().raw_os_error().unwrap_or(0);
             println!("RESULT mkdir={r} errno={e}");
+            if r == 0 {
+                // The same case runs again (with the cache): leave the name free.
+                // SAFETY: rmdir with a valid C string.
+                unsafe { libc::rmdir(dir.as_ptr()) };
+            }
         }
         "getcwd" => {
             // In a thread of its own: SCMP_ACT_KILL ends only the calling thread.
