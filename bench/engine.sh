@@ -9,7 +9,8 @@
 # docker CLI used (default: the one on PATH).
 #
 # 1. `run --rm --network none IMG true` end to end (RUNS runs each, one hyperfine run):
-#      berth     `docker -H unix://berth.sock run --rm --network none IMG true`;
+#      berth     `berth run --rm --network none IMG true` (berth's own CLI; BERTH_HOST);
+#      berth (docker CLI) `docker -H unix://berth.sock run --rm --network none IMG true`;
 #      dockerd   `docker -H unix://docker.sock run --rm --network none IMG true`;
 #      podman    `podman run --rm --network none IMG true`;
 #      and, for reference, `docker -H unix://berth.sock version`: what the docker CLI costs
@@ -20,7 +21,7 @@
 #    other builds the wall times are mostly waiting for a core; CPU time is not.
 # 2. 50 detached containers started one after another, `run -d --network none IMG sleep 1000`
 #    × 50 (total wall time; BATCH_RUNS runs, every container removed before each run, not
-#    timed): berth and dockerd through the docker CLI, podman's CLI, and the bare runtimes:
+#    timed): berth's CLI, berth and dockerd through the docker CLI, podman's CLI, and the bare runtimes:
 #    `runc run -d` of 50 busybox bundles, and crun the same way. crun 1.8.1 refuses this
 #    hybrid cgroup host ("cgroups in hybrid mode not supported"): it runs in a mount namespace
 #    of its own where /sys/fs/cgroup/unified is unmounted, as in bench/runtime.sh.
@@ -91,6 +92,8 @@ D="$DOCKER_CLI"
 export DOCKER_CONFIG=$work/docker-cli
 mkdir -p "$DOCKER_CONFIG" && echo "{}" >"$DOCKER_CONFIG/config.json" # podman reads it too
 db="$D -H unix://$work/berth.sock"
+export BERTH_HOST=unix://$work/berth.sock
+bc=$BERTH_BIN # berth's own CLI, speaking to the daemon at BERTH_HOST
 dd="$D -H unix://$work/docker.sock"
 dp="$D -H unix://$work/podman.sock"
 export CONTAINERS_CONF=$work/containers.conf
@@ -355,7 +358,8 @@ echo
 # ---- 1. run --rm --network none IMG true.
 echo "== 1. run --rm --network none IMG true ($RUNS runs each)"
 hyperfine --warmup 3 --runs "$RUNS" --export-json "$work/run.json" \
-  -n berth "$db run --rm --network none $IMG true" \
+  -n berth "$bc run --rm --network none $IMG true" \
+  -n "berth (docker CLI)" "$db run --rm --network none $IMG true" \
   -n dockerd "$dd run --rm --network none $IMG true" \
   -n podman "$podman_run --rm --network none $IMG true" \
   -n "docker CLI alone" "$db version >/dev/null"
@@ -380,17 +384,18 @@ if [ -n "$cpuacct" ]; then
     cpu[$name]=$(( (b - a) / RUNS ))
   }
   declare -A cpu
-  cpu_run berth "$db run --rm --network none $IMG true" "$berth_pid"
+  cpu_run berth "$bc run --rm --network none $IMG true" "$berth_pid"
+  cpu_run berth-docker "$db run --rm --network none $IMG true" "$berth_pid"
   cpu_run dockerd "$dd run --rm --network none $IMG true" "$dockerd_pid" "$containerd_pid"
   cpu_run podman "$podman_run --rm --network none $IMG true"
-  cpu_summary="  CPU time per run: berth $(awk -v v="${cpu[berth]}" 'BEGIN {printf "%.1f", v / 1e6}') ms, dockerd $(awk -v v="${cpu[dockerd]}" 'BEGIN {printf "%.1f", v / 1e6}') ms, podman $(awk -v v="${cpu[podman]}" 'BEGIN {printf "%.1f", v / 1e6}') ms; berth/podman $(ratio "${cpu[berth]}" "${cpu[podman]}"), berth/dockerd $(ratio "${cpu[berth]}" "${cpu[dockerd]}")"
+  cpu_summary="  CPU time per run: berth $(awk -v v="${cpu[berth]}" 'BEGIN {printf "%.1f", v / 1e6}') ms (through the docker CLI $(awk -v v="${cpu[berth-docker]}" 'BEGIN {printf "%.1f", v / 1e6}') ms), dockerd $(awk -v v="${cpu[dockerd]}" 'BEGIN {printf "%.1f", v / 1e6}') ms, podman $(awk -v v="${cpu[podman]}" 'BEGIN {printf "%.1f", v / 1e6}') ms; berth/podman $(ratio "${cpu[berth]}" "${cpu[podman]}"), berth (docker CLI)/dockerd $(ratio "${cpu[berth-docker]}" "${cpu[dockerd]}")"
 else
   cpu_summary="  CPU time per run: not measured (no cgroup v1 cpuacct hierarchy)"
 fi
 summary+=("$(jq -r '
   (.results | map({(.command): .median}) | add) as $m
   | "run --rm --network none IMG true, medians: " + ([ $m | to_entries[] | "\(.key) \((.value*1000*10|round)/10) ms" ] | join(", "))
-  + "\n  berth/podman \(($m.berth / $m.podman * 100 | round) / 100) (goal ≤ 0.2), berth/dockerd \(($m.berth / $m.dockerd * 100 | round) / 100) (goal ≤ 0.33)"' \
+  + "\n  berth/podman \(($m.berth / $m.podman * 100 | round) / 100) (goal ≤ 0.2), both through the docker CLI: berth/dockerd \(($m["berth (docker CLI)"] / $m.dockerd * 100 | round) / 100) (goal ≤ 0.33)"' \
   "$work/run.json")" "$cpu_summary")
 echo
 
@@ -430,7 +435,9 @@ B=$work/batch.sh
 rm_docker() { echo "$1 ps -aq | xargs -r $1 rm -f >/dev/null"; }
 hyperfine --warmup 1 --runs "$BATCH_RUNS" --export-json "$work/batch.json" \
   --prepare "$(rm_docker "$db")" \
-  -n berth "$B $BATCH $db run -d --network none $IMG sleep 1000" \
+  -n berth "$B $BATCH $bc run -d --network none $IMG sleep 1000" \
+  --prepare "$(rm_docker "$db")" \
+  -n berth-docker-cli "$B $BATCH $db run -d --network none $IMG sleep 1000" \
   --prepare "$(rm_docker "$dd")" \
   -n dockerd "$B $BATCH $dd run -d --network none $IMG sleep 1000" \
   --prepare "$podman rm -af -t 0 >/dev/null" \
@@ -451,7 +458,7 @@ in_pure_v1 "$work/runtime-clean.sh" $crun
 summary+=("$(jq -r --argjson n "$BATCH" '
   (.results | map({(.command | split(" ")[0]): .median}) | add) as $m
   | "\($n) detached containers, medians: " + ([ $m | to_entries[] | "\(.key) \((.value*100|round)/100) s (\(($n / .value * 10 | round) / 10)/s)" ] | join(", "))
-  + "\n  rate berth/podman \(($m.podman / $m.berth * 100 | round) / 100)× (goal ≥ 4), berth/dockerd \(($m.dockerd / $m.berth * 100 | round) / 100)×;"
+  + "\n  rate berth/podman \(($m.podman / $m.berth * 100 | round) / 100)× (goal ≥ 4); both through the docker CLI, berth/dockerd \(($m.dockerd / $m["berth-docker-cli"] * 100 | round) / 100)×;"
   + " time berth/runc \(($m.berth / $m.runc * 100 | round) / 100), berth/crun \(($m.berth / $m.crun * 100 | round) / 100) (stretch ≤ 2)"' \
   "$work/batch.json")")
 echo
