@@ -41,7 +41,7 @@ out=$(mktemp /tmp/berth-vm-out-XXXXXX)
 trap 'rm -rf "$stage" "$out"' EXIT
 mkdir -p "$stage"/{bin,dev,proc,sys,tmp,run,etc,modules}
 cp /bin/busybox "$stage/bin/busybox"
-for m in drivers/net/veth.ko; do
+for m in drivers/net/veth.ko fs/overlayfs/overlay.ko; do
   f="$cache/kernel/root/lib/modules/$kver/kernel/$m"
   [ -f "$f" ] && cp "$f" "$stage/modules/"
   [ -f "$f.xz" ] && xz -dc "$f.xz" > "$stage/modules/$(basename "$m")"
@@ -62,6 +62,8 @@ cp "$here/init.sh" "$stage/init"
 chmod +x "$stage/init" "$stage/script.sh"
 echo 'root:x:0:0:root:/root:/bin/sh' > "$stage/etc/passwd"
 echo 'root:x:0:' > "$stage/etc/group"
+# The static berth binary looks the group `berth` up: files only (no NSS modules to load).
+printf 'passwd: files\ngroup: files\nhosts: files\n' > "$stage/etc/nsswitch.conf"
 (cd "$stage" && find . | cpio -o -H newc --quiet | gzip -1) > "$cache/initrd-$$.gz"
 
 # 3. Boot. The script's exit code comes back on the serial console. Software emulation

@@ -198,6 +198,58 @@ fn stats_show_cpu_memory_limit_and_pids() {
     d.assert_clean();
 }
 
+/// A process that outgrows the memory limit is killed by the kernel: the container exits 137,
+/// inspect says OOMKilled, and the events have `oom` before `die` (cgroup v1's OOM counter, or
+/// v2's memory.events in the qemu suites).
+#[test]
+fn an_oom_kill_is_reported() {
+    let Some((d, _reg, img)) = daemon(&unique("oom")) else {
+        return;
+    };
+    let name = unique("oom");
+    // dd's 64 MiB buffer, touched as it reads, cannot fit in 16 MiB (swap is limited with it).
+    let out = d.docker(&[
+        "run",
+        "--name",
+        &name,
+        "--memory",
+        "16m",
+        "--memory-swap",
+        "16m",
+        &img,
+        "dd",
+        "if=/dev/zero",
+        "of=/dev/null",
+        "bs=64M",
+        "count=1",
+    ]);
+    assert_eq!(out.status.code(), Some(137), "{out:?}");
+    let st = d.ok(&[
+        "inspect",
+        "-f",
+        "{{.State.OOMKilled}} {{.State.ExitCode}} {{.State.Status}}",
+        &name,
+    ]);
+    assert_eq!(st.trim(), "true 137 exited");
+    let events = container_events(&d, &name);
+    let actions: Vec<&str> = events.lines().collect();
+    let oom = actions.iter().position(|a| *a == "oom");
+    let die = actions.iter().position(|a| *a == "die");
+    assert!(
+        oom.is_some() && die.is_some() && oom < die,
+        "events: {actions:?}"
+    );
+    // A container that exits by itself within its limit is not marked.
+    let ok = unique("fits");
+    d.ok(&["run", "--name", &ok, "--memory", "16m", &img, "true"]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.OOMKilled}}", &ok]).trim(),
+        "false"
+    );
+    d.ok(&["rm", &name, &ok]);
+    d.assert_clean();
+}
+
 #[test]
 fn top_lists_the_containers_processes() {
     let Some((d, _reg, img)) = daemon(&unique("top")) else {
