@@ -10,7 +10,8 @@
 #
 # The engine's part runs the installed (static release) binaries — berth, berth-shim,
 # berth-init — driven by the real docker CLI, with images served by docker-registry and pushed
-# by skopeo, as on the host: limits in the container's cgroup, live update, stats, top, pause,
+# by skopeo, as on the host (these, procps' ps and curl are copied in; /usr/bin comes before busybox's
+# /bin on PATH): limits in the container's cgroup, live update, stats, top, pause,
 # an OOM kill, containers outliving a killed daemon, a killed shim.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -41,7 +42,7 @@ docker_cli=$(command -v docker)
 script=$(mktemp /tmp/berth-vm-suite-XXXXXX.sh)
 trap 'rm -f "$script"' EXIT
 {
-  echo "export BERTH_RUNC_BIN=$runc BERTH_FIXTURES=/tmp/berth-fixtures RUST_BACKTRACE=1 PATH=/bin:/usr/bin:/sbin:/usr/sbin:/usr/local/bin"
+  echo "export BERTH_RUNC_BIN=$runc BERTH_FIXTURES=/tmp/berth-fixtures RUST_BACKTRACE=1 PATH=/usr/local/bin:/usr/bin:/bin:/sbin:/usr/sbin"
   echo "cd /tmp"
   echo "rc=0"
   for t in "${tests[@]}"; do
@@ -61,4 +62,5 @@ trap 'rm -f "$script"' EXIT
 } > "$script"
 tests/vm/run.sh "$mode" "$script" "$runc" "${tests[@]}" "$PWD/scripts/check-leaks.sh" /usr/bin/jq \
   "$rel/berth" "$rel/berth-shim" "$rel/berth-init" "${engine_bins[@]}" "$docker_cli" \
-  "$(command -v docker-registry)" "$(command -v skopeo)" /etc/containers/policy.json
+  "$(command -v docker-registry)" "$(command -v skopeo)" /etc/containers/policy.json \
+  /usr/bin/ps "$(command -v curl)" # procps' ps, which `docker top` runs (busybox's takes other options); curl, which tests speak the API with

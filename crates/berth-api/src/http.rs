@@ -226,13 +226,17 @@ pub struct BodyReader {
 
 impl BodyReader {
     /// Start feeding `body` (at most `limit` bytes in all; beyond it the reader fails).
+    ///
+    /// When the reader stops early (the work was refused or failed, or the body is too
+    /// large), what the client still sends is read and dropped (up to 256 MiB) so that it
+    /// gets to read the answer instead of a broken pipe.
     pub fn new(mut body: hyper::body::Incoming, limit: u64) -> BodyReader {
         let (tx, rx) = mpsc::channel(16);
         tokio::spawn(async move {
             let mut total = 0u64;
             loop {
                 match body.frame().await {
-                    None => break,
+                    None => return,
                     Some(Ok(f)) => {
                         if let Ok(data) = f.into_data() {
                             total += data.len() as u64;
@@ -251,9 +255,18 @@ impl BodyReader {
                     }
                     Some(Err(e)) => {
                         let _ = tx.send(Err(format!("reading the request body: {e}"))).await;
-                        break;
+                        return;
                     }
                 }
+            }
+            drop(tx);
+            let mut left: u64 = 256 << 20;
+            while let Some(Ok(f)) = body.frame().await {
+                let n = f.data_ref().map_or(0, |d| d.len() as u64);
+                if n >= left {
+                    return;
+                }
+                left -= n;
             }
         });
         BodyReader {

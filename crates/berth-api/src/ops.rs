@@ -4,19 +4,17 @@
 //! a blocking thread into the response's channel, and a request body (PUT archive) is read
 //! into the engine's blocking call through another.
 
-use std::io::{self, Read, Write};
+use std::io::Write;
 use std::time::Duration;
 
 use base64::Engine as _;
 use berth_engine::{CommitRequest, Error, ExtractRequest, StatsSample};
 use bollard_stubs::models::{ContainerConfig, ContainerUpdateBody};
 use bytes::Bytes;
-use http_body_util::BodyExt;
 use hyper::body::Incoming;
 use hyper::header::HeaderValue;
 use hyper::{Method, Request};
 use serde_json::json;
-use tokio::sync::mpsc;
 
 use crate::http::{self, Query, Resp};
 use crate::{Ctx, blocking};
@@ -77,17 +75,8 @@ pub(crate) async fn route(
                 no_overwrite_dir_non_dir: q.bool("noOverwriteDirNonDir"),
                 copy_uid_gid: q.bool("copyUIDGID"),
             };
-            let (tx, rx) = mpsc::channel::<io::Result<Bytes>>(16);
-            let work = blocking(move || {
-                let mut body = ChanReader {
-                    rx,
-                    cur: Bytes::new(),
-                };
-                ctx.engine.extract_to_dir(&ctx.who, &id, &r, &mut body)
-            });
-            let pump = pump_body(req.into_body(), tx);
-            let (res, ()) = tokio::join!(work, pump);
-            res?;
+            let mut body = http::BodyReader::new(req.into_body(), u64::MAX);
+            blocking(move || ctx.engine.extract_to_dir(&ctx.who, &id, &r, &mut body)).await?;
             Ok(http::empty(200))
         }
         (&Method::GET, "export") => {
@@ -197,58 +186,4 @@ pub(crate) async fn commit(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Resul
     };
     let id = blocking(move || ctx.engine.commit(&ctx.who, &r)).await?;
     Ok(http::json(201, &json!({ "Id": id })))
-}
-
-/// Feed a request body to a blocking reader, chunk by chunk, until it ends, fails, or the
-/// reader has stopped reading.
-async fn pump_body(mut body: Incoming, tx: mpsc::Sender<io::Result<Bytes>>) {
-    loop {
-        let item = match body.frame().await {
-            None => return,
-            Some(Ok(f)) => match f.into_data() {
-                Ok(d) => Ok(d),
-                Err(_) => continue, // trailers
-            },
-            Some(Err(e)) => Err(io::Error::other(e.to_string())),
-        };
-        let failed = item.is_err();
-        if failed {
-            return;
-        }
-        if tx.send(item).await.is_err() {
-            break;
-        }
-    }
-    // The extraction ended early (refused, failed): read what the client still sends (up to
-    // a bound) so that it gets to read the answer instead of a broken pipe.
-    let mut left: u64 = 256 << 20;
-    while let Some(Ok(f)) = body.frame().await {
-        let n = f.data_ref().map_or(0, |d| d.len() as u64);
-        if n >= left {
-            return;
-        }
-        left -= n;
-    }
-}
-
-/// A blocking reader of a request body's chunks.
-struct ChanReader {
-    rx: mpsc::Receiver<io::Result<Bytes>>,
-    cur: Bytes,
-}
-
-impl Read for ChanReader {
-    fn read(&mut self, buf: &mut [u8]) -> io::Result<usize> {
-        while self.cur.is_empty() {
-            match self.rx.blocking_recv() {
-                Some(Ok(b)) => self.cur = b,
-                Some(Err(e)) => return Err(e),
-                None => return Ok(0),
-            }
-        }
-        let n = buf.len().min(self.cur.len());
-        buf[..n].copy_from_slice(&self.cur[..n]);
-        self.cur = self.cur.slice(n..);
-        Ok(n)
-    }
 }

@@ -119,6 +119,7 @@ pub async fn info(ctx: &Ctx) -> Result<Resp, Error> {
             .map(|h| h.to_string_lossy().into_owned())
             .unwrap_or_default();
         let v2 = berth_engine::cgroup::pure_v2();
+        let swap = engine.swap_limit();
         Ok(json!({
             "ID": machine_id(),
             "Containers": list.len(),
@@ -132,7 +133,7 @@ pub async fn info(ctx: &Ctx) -> Result<Resp, Error> {
                 "Volume": ["local"], "Network": ["host", "null"],
                 "Authorization": null, "Log": ["json-file", "none"],
             },
-            "MemoryLimit": true, "SwapLimit": true, "KernelMemoryTCP": false,
+            "MemoryLimit": true, "SwapLimit": swap, "KernelMemoryTCP": false,
             "CpuCfsPeriod": true, "CpuCfsQuota": true, "CPUShares": true, "CPUSet": true,
             "PidsLimit": true, "IPv4Forwarding": true, "BridgeNfIptables": false,
             "BridgeNfIp6tables": false, "Debug": cfg.debug.unwrap_or(false),
@@ -182,7 +183,7 @@ pub async fn info(ctx: &Ctx) -> Result<Resp, Error> {
             "InitCommit": {"ID": ""},
             "SecurityOptions": ["name=seccomp,profile=builtin", "name=cgroupns"],
             "CDISpecDirs": [],
-            "Warnings": null,
+            "Warnings": if swap { json!(null) } else { json!(["WARNING: No swap limit support"]) },
         }))
     })
     .await?;

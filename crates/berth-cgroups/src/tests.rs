@@ -339,6 +339,23 @@ fn v2_create_enables_the_controllers_in_every_ancestor() {
     ));
     assert_eq!(h.writes(), expected);
 
+    // A parent that does not exist yet (an engine's cgroup parent nobody made): made on the
+    // way, and the ancestors above it still hand the controllers down.
+    let h = v2_host();
+    let cg = Cgroup::new(&h.layout(), "/suite/not-made-yet/berth-c1").unwrap();
+    cg.create().unwrap();
+    assert!(
+        h.path("/sys/fs/cgroup/suite/not-made-yet/berth-c1")
+            .is_dir()
+    );
+    let writes = h.writes();
+    for d in ["/sys/fs/cgroup", "/sys/fs/cgroup/suite"] {
+        assert!(
+            writes.contains(&w(&format!("{d}/cgroup.subtree_control"), "+memory")),
+            "{d}: {writes:?}"
+        );
+    }
+
     // Hybrid: only the controllers the unified hierarchy serves.
     let h = hybrid_host();
     let cg = Cgroup::new(&h.layout(), "berth-c1").unwrap();
@@ -458,6 +475,26 @@ fn v2_values_for_full_resources() {
             f("memory.max", "max"),
             f("pids.max", "max")
         ]
+    );
+    // Without swap accounting (no memory.swap.max) "unlimited" and "none" are skipped, as
+    // runc skips them; a real swap limit is an error.
+    std::fs::remove_file(h.path(&format!("{d}/memory.swap.max"))).unwrap();
+    cg.update(&resources(json!({"memory": {"limit": -1}})))
+        .unwrap();
+    assert_eq!(h.writes(), [f("memory.max", "max")]);
+    cg.update(&resources(
+        json!({"memory": {"limit": 1048576, "swap": 1048576}}),
+    ))
+    .unwrap();
+    assert_eq!(h.writes(), [f("memory.max", "1048576")]);
+    let e = cg
+        .update(&resources(
+            json!({"memory": {"limit": 1048576, "swap": 2097152}}),
+        ))
+        .unwrap_err();
+    assert!(
+        matches!(&e, Error::Unsupported(m) if m.starts_with("memory.swap.max:")),
+        "{e}"
     );
     // A file the cgroup does not have is a controller that is not enabled: an error.
     std::fs::remove_file(h.path(&format!("{d}/hugetlb.2MB.max"))).unwrap();

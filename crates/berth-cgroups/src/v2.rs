@@ -10,11 +10,17 @@ use crate::{CgroupPaths, devices, fsutil, v1};
 
 /// Create the container's directory, enabling the controllers it needs in every ancestor's
 /// cgroup.subtree_control, from the top of the hierarchy down.
+/// Ancestors that do not exist yet (a cgroup parent nobody made) are made on the way, and get
+/// the controllers too.
 pub(crate) fn create(dir: &Path, controllers: &[String]) -> Result<()> {
     let mut chain = Vec::new();
     let mut p = dir.parent();
     while let Some(d) = p {
-        if !fsutil::exists(d, "cgroup.subtree_control") {
+        // Up to the hierarchy's root: the last directory that is a cgroup.
+        if d.exists() && !fsutil::exists(d, "cgroup.subtree_control") {
+            break;
+        }
+        if !d.exists() && d.parent().is_none() {
             break;
         }
         chain.push(d.to_path_buf());
@@ -106,13 +112,22 @@ pub(crate) fn apply(paths: &CgroupPaths, r: &LinuxResources) -> Result<()> {
         && let Some(d) = dir(paths, "memory")
     {
         let mem = m.limit();
+        // Without swap accounting (a kernel without it, or booted with swapaccount=0) there
+        // is no memory.swap.max: "unlimited" and "none" are then what the kernel does anyway
+        // and are skipped, as runc skips them; a real limit is an error.
+        let swap = |v: String| {
+            if (v == "max" || v == "0") && !fsutil::exists(d, "memory.swap.max") {
+                return Ok(());
+            }
+            set(d, "memory", "memory.swap.max", v)
+        };
         if let Some(s) = m.swap() {
             let v = swap_v2(s, mem.unwrap_or(0))?;
             if v != 0 || s != 0 {
-                set(d, "memory", "memory.swap.max", max(v))?;
+                swap(max(v))?;
             }
         } else if mem == Some(-1) {
-            set(d, "memory", "memory.swap.max", "max")?;
+            swap("max".into())?;
         }
         if let Some(v) = mem
             && v != 0

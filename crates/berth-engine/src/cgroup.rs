@@ -67,9 +67,48 @@ pub fn parent(configured: Option<&str>) -> String {
     own
 }
 
+/// Whether the kernel accounts swap per cgroup (what dockerd calls SwapLimit): v1's
+/// `memory.memsw.limit_in_bytes` in the memory hierarchy, v2's `memory.swap.max` in a cgroup
+/// with the memory controller (the root has no limit files: the first such child is asked).
+/// Kernels built or booted without swap accounting (`swapaccount=0`) have neither.
+pub fn swap_limit_supported() -> bool {
+    swap_limit_in(Path::new("/sys/fs/cgroup"), pure_v2())
+}
+
+fn swap_limit_in(root: &Path, v2: bool) -> bool {
+    if !v2 {
+        return root.join("memory/memory.memsw.limit_in_bytes").exists();
+    }
+    let Ok(rd) = std::fs::read_dir(root) else {
+        return false;
+    };
+    rd.flatten()
+        .map(|e| e.path())
+        .find(|d| d.join("memory.max").exists())
+        .is_some_and(|d| d.join("memory.swap.max").exists())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn swap_accounting_is_found_in_each_layout() {
+        let t = tempfile::tempdir().unwrap();
+        let r = t.path();
+        assert!(!swap_limit_in(r, false));
+        std::fs::create_dir_all(r.join("memory")).unwrap();
+        std::fs::write(r.join("memory/memory.memsw.limit_in_bytes"), "").unwrap();
+        assert!(swap_limit_in(r, false));
+        // v2: a child without the memory controller is skipped; one with it decides.
+        let v2 = r.join("v2");
+        std::fs::create_dir_all(v2.join("a")).unwrap();
+        std::fs::create_dir_all(v2.join("b")).unwrap();
+        std::fs::write(v2.join("b/memory.max"), "max").unwrap();
+        assert!(!swap_limit_in(&v2, true));
+        std::fs::write(v2.join("b/memory.swap.max"), "max").unwrap();
+        assert!(swap_limit_in(&v2, true));
+    }
 
     #[test]
     fn own_cgroup_of_each_layout() {

@@ -96,7 +96,7 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 
 impl Engine {
     /// Create a container (blocking). Returns its ID and warnings.
-    pub fn create(&self, who: &Subject, req: CreateRequest) -> Result<(String, Vec<String>)> {
+    pub fn create(&self, who: &Subject, mut req: CreateRequest) -> Result<(String, Vec<String>)> {
         self.authorize(who, Action::Create, None)?;
         let hc = &req.host_config;
         if hc.privileged.unwrap_or(false)
@@ -124,6 +124,9 @@ impl Engine {
         // Validate what can be validated before anything is made.
         crate::spec::container_caps(hc)?;
         crate::spec::resources(hc, hc.privileged.unwrap_or(false))?;
+        let mut warnings = Vec::new();
+        self.adapt_swap(&mut req.host_config, &mut warnings);
+        let hc = &req.host_config;
         if let Some(rp) = &hc.restart_policy {
             let name = rp.name.unwrap_or(RestartPolicyNameEnum::EMPTY);
             if hc.auto_remove.unwrap_or(false)
@@ -223,7 +226,7 @@ impl Engine {
         ) {
             Ok(c) => {
                 self.container_event(&c, "create", &[]);
-                Ok((id, Vec::new()))
+                Ok((id, warnings))
             }
             Err(e) => {
                 self.names
@@ -238,6 +241,23 @@ impl Engine {
                 let _ = self.db.delete_container(&id);
                 Err(e)
             }
+        }
+    }
+
+    /// dockerd's rules for the swap limit: a memory limit without one gets twice as much
+    /// memory+swap (recorded so, as dockerd records it); where the kernel does not account
+    /// swap, a swap limit cannot be had: it becomes unlimited, with dockerd's warning.
+    pub(crate) fn adapt_swap(&self, hc: &mut HostConfig, warnings: &mut Vec<String>) {
+        let memory = hc.memory.unwrap_or(0);
+        if memory > 0 && hc.memory_swap.unwrap_or(0) == 0 {
+            hc.memory_swap = Some(memory * 2);
+        }
+        if hc.memory_swap.unwrap_or(0) > 0 && !self.swap_limit {
+            warnings.push(
+                "Your kernel does not support swap limit capabilities or the cgroup is not mounted. Memory limited without swap."
+                    .into(),
+            );
+            hc.memory_swap = Some(-1);
         }
     }
 

@@ -149,6 +149,8 @@ pub struct Engine {
     shim_bin: PathBuf,
     execs: exec::Execs,
     cgroup_parent: String,
+    /// Whether the kernel accounts swap per cgroup (dockerd's SwapLimit).
+    swap_limit: bool,
     started: std::time::SystemTime,
     rt: tokio::runtime::Handle,
     /// The volumes' lock and their in-memory use (volumes.rs).
@@ -212,6 +214,7 @@ impl Engine {
             shim_bin: default_shim_binary(),
             execs: exec::Execs::default(),
             cgroup_parent,
+            swap_limit: cgroup::swap_limit_supported(),
             started: std::time::SystemTime::now(),
             rt,
             vol_state: volumes::State::default(),
@@ -260,6 +263,11 @@ impl Engine {
     /// The parent cgroup of containers.
     pub fn cgroup_parent(&self) -> &str {
         &self.cgroup_parent
+    }
+
+    /// Whether the kernel accounts swap per cgroup (a swap limit can be set).
+    pub fn swap_limit(&self) -> bool {
+        self.swap_limit
     }
 
     /// Authorize `who` to do `what` on an object of `owner` (None: the engine or a new

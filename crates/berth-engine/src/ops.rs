@@ -408,7 +408,8 @@ impl Engine {
         let mut hc = c.host_config.clone();
         let cur = |v: Option<i64>| v.unwrap_or(0);
         let new = |v: Option<i64>| v.unwrap_or(0);
-        // dockerd stores MemorySwap as twice Memory when a limit came without one.
+        // dockerd stores MemorySwap as twice Memory when a limit came without one (records of
+        // containers created before it was recorded so).
         if cur(hc.memory) > 0 && cur(hc.memory_swap) == 0 {
             hc.memory_swap = Some(cur(hc.memory) * 2);
         }
@@ -456,7 +457,11 @@ impl Engine {
             hc.cpuset_mems = Some(s.clone());
         }
         if new(u.memory) != 0 {
-            if new(u.memory) > cur(hc.memory_swap) && new(u.memory_swap) == 0 {
+            // An unlimited swap (-1) bounds nothing.
+            if cur(hc.memory_swap) > 0
+                && new(u.memory) > cur(hc.memory_swap)
+                && new(u.memory_swap) == 0
+            {
                 return Err(cannot("Memory limit should be smaller than already set memoryswap limit, update the memoryswap at the same time".into()));
             }
             hc.memory = u.memory;
@@ -464,6 +469,8 @@ impl Engine {
         if new(u.memory_swap) != 0 {
             hc.memory_swap = u.memory_swap;
         }
+        let mut warnings = Vec::new();
+        self.adapt_swap(&mut hc, &mut warnings);
         if u.pids_limit.is_some() {
             hc.pids_limit = u.pids_limit;
         }
@@ -505,7 +512,7 @@ impl Engine {
         }
         let c = self.update(&h, |c| c.host_config = hc);
         self.container_event(&c, "update", &[]);
-        Ok(Vec::new())
+        Ok(warnings)
     }
 
     /// The container's files as the host reaches them (see `archive`).

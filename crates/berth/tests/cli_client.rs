@@ -11,7 +11,11 @@ use berth_testkit::daemon::{TestDaemon, wait_for};
 use berth_testkit::images::{Registry, push_busybox};
 use berth_testkit::{CgroupParent, is_root, unique};
 
-const BERTH: &str = env!("CARGO_BIN_EXE_berth");
+/// The berth binary under test: this build's, or BERTH_BIN's (the qemu suites run the
+/// static release build, as installed).
+static BERTH_PATH: std::sync::LazyLock<String> = std::sync::LazyLock::new(|| {
+    std::env::var("BERTH_BIN").unwrap_or_else(|_| env!("CARGO_BIN_EXE_berth").to_string())
+});
 
 /// The berth client of a test daemon.
 struct Cli<'a> {
@@ -20,7 +24,7 @@ struct Cli<'a> {
 
 impl Cli<'_> {
     fn cmd(&self, args: &[&str]) -> Command {
-        let mut c = Command::new(BERTH);
+        let mut c = Command::new(&*BERTH_PATH);
         c.arg("-H")
             .arg(self.d.host())
             .args(args)
@@ -70,7 +74,7 @@ fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
         eprintln!("skipped: needs root");
         return None;
     }
-    let shim = Path::new(BERTH).with_file_name("berth-shim");
+    let shim = Path::new(&*BERTH_PATH).with_file_name("berth-shim");
     assert!(
         shim.exists(),
         "{} is not built: cargo build -p berth-shim",
@@ -430,7 +434,8 @@ fn create_start_attach_wait_and_signals() {
 /// Run `berth ARGS` under `script` (a pty); the recorded output and exit status.
 fn under_script(b: &Cli, input: &[u8], args: &str) -> (String, Option<i32>) {
     let cmdline = format!(
-        "stty cols 100 rows 30; exec {BERTH} -H {} {args}",
+        "stty cols 100 rows 30; exec {} -H {} {args}",
+        *BERTH_PATH,
         b.d.host()
     );
     let mut child = Command::new("script")
@@ -588,7 +593,7 @@ fn errors_are_dockers() {
     let err = b.fails(&["ps", "--format", "{{range .Names}}x{{end}}"]);
     assert!(err.contains("template"), "{err}");
     // No daemon there: docker's words, and no daemon started (BERTH_NO_AUTOSTART).
-    let out = Command::new(BERTH)
+    let out = Command::new(&*BERTH_PATH)
         .args(["-H", "unix:///nonexistent/berth.sock", "ps"])
         .env("BERTH_NO_AUTOSTART", "1")
         .output()
@@ -879,7 +884,7 @@ fn a_daemon_is_started_when_none_answers() {
         // In a mount namespace of its own, which the daemon it starts inherits (and which
         // goes with it).
         Command::new("unshare")
-            .args(["--mount", "--propagation", "private", "--", BERTH])
+            .args(["--mount", "--propagation", "private", "--", &*BERTH_PATH])
             .arg("--data-root")
             .arg(&data)
             .args(args)
@@ -931,7 +936,7 @@ fn a_daemon_is_started_when_none_answers() {
         assert!(left.is_empty(), "{left:?}");
     }
     // Without a daemon and with autostart off, docker's words.
-    let out = Command::new(BERTH)
+    let out = Command::new(&*BERTH_PATH)
         .args(["ps"])
         .env("BERTH_HOST", &host)
         .env("BERTH_NO_AUTOSTART", "1")
