@@ -166,11 +166,10 @@ pub async fn info(ctx: &Ctx) -> Result<Resp, Error> {
             "Labels": [],
             "ExperimentalBuild": false,
             "ServerVersion": DOCKER_VERSION,
-            "Runtimes": {
-                "berth": {"path": "berth-runc"},
-                "runc": {"path": "runc"},
-            },
-            "DefaultRuntime": "berth",
+            "Runtimes": cfg.runtime_list().into_iter()
+                .map(|(n, p)| (n, json!({"path": p})))
+                .collect::<serde_json::Map<_, _>>(),
+            "DefaultRuntime": cfg.default_runtime(),
             "Swarm": {
                 "NodeID": "", "NodeAddr": "", "LocalNodeState": "inactive",
                 "ControlAvailable": false, "Error": "", "RemoteManagers": null,

@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 use std::path::Path;
 
-use serde::Serialize;
+use serde::{Deserialize, Serialize};
 
 use crate::CgroupPaths;
 use crate::fsutil::{read, read_kv, stat_u64};
@@ -14,7 +14,8 @@ fn is_zero(v: &u64) -> bool {
 }
 
 /// All statistics.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Stats {
     /// CPU time.
     pub cpu: Cpu,
@@ -29,7 +30,8 @@ pub struct Stats {
 }
 
 /// CPU statistics.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Cpu {
     /// Time used.
     pub usage: CpuUsage,
@@ -38,7 +40,8 @@ pub struct Cpu {
 }
 
 /// CPU time in nanoseconds.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct CpuUsage {
     /// Total.
     #[serde(skip_serializing_if = "is_zero")]
@@ -53,7 +56,8 @@ pub struct CpuUsage {
 }
 
 /// CFS throttling counters.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Throttling {
     /// Enforcement periods.
     #[serde(skip_serializing_if = "is_zero")]
@@ -67,7 +71,8 @@ pub struct Throttling {
 }
 
 /// Memory statistics.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Memory {
     /// Page cache bytes.
     #[serde(skip_serializing_if = "is_zero")]
@@ -84,7 +89,8 @@ pub struct Memory {
 }
 
 /// One memory counter.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct MemoryEntry {
     /// Limit in bytes (u64::MAX when unlimited).
     pub limit: u64,
@@ -99,7 +105,8 @@ pub struct MemoryEntry {
 }
 
 /// Process counts.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Pids {
     /// Processes now.
     #[serde(skip_serializing_if = "is_zero")]
@@ -110,7 +117,8 @@ pub struct Pids {
 }
 
 /// Block I/O statistics.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Blkio {
     /// Bytes by device and operation.
     #[serde(
@@ -124,7 +132,8 @@ pub struct Blkio {
 }
 
 /// One block I/O counter.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct BlkioEntry {
     /// Device major.
     pub major: u64,
@@ -137,7 +146,8 @@ pub struct BlkioEntry {
 }
 
 /// Huge page usage.
-#[derive(Debug, Default, Serialize, Clone)]
+#[derive(Debug, Default, Serialize, Deserialize, Clone)]
+#[serde(default)]
 pub struct Hugetlb {
     /// Bytes in use.
     #[serde(skip_serializing_if = "is_zero")]

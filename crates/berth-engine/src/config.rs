@@ -34,6 +34,22 @@ pub struct Ulimit {
     pub soft: i64,
 }
 
+/// Another OCI runtime, in daemon.json's `runtimes` shape (`{"runc": {"path": "/usr/bin/runc"}}`;
+/// dockerd's `--add-runtime NAME=PATH`): containers created with `--runtime NAME` run with it,
+/// driven through runc's command line by their shim.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields, rename_all = "camelCase")]
+pub struct RuntimeEntry {
+    /// The runtime binary: an absolute path, or a name looked up in PATH.
+    pub path: PathBuf,
+    /// Extra arguments (dockerd's); not supported: refused at start.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtime_args: Vec<String>,
+}
+
+/// The runtime containers get without `--runtime`: berth's own (in the shim, no binary).
+pub const BERTH_RUNTIME: &str = "berth";
+
 /// daemon.json.
 #[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields, rename_all = "kebab-case")]
@@ -80,6 +96,11 @@ pub struct DaemonConfig {
     /// The init binary of `--init` (a static executable; default: `berth-init` beside
     /// `berth`).
     pub init_path: Option<PathBuf>,
+    /// Other OCI runtimes by name (`runc` is known without being listed: the `runc` in PATH).
+    #[serde(default)]
+    pub runtimes: BTreeMap<String, RuntimeEntry>,
+    /// The runtime of containers created without `--runtime` (default `berth`).
+    pub default_runtime: Option<String>,
 }
 
 impl DaemonConfig {
@@ -110,7 +131,86 @@ impl DaemonConfig {
             }
         }
         cfg.log_limits()?;
+        cfg.check_runtimes()?;
         Ok(cfg)
+    }
+
+    /// The runtimes' names and entries are usable (also after `--add-runtime`).
+    pub fn check_runtimes(&self) -> std::result::Result<(), String> {
+        for (name, r) in &self.runtimes {
+            if name.is_empty()
+                || !name
+                    .bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'_' | b'-' | b'.'))
+            {
+                return Err(format!("runtime name {name:?} is not valid"));
+            }
+            if name == BERTH_RUNTIME {
+                return Err(format!("runtime name {name:?} is reserved"));
+            }
+            if r.path.as_os_str().is_empty() {
+                return Err(format!("runtime {name:?} has no path"));
+            }
+            if !r.runtime_args.is_empty() {
+                return Err(format!(
+                    "runtime {name:?}: runtimeArgs are not supported by berth"
+                ));
+            }
+        }
+        if let Some(d) = &self.default_runtime {
+            if d != BERTH_RUNTIME && d != "runc" && !self.runtimes.contains_key(d) {
+                return Err(format!("default-runtime {d:?} is not a configured runtime"));
+            }
+        }
+        Ok(())
+    }
+
+    /// The runtime of containers created without `--runtime`.
+    pub fn default_runtime(&self) -> &str {
+        self.default_runtime.as_deref().unwrap_or(BERTH_RUNTIME)
+    }
+
+    /// The binary of runtime `name`: `None` for berth's own; an error for a name that is not
+    /// configured or whose binary cannot be found.
+    pub fn runtime_binary(&self, name: &str) -> std::result::Result<Option<PathBuf>, String> {
+        if name == BERTH_RUNTIME {
+            return Ok(None);
+        }
+        let path = match self.runtimes.get(name) {
+            Some(r) => r.path.clone(),
+            None if name == "runc" => PathBuf::from("runc"),
+            None => return Err(format!("unknown or invalid runtime name: {name}")),
+        };
+        if path.is_absolute() {
+            return Ok(Some(path));
+        }
+        let found = std::env::var_os("PATH")
+            .into_iter()
+            .flat_map(|p| std::env::split_paths(&p).collect::<Vec<_>>())
+            .map(|d| d.join(&path))
+            .find(|p| {
+                use std::os::unix::fs::PermissionsExt;
+                p.metadata()
+                    .map(|m| m.is_file() && m.permissions().mode() & 0o111 != 0)
+                    .unwrap_or(false)
+            });
+        found.map(Some).ok_or_else(|| {
+            format!(
+                "unknown or invalid runtime name: {name} ({} is not in PATH)",
+                path.display()
+            )
+        })
+    }
+
+    /// Every runtime's name and binary as `docker info` lists them.
+    pub fn runtime_list(&self) -> BTreeMap<String, String> {
+        let mut out = BTreeMap::new();
+        out.insert(BERTH_RUNTIME.to_string(), "berth-shim".to_string());
+        out.insert("runc".to_string(), "runc".to_string());
+        for (n, r) in &self.runtimes {
+            out.insert(n.clone(), r.path.display().to_string());
+        }
+        out
     }
 
     /// The data root.
@@ -192,5 +292,45 @@ mod tests {
         assert!(DaemonConfig::parse(br#"{"log-opts":{"max-file":"0"}}"#).is_err());
         assert!(DaemonConfig::parse(br#"{"log-driver":"syslog"}"#).is_err());
         assert_eq!(DaemonConfig::parse(b"  ").unwrap(), DaemonConfig::default());
+    }
+
+    #[test]
+    fn runtimes_as_dockerd_configures_them() {
+        let c = DaemonConfig::parse(
+            br#"{"runtimes":{"alt":{"path":"/usr/bin/true"},"byname":{"path":"sh"}},"default-runtime":"alt"}"#,
+        )
+        .unwrap();
+        assert_eq!(c.default_runtime(), "alt");
+        assert_eq!(c.runtime_binary("berth").unwrap(), None);
+        assert_eq!(
+            c.runtime_binary("alt").unwrap(),
+            Some(PathBuf::from("/usr/bin/true"))
+        );
+        // A bare name is found in PATH.
+        let sh = c.runtime_binary("byname").unwrap().unwrap();
+        assert!(sh.is_absolute() && sh.ends_with("sh"), "{sh:?}");
+        let e = c.runtime_binary("nope").unwrap_err();
+        assert_eq!(e, "unknown or invalid runtime name: nope");
+        assert_eq!(
+            c.runtime_list().keys().collect::<Vec<_>>(),
+            ["alt", "berth", "byname", "runc"]
+        );
+        for (bad, why) in [
+            (r#"{"runtimes":{"berth":{"path":"/x"}}}"#, "reserved"),
+            (r#"{"runtimes":{"a/b":{"path":"/x"}}}"#, "not valid"),
+            (r#"{"runtimes":{"a":{"path":""}}}"#, "no path"),
+            (
+                r#"{"runtimes":{"a":{"path":"/x","runtimeArgs":["--debug"]}}}"#,
+                "not supported",
+            ),
+            (
+                r#"{"runtimes":{"a":{"path":"/x","shim":1}}}"#,
+                "unknown field",
+            ),
+            (r#"{"default-runtime":"nope"}"#, "not a configured runtime"),
+        ] {
+            let e = DaemonConfig::parse(bad.as_bytes()).unwrap_err();
+            assert!(e.contains(why), "{bad}: {e}");
+        }
     }
 }

@@ -157,12 +157,8 @@ impl Engine {
             .runtime
             .clone()
             .filter(|r| !r.is_empty())
-            .unwrap_or_else(|| "berth".into());
-        if runtime != "berth" && runtime != "runc" && runtime != "crun" {
-            return Err(Error::Invalid(format!(
-                "unknown or invalid runtime name: {runtime}"
-            )));
-        }
+            .unwrap_or_else(|| self.cfg.default_runtime().to_string());
+        self.cfg.runtime_binary(&runtime).map_err(Error::Invalid)?;
         let log_driver = hc
             .log_config
             .as_ref()
@@ -487,7 +483,9 @@ impl Engine {
             self.record_start_error(h, &e);
             self.remove_after_failed_start(h);
             // The shim ends itself when the container it created goes; make sure it does.
-            let _ = self.kill_process(&c.id, libc::SIGKILL, true);
+            let me = self.clone();
+            let id = c.id.clone();
+            tokio::task::spawn_blocking(move || me.kill_process(&id, libc::SIGKILL, true));
             return Err(e);
         }
         let pid = shim::call(&state_dir, "pid")
@@ -605,10 +603,10 @@ impl Engine {
             }
             None => None,
         };
-        let runtime = match c.runtime.as_str() {
-            "berth" => None,
-            other => Some(PathBuf::from(other)),
-        };
+        let runtime = self
+            .cfg
+            .runtime_binary(&c.runtime)
+            .map_err(Error::Invalid)?;
         let sc = ShimConfig {
             id: c.id.clone(),
             bundle: state.clone(),
@@ -771,7 +769,7 @@ impl Engine {
 
     /// Kill what is left of a container whose shim died, and its runtime state (blocking).
     fn reap_orphan(&self, id: &str) {
-        let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
+        let rt = self.rt(id);
         let _ = rt.kill(id, libc::SIGKILL, true);
         for _ in 0..50 {
             match rt.state(id) {
@@ -787,10 +785,22 @@ impl Engine {
     /// Send a signal to a container's process (`all`: every process of it). Blocking-free:
     /// the runtime's kill is a kill(2) on its recorded pid or cgroup.
     fn kill_process(&self, id: &str, sig: i32, all: bool) -> Result<()> {
-        let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
-        rt.kill(id, sig, all).map_err(|e| {
+        self.rt(id).kill(id, sig, all).map_err(|e| {
             Error::internal(format!("killing container {}", &id[..12.min(id.len())]), e)
         })
+    }
+
+    /// The runtime container `id` was created with (blocking use only: another runtime's
+    /// operations run its binary).
+    pub(crate) fn rt(&self, id: &str) -> crate::runtimes::Rt {
+        let name = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(id)
+            .map(|h| h.get().runtime);
+        let bin = name.and_then(|n| self.cfg.runtime_binary(&n).ok().flatten());
+        crate::runtimes::Rt::new(bin, &self.paths.runtime_root())
     }
 
     /// `docker kill`.
@@ -869,10 +879,7 @@ impl Engine {
         if c.state.status == Status::Paused {
             let me = self.clone();
             let id = c.id.clone();
-            let _ = tokio::task::spawn_blocking(move || {
-                berth_runtime::Runtime::new(me.paths.runtime_root()).resume(&id)
-            })
-            .await;
+            let _ = tokio::task::spawn_blocking(move || me.rt(&id).resume(&id)).await;
         }
         let me = self.clone();
         let id = c.id.clone();
@@ -1036,8 +1043,7 @@ impl Engine {
                 let me = self.clone();
                 let id = c.id.clone();
                 let _ = tokio::task::spawn_blocking(move || {
-                    let rt = berth_runtime::Runtime::new(me.paths.runtime_root());
-                    let _ = rt.resume(&id);
+                    let _ = me.rt(&id).resume(&id);
                     me.kill_process(&id, libc::SIGKILL, true)
                 })
                 .await;
@@ -1216,7 +1222,7 @@ impl Engine {
         let h = self.lookup(who, name)?;
         let c = h.get();
         self.authorize(who, Action::Write, Some(&c.owner))?;
-        let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
+        let rt = self.rt(&c.id);
         if pause {
             match c.state.status {
                 Status::Running => {}
@@ -1308,7 +1314,7 @@ impl Engine {
                 // A start the daemon did not see through (killed between launching the shim
                 // and recording the start): a container the runtime started is adopted as
                 // running; one only created is ended (its start never answered).
-                let rt = berth_runtime::Runtime::new(self.paths.runtime_root());
+                let rt = self.rt(&c.id);
                 match rt.state(&c.id) {
                     Ok(st) if st.status == berth_runtime::Status::Running => {
                         let pid = i64::from(st.pid);

@@ -34,6 +34,7 @@ pub mod logs;
 pub mod model;
 pub mod names;
 mod ops;
+mod runtimes;
 pub mod shim;
 pub mod spec;
 pub mod view;

@@ -279,7 +279,7 @@ fn instruction_is(change: &str, name: &str) -> bool {
 
 /// Unpauses a container frozen for a commit when dropped.
 struct Thaw<'a> {
-    rt: &'a berth_runtime::Runtime,
+    rt: &'a crate::runtimes::Rt,
     id: &'a str,
 }
 
@@ -292,10 +292,6 @@ impl Drop for Thaw<'_> {
 }
 
 impl Engine {
-    fn runtime(&self) -> berth_runtime::Runtime {
-        berth_runtime::Runtime::new(self.paths.runtime_root())
-    }
-
     fn op_target(
         &self,
         who: &Subject,
@@ -312,7 +308,7 @@ impl Engine {
     pub fn stats_sample(&self, who: &Subject, name: &str) -> Result<StatsSample> {
         let (_, c) = self.op_target(who, name, Action::Read)?;
         let reading = if c.state.status.is_running() {
-            match self.runtime().stats(&c.id) {
+            match self.rt(&c.id).stats(&c.id) {
                 Ok(s) => Some(stats::read(s)),
                 Err(e) => {
                     tracing::debug!("stats of {}: {e}", c.id);
@@ -346,7 +342,7 @@ impl Engine {
         }
         validate_ps_args(ps_args)?;
         let pids = self
-            .runtime()
+            .rt(&c.id)
             .pids(&c.id)
             .map_err(|e| Error::internal("listing the container's processes", e))?;
         let args: Vec<String> = if ps_args.is_empty() {
@@ -506,7 +502,7 @@ impl Engine {
                 pids.set_limit(if p == 0 { -1 } else { p });
                 r.set_pids(Some(pids));
             }
-            self.runtime()
+            self.rt(&c.id)
                 .update(&c.id, &r)
                 .map_err(|e| Error::Internal(format!("Cannot update container {}: {e}", c.id)))?;
         }
@@ -518,18 +514,10 @@ impl Engine {
     /// The container's files as the host reaches them (see `archive`).
     fn container_fs(&self, c: &Container) -> Result<archive::ContainerFs> {
         if c.state.status.is_running() && c.state.pid > 0 {
-            let rt = self.runtime();
+            let rt = self.rt(&c.id);
             let pid = c.state.pid as i32;
             let id = c.id.clone();
-            return archive::ContainerFs::running(pid, move || {
-                rt.state(&id).is_ok_and(|s| {
-                    s.pid == pid
-                        && matches!(
-                            s.status,
-                            berth_runtime::Status::Running | berth_runtime::Status::Paused
-                        )
-                })
-            });
+            return archive::ContainerFs::running(pid, move || rt.runs(&id, pid));
         }
         let root = self.images.open_root(&root_id(&c.id))?;
         if root.check().is_err() {
@@ -774,7 +762,7 @@ impl Engine {
             created_by,
             changes,
         };
-        let rt = self.runtime();
+        let rt = self.rt(&c.id);
         let thaw = if req.pause && h.get().state.status == Status::Running {
             rt.pause(&c.id)
                 .map_err(|e| Error::internal("pausing the container for its commit", e))?;

@@ -341,3 +341,117 @@ fn the_installed_static_binaries_run_containers() {
     );
     d.assert_clean();
 }
+
+/// Other OCI runtimes, as dockerd's `runtimes` and `--add-runtime`: a container created with
+/// `--runtime NAME` is run by that binary through runc's command line (here a wrapper that
+/// records its arguments and runs Debian's runc), `runc` is known without being configured,
+/// an unknown name is Docker's 400, and `docker info` lists them.
+#[test]
+fn other_runtimes_run_containers() {
+    if !is_root() {
+        return;
+    }
+    if std::process::Command::new("runc")
+        .arg("--version")
+        .output()
+        .is_err()
+    {
+        eprintln!("skipped: no runc (apt-get install runc)");
+        return;
+    }
+    let dir = tempfile::tempdir().unwrap();
+    let log = dir.path().join("calls");
+    let wrapper = dir.path().join("logged-runc");
+    std::fs::write(
+        &wrapper,
+        format!(
+            "#!/bin/sh\necho \"$*\" >> {}\nexec runc \"$@\"\n",
+            log.display()
+        ),
+    )
+    .unwrap();
+    std::fs::set_permissions(
+        &wrapper,
+        std::os::unix::fs::PermissionsExt::from_mode(0o755),
+    )
+    .unwrap();
+    let name = unique("rt");
+    let d = TestDaemon::start_with(
+        &name,
+        serde_json::json!({"runtimes": {"logged": {"path": wrapper}}}),
+        &["--add-runtime", &format!("flagged={}", wrapper.display())],
+    );
+    let reg = Registry::start();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    for rt in ["logged", "flagged"] {
+        let out = d.ok(&["run", "--rm", "--runtime", rt, &img, "echo", "from", rt]);
+        assert_eq!(out, format!("from {rt}\n"));
+    }
+    let calls = std::fs::read_to_string(&log).unwrap();
+    assert!(
+        calls.lines().any(|l| l.contains(" create "))
+            && calls.lines().any(|l| l.contains(" start ")),
+        "{calls}"
+    );
+    // Detached, stopped by the daemon through the same runtime.
+    let c = unique("rtd");
+    d.ok(&[
+        "run",
+        "-d",
+        "--name",
+        &c,
+        "--runtime",
+        "logged",
+        &img,
+        "sleep",
+        "1000",
+    ]);
+    assert_eq!(
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{.HostConfig.Runtime}} {{.State.Running}}",
+            &c
+        ])
+        .trim(),
+        "logged true"
+    );
+    // Every operation on it goes through that runtime.
+    assert_eq!(d.ok(&["exec", &c, "echo", "in"]), "in\n");
+    d.ok(&["pause", &c]);
+    assert_eq!(
+        d.ok(&["inspect", "-f", "{{.State.Status}}", &c]).trim(),
+        "paused"
+    );
+    d.ok(&["unpause", &c]);
+    let top = d.ok(&["top", &c]);
+    assert!(top.contains("sleep 1000"), "{top}");
+    d.ok(&["update", "--memory", "64m", "--memory-swap", "-1", &c]);
+    let stats = d.ok(&["stats", "--no-stream", "--format", "{{.MemUsage}}", &c]);
+    assert!(stats.contains("/ 64MiB"), "{stats}");
+    d.ok(&["stop", "-t", "1", &c]);
+    d.ok(&["rm", &c]);
+    let calls = std::fs::read_to_string(&log).unwrap();
+    for op in ["exec", "pause", "resume", "ps", "update", "events", "kill"] {
+        assert!(
+            calls.lines().any(|l| l.contains(&format!(" {op} "))),
+            "{op}: {calls}"
+        );
+    }
+    // runc, known without being configured.
+    assert_eq!(
+        d.ok(&["run", "--rm", "--runtime", "runc", &img, "echo", "runc"]),
+        "runc\n"
+    );
+    let err = d.fails(&["run", "--rm", "--runtime", "nope", &img, "true"]);
+    assert!(
+        err.contains("unknown or invalid runtime name: nope"),
+        "{err}"
+    );
+    let info = d.ok(&["info", "--format", "{{json .Runtimes}} {{.DefaultRuntime}}"]);
+    for n in ["berth", "runc", "logged", "flagged"] {
+        assert!(info.contains(&format!("\"{n}\"")), "{info}");
+    }
+    assert!(info.trim_end().ends_with(" berth"), "{info}");
+    d.assert_clean();
+}

@@ -40,6 +40,12 @@ pub struct DaemonArgs {
     /// The server's key [default: $DOCKER_CERT_PATH/key.pem].
     #[arg(long, value_name = "PATH")]
     pub tlskey: Option<PathBuf>,
+    /// Another OCI runtime, NAME=PATH (repeatable), for `--runtime NAME`.
+    #[arg(long = "add-runtime", value_name = "NAME=PATH")]
+    pub add_runtime: Vec<String>,
+    /// The runtime of containers created without `--runtime` (default: berth).
+    #[arg(long = "default-runtime", value_name = "NAME")]
+    pub default_runtime: Option<String>,
 }
 
 /// Run the daemon in the foreground.
@@ -57,6 +63,24 @@ pub fn run(data_root: Option<PathBuf>, a: &DaemonArgs) -> Result<ExitCode> {
     if a.debug {
         cfg.debug = Some(true);
     }
+    for r in &a.add_runtime {
+        let (name, path) = r
+            .split_once('=')
+            .ok_or_else(|| anyhow::anyhow!("--add-runtime {r:?}: expected NAME=PATH"))?;
+        cfg.runtimes.insert(
+            name.to_string(),
+            berth_engine::config::RuntimeEntry {
+                path: PathBuf::from(path),
+                runtime_args: Vec::new(),
+            },
+        );
+    }
+    if let Some(d) = &a.default_runtime {
+        cfg.default_runtime = Some(d.clone());
+    }
+    cfg.check_runtimes()
+        .map_err(|e| anyhow::anyhow!("{e}"))
+        .context("invalid daemon configuration")?;
     let level = match (a.log_level.as_deref(), cfg.debug.unwrap_or(false)) {
         (Some(l), _) => l.parse().unwrap_or(tracing::Level::INFO),
         (None, true) => tracing::Level::DEBUG,
