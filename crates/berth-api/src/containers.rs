@@ -15,6 +15,10 @@ use crate::{Ctx, blocking, stream};
 struct HostConfigOnly {
     #[serde(rename = "HostConfig", default)]
     host_config: Option<HostConfig>,
+    /// The runtime at the top level of the body, where the Python SDK's `create_container`
+    /// puts it (HostConfig.Runtime wins).
+    #[serde(rename = "Runtime", default)]
+    runtime: Option<String>,
 }
 
 pub(crate) async fn route(
@@ -82,10 +86,36 @@ pub(crate) async fn route(
                     "at least one of stream or logs must be true".into(),
                 ));
             }
+            let keys = stream::detach_keys(
+                q.get("detachKeys")
+                    .filter(|k| !k.is_empty())
+                    .unwrap_or(stream::DEFAULT_DETACH_KEYS),
+            )?;
+            let logged = if q.bool("logs") {
+                logged_output(&ctx, id, stdout, stderr).await?
+            } else {
+                Vec::new()
+            };
+            if !q.bool("stream") {
+                // The logs alone, then the end (dockerd's attach with stream=0).
+                let tty = ctx.engine.inspect_tty(&ctx.who, id)?;
+                let stream = Box::pin(async {
+                    Err(Error::NotModified("no live stream was asked for".into()))
+                });
+                return Ok(stream::hijack_later(req, stream, tty, None, logged, || {}));
+            }
             let a = ctx.engine.attach(&ctx.who, id, stdin, stdout, stderr)?;
             let fut = a.fut;
             let stream = Box::pin(async move { fut.await.map(|s| s.stream) });
-            Ok(stream::hijack_later(req, stream, a.tty, || {}))
+            let detach = (a.tty && stdin).then_some(keys);
+            Ok(stream::hijack_later(
+                req,
+                stream,
+                a.tty,
+                detach,
+                logged,
+                || {},
+            ))
         }
         (&Method::DELETE, [id]) => {
             ctx.engine
@@ -148,7 +178,15 @@ pub(crate) async fn route_exec(
             // Checked now (a 404 or 409 must be the answer's status); started once the
             // client has the 101: a client that reads the answer's head with a buffer (the
             // Python SDK) would otherwise swallow the first output with it.
-            let tty = ctx.engine.exec_check(&ctx.who, &id, st.tty)?;
+            let (tty, keys) = ctx.engine.exec_check(&ctx.who, &id, st.tty)?;
+            let detach = match keys {
+                Some(k) if tty => Some(stream::detach_keys(if k.is_empty() {
+                    stream::DEFAULT_DETACH_KEYS
+                } else {
+                    &k
+                })?),
+                _ => None,
+            };
             let engine = ctx.engine.clone();
             let who = ctx.who.clone();
             let id2 = id.clone();
@@ -169,14 +207,25 @@ pub(crate) async fn route_exec(
                 Ok(a.stream)
             });
             let engine = ctx.engine.clone();
-            Ok(stream::hijack_later(req, stream, tty, move || {
-                for _ in 0..50 {
-                    if engine.exec_finish(&id) {
-                        break;
+            // dockerd frames the output unless the start asked for a TTY (the process has a
+            // terminal if the exec was created with one): the SDK's exec_start sends Tty false.
+            let frame = tty && st.tty == Some(false);
+            Ok(stream::hijack_framed(
+                req,
+                stream,
+                tty,
+                frame,
+                detach,
+                Vec::new(),
+                move || {
+                    for _ in 0..50 {
+                        if engine.exec_finish(&id) {
+                            break;
+                        }
+                        std::thread::sleep(std::time::Duration::from_millis(10));
                     }
-                    std::thread::sleep(std::time::Duration::from_millis(10));
-                }
-            }))
+                },
+            ))
         }
         (&Method::POST, [id, "resize"]) => {
             let h = q.int("h")?.unwrap_or(0).clamp(0, u16::MAX as i64) as u16;
@@ -195,7 +244,18 @@ pub(crate) async fn route_exec(
 
 async fn exec_create(ctx: Ctx, req: Request<Incoming>, id: &str) -> Result<Resp, Error> {
     let body = http::read_body(req.into_body(), http::MAX_JSON_BODY).await?;
-    let cfg: bollard_stubs::models::ExecConfig = http::decode(&body)?;
+    let mut cfg: bollard_stubs::models::ExecConfig = http::decode(&body)?;
+    if cfg.detach_keys.is_none() {
+        // dockerd (Go) matches JSON keys whatever their case; the Python SDK sends the
+        // client configuration's detach keys as `detachKeys`.
+        #[derive(Deserialize, Default)]
+        struct Lower {
+            #[serde(rename = "detachKeys", default)]
+            detach_keys: Option<String>,
+        }
+        let lower: Lower = http::decode(&body).unwrap_or_default();
+        cfg.detach_keys = lower.detach_keys;
+    }
     let id = id.to_string();
     let exec = blocking(move || ctx.engine.exec_create(&ctx.who, &id, cfg)).await?;
     Ok(http::json(201, &json!({"Id": exec})))
@@ -206,10 +266,19 @@ async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Err
     let config: ContainerConfig = http::decode(&body)?;
     let hc: HostConfigOnly = http::decode(&body)?;
     let name = q.get("name").map(str::to_string);
+    let mut host_config = hc.host_config.unwrap_or_default();
+    if host_config
+        .runtime
+        .as_deref()
+        .unwrap_or_default()
+        .is_empty()
+    {
+        host_config.runtime = hc.runtime.filter(|r| !r.is_empty());
+    }
     let r = CreateRequest {
         name,
         config,
-        host_config: hc.host_config.unwrap_or_default(),
+        host_config,
     };
     let (id, warnings) = blocking(move || ctx.engine.create(&ctx.who, r)).await?;
     Ok(http::json(201, &json!({"Id": id, "Warnings": warnings})))
@@ -357,23 +426,8 @@ async fn logs(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
     let tty = logs.tty;
     tokio::spawn(async move {
         while let Some(e) = logs.rx.recv().await {
-            let (want, n) = match e.stream {
-                berth_logs::Stream::Stdout => (stdout, 1u8),
-                berth_logs::Stream::Stderr => (stderr, 2u8),
-            };
-            if !want {
+            let Some(chunk) = log_chunk(&e, tty, timestamps, stdout, stderr) else {
                 continue;
-            }
-            let mut payload = Vec::with_capacity(e.line.len() + 32);
-            if timestamps {
-                payload.extend_from_slice(e.timestamp().as_bytes());
-                payload.push(b' ');
-            }
-            payload.extend_from_slice(&e.line);
-            let chunk = if tty {
-                bytes::Bytes::from(payload)
-            } else {
-                frame(n, &payload)
             };
             if tx.send(chunk).await.is_err() {
                 break;
@@ -381,4 +435,53 @@ async fn logs(ctx: Ctx, id: &str, q: &Query) -> Result<Resp, Error> {
         }
     });
     Ok(resp)
+}
+
+/// One log entry as `logs` and `attach?logs=1` send it: raw with a TTY, else in Docker's
+/// frame; None for a stream that was not asked for.
+fn log_chunk(
+    e: &berth_logs::Entry,
+    tty: bool,
+    timestamps: bool,
+    stdout: bool,
+    stderr: bool,
+) -> Option<bytes::Bytes> {
+    let (want, n) = match e.stream {
+        berth_logs::Stream::Stdout => (stdout, 1u8),
+        berth_logs::Stream::Stderr => (stderr, 2u8),
+    };
+    if !want {
+        return None;
+    }
+    let mut payload = Vec::with_capacity(e.line.len() + 32);
+    if timestamps {
+        payload.extend_from_slice(e.timestamp().as_bytes());
+        payload.push(b' ');
+    }
+    payload.extend_from_slice(&e.line);
+    Some(if tty {
+        bytes::Bytes::from(payload)
+    } else {
+        frame(n, &payload)
+    })
+}
+
+/// `attach?logs=1`: what the container has logged so far, as the attach stream carries it.
+async fn logged_output(ctx: &Ctx, id: &str, stdout: bool, stderr: bool) -> Result<Vec<u8>, Error> {
+    let read = berth_logs::ReadOptions {
+        since: None,
+        until: None,
+        tail: None,
+        follow: false,
+    };
+    let mut logs = ctx
+        .engine
+        .logs(&ctx.who, id, berth_engine::logs::LogOptions { read })?;
+    let mut out = Vec::new();
+    while let Some(e) = logs.rx.recv().await {
+        if let Some(c) = log_chunk(&e, logs.tty, false, stdout, stderr) {
+            out.extend_from_slice(&c);
+        }
+    }
+    Ok(out)
 }

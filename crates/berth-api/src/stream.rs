@@ -25,28 +25,89 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
     req.headers().contains_key(UPGRADE)
 }
 
+/// Docker's default detach keys: ctrl-p, ctrl-q.
+pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+
+/// Detach keys as Docker writes them (`ctrl-p,ctrl-q`, `a,ctrl-@`): each a single character
+/// or `ctrl-` and one of `a`–`z`, `@`, `[`, `\`, `]`, `^`, `_`.
+pub fn detach_keys(spec: &str) -> Result<Vec<u8>, berth_engine::Error> {
+    let bad = || berth_engine::Error::Invalid(format!("Invalid detach keys ({spec}) provided"));
+    let mut out = Vec::new();
+    for key in spec.split(',') {
+        let b = key.as_bytes();
+        match b {
+            [c] if c.is_ascii() => out.push(*c),
+            [b'c', b't', b'r', b'l', b'-', c] => out.push(match c {
+                b'a'..=b'z' => c - b'a' + 1,
+                b'@' => 0,
+                b'[' => 27,
+                b'\\' => 28,
+                b']' => 29,
+                b'^' => 30,
+                b'_' => 31,
+                _ => return Err(bad()),
+            }),
+            _ => return Err(bad()),
+        }
+    }
+    if out.is_empty() {
+        return Err(bad());
+    }
+    Ok(out)
+}
+
 /// Answer `req` with a hijacked stream of the shim (an attach or exec stream), which comes
 /// once the client has its answer (101): an attach made before start connects at start, an
-/// exec starts its process only then. `on_end` runs once the output has ended.
+/// exec starts its process only then. `on_end` runs once the output has ended. With `detach`
+/// (a TTY's stdin, as dockerd only watches a terminal's), the key sequence typed by the client
+/// ends the connection and is not passed on; the container runs on.
 pub fn hijack_later<B: Send + 'static>(
+    req: Request<B>,
+    shim: std::pin::Pin<
+        Box<dyn std::future::Future<Output = Result<UnixStream, berth_engine::Error>> + Send>,
+    >,
+    tty: bool,
+    detach: Option<Vec<u8>>,
+    logged: Vec<u8>,
+    on_end: impl FnOnce() + Send + 'static,
+) -> Resp {
+    hijack_framed(req, shim, tty, false, detach, logged, on_end)
+}
+
+/// As [`hijack_later`]; with `frame` a terminal's output (raw from the shim) goes out in
+/// Docker's stdout frames, as dockerd sends an exec whose start asked for no TTY.
+#[allow(clippy::too_many_arguments)]
+pub fn hijack_framed<B: Send + 'static>(
     mut req: Request<B>,
     shim: std::pin::Pin<
         Box<dyn std::future::Future<Output = Result<UnixStream, berth_engine::Error>> + Send>,
     >,
     tty: bool,
+    frame: bool,
+    detach: Option<Vec<u8>>,
+    logged: Vec<u8>,
     on_end: impl FnOnce() + Send + 'static,
 ) -> Resp {
+    let tty = tty && !frame;
     if !wants_upgrade(&req) {
         // No upgrade: the output as the body, no stdin.
         let (resp, tx) = http::stream(200, content_type(tty));
         tokio::spawn(async move {
+            if !logged.is_empty() && tx.send(Bytes::from(logged)).await.is_err() {
+                return on_end();
+            }
             if let Ok(mut shim) = shim.await {
                 let mut buf = vec![0u8; 32 * 1024];
                 loop {
                     match shim.read(&mut buf).await {
                         Ok(0) | Err(_) => break,
                         Ok(n) => {
-                            if tx.send(Bytes::copy_from_slice(&buf[..n])).await.is_err() {
+                            let chunk = if frame {
+                                crate::containers::frame(1, &buf[..n])
+                            } else {
+                                Bytes::copy_from_slice(&buf[..n])
+                            };
+                            if tx.send(chunk).await.is_err() {
                                 break;
                             }
                         }
@@ -60,10 +121,19 @@ pub fn hijack_later<B: Send + 'static>(
     let on_upgrade = hyper::upgrade::on(&mut req);
     tokio::spawn(async move {
         match on_upgrade.await {
-            Ok(up) => match shim.await {
-                Ok(shim) => pump(TokioIo::new(up), shim).await,
-                Err(e) => tracing::debug!("attach: {e}"),
-            },
+            Ok(up) => {
+                let mut up = TokioIo::new(up);
+                if !logged.is_empty() && up.write_all(&logged).await.is_err() {
+                    return on_end();
+                }
+                match shim.await {
+                    Ok(shim) => pump(up, shim, detach, frame).await,
+                    Err(e) => {
+                        tracing::debug!("attach: {e}");
+                        let _ = up.shutdown().await;
+                    }
+                }
+            }
             Err(e) => tracing::debug!("upgrade: {e}"),
         }
         on_end();
@@ -78,21 +148,144 @@ pub fn hijack_later<B: Send + 'static>(
 
 /// Copy both ways until the output ends: client → shim (stdin; the client's half-close is
 /// passed on, so the shim can close the container's stdin), shim → client (output; when it
-/// ends the client's connection is closed whatever the client still sends).
-async fn pump<C>(client: C, shim: UnixStream)
+/// ends the client's connection is closed whatever the client still sends). Typing the
+/// `detach` keys closes the client's connection at once, and the shim's without a half-close
+/// (the container's stdin stays open for the next attach).
+async fn pump<C>(client: C, shim: UnixStream, detach: Option<Vec<u8>>, frame: bool)
 where
     C: tokio::io::AsyncRead + tokio::io::AsyncWrite + Unpin + Send + 'static,
 {
     let (mut cr, mut cw) = tokio::io::split(client);
     let (mut sr, mut sw) = shim.into_split();
-    let input = tokio::spawn(async move {
-        let _ = tokio::io::copy(&mut cr, &mut sw).await;
-        let _ = sw.shutdown().await;
-        // Keep the shim's write half until the output ends.
-        sw
+    let mut input = tokio::spawn(async move {
+        let detached = match detach {
+            Some(keys) => copy_escapable(&mut cr, &mut sw, &keys).await,
+            None => {
+                let _ = tokio::io::copy(&mut cr, &mut sw).await;
+                false
+            }
+        };
+        if !detached {
+            let _ = sw.shutdown().await;
+        }
+        (sw, detached)
     });
-    let _ = tokio::io::copy(&mut sr, &mut cw).await;
+    // Keep the shim's write half until the output ends.
+    let mut held = None;
+    {
+        let output = async {
+            if !frame {
+                let _ = tokio::io::copy(&mut sr, &mut cw).await;
+                return;
+            }
+            let mut buf = vec![0u8; 32 * 1024];
+            loop {
+                match sr.read(&mut buf).await {
+                    Ok(0) | Err(_) => break,
+                    Ok(n) => {
+                        if cw
+                            .write_all(&crate::containers::frame(1, &buf[..n]))
+                            .await
+                            .is_err()
+                        {
+                            break;
+                        }
+                    }
+                }
+            }
+        };
+        tokio::pin!(output);
+        let mut input_done = false;
+        loop {
+            tokio::select! {
+                _ = &mut output => break,
+                r = &mut input, if !input_done => {
+                    input_done = true;
+                    match r {
+                        Ok((_, true)) => break,
+                        Ok((sw, false)) => held = Some(sw),
+                        Err(_) => {}
+                    }
+                }
+            }
+        }
+    }
+    drop(held);
     let _ = cw.flush().await;
     let _ = cw.shutdown().await;
     input.abort();
+}
+
+/// Copy `from` to `to` until the end, or until `keys` arrive in a row (true): what matches
+/// the start of the sequence is held back until it is clear it is not the sequence, as
+/// dockerd's escape proxy does.
+async fn copy_escapable<R, W>(from: &mut R, to: &mut W, keys: &[u8]) -> bool
+where
+    R: tokio::io::AsyncRead + Unpin,
+    W: tokio::io::AsyncWrite + Unpin,
+{
+    let mut buf = vec![0u8; 32 * 1024];
+    let mut matched = 0usize;
+    loop {
+        let n = match from.read(&mut buf).await {
+            Ok(0) | Err(_) => {
+                if matched > 0 {
+                    let _ = to.write_all(&keys[..matched]).await;
+                }
+                return false;
+            }
+            Ok(n) => n,
+        };
+        let mut out = Vec::with_capacity(n + matched);
+        for &b in &buf[..n] {
+            if b == keys[matched] {
+                matched += 1;
+                if matched == keys.len() {
+                    let _ = to.write_all(&out).await;
+                    return true;
+                }
+            } else {
+                out.extend_from_slice(&keys[..matched]);
+                matched = 0;
+                if b == keys[0] {
+                    matched = 1;
+                } else {
+                    out.push(b);
+                }
+            }
+        }
+        if !out.is_empty() && to.write_all(&out).await.is_err() {
+            return false;
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn detach_keys_as_docker_reads_them() {
+        assert_eq!(detach_keys(DEFAULT_DETACH_KEYS).unwrap(), vec![16, 17]);
+        assert_eq!(detach_keys("a,ctrl-@,ctrl-\\").unwrap(), vec![b'a', 0, 28]);
+        for bad in ["", "ctrl-", "ctrl-1", "ab", "ctrl-p,,x"] {
+            assert!(detach_keys(bad).is_err(), "{bad:?}");
+        }
+    }
+
+    #[tokio::test]
+    async fn the_sequence_detaches_and_is_not_passed_on() {
+        let keys = [16u8, 17];
+        let run = |input: &'static [u8]| async move {
+            let mut from = input;
+            let mut to = Vec::new();
+            let detached = copy_escapable(&mut from, &mut to, &keys).await;
+            (detached, to)
+        };
+        assert_eq!(run(b"ab\x10\x11cd").await, (true, b"ab".to_vec()));
+        // A start of the sequence that does not go on is passed on whole.
+        assert_eq!(run(b"a\x10b").await, (false, b"a\x10b".to_vec()));
+        assert_eq!(run(b"\x10\x10\x11").await, (true, b"\x10".to_vec()));
+        assert_eq!(run(b"x\x10").await, (false, b"x\x10".to_vec()));
+    }
 }

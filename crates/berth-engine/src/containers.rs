@@ -181,6 +181,12 @@ impl Engine {
             let defaults = self.cfg.log_limits().map_err(Error::Invalid)?;
             crate::config::log_limits(&opts, defaults).map_err(Error::Invalid)?;
         }
+        // Recorded as dockerd records them: the runtime and log driver it chose.
+        req.host_config.runtime = Some(runtime.clone());
+        req.host_config
+            .log_config
+            .get_or_insert_with(Default::default)
+            .typ = Some(log_driver.clone());
 
         let id = crate::names::new_id();
         // Reserve the name.
@@ -828,12 +834,25 @@ impl Engine {
             // but a SIGKILL from the user is not a failure to retry).
             self.update(&h, |c| c.state.stopped_by_user = true);
         }
+        let mut changed = h.changed.subscribe();
         let me = self.clone();
         let id = c.id.clone();
         tokio::task::spawn_blocking(move || me.kill_process(&id, sig, false))
             .await
             .map_err(|e| Error::internal("kill", e))??;
         self.container_event(&c, "kill", &[("signal", sig.to_string())]);
+        if sig == libc::SIGKILL {
+            // As dockerd: a SIGKILL is answered once the container is down (within 10 s),
+            // so an inspect right after it sees the exit.
+            let down = async {
+                while h.get().state.status.is_running() {
+                    if changed.changed().await.is_err() {
+                        break;
+                    }
+                }
+            };
+            let _ = tokio::time::timeout(Duration::from_secs(10), down).await;
+        }
         Ok(())
     }
 
@@ -973,11 +992,16 @@ impl Engine {
             let err = (!c.state.error.is_empty()).then(|| c.state.error.clone());
             (c.state.exit_code, err)
         };
+        // An exit is a new FinishedAt: a container whose restart policy brings it back at once
+        // has exited all the same (dockerd wakes its waiters when it restarts one), even if the
+        // waiter only looks after it runs again.
+        let exits_before = c.state.finished_at.clone();
+        let exited = move |h: &Handle| h.get().state.finished_at != exits_before;
         Ok(Box::pin(async move {
             match cond {
                 WaitCondition::NotRunning => loop {
                     let s = h.get().state.status;
-                    if !s.is_running() && s != Status::Restarting {
+                    if (!s.is_running() && s != Status::Restarting) || exited(&h) {
                         return code(&h);
                     }
                     if changed.changed().await.is_err() {
@@ -988,8 +1012,7 @@ impl Engine {
                     if changed.changed().await.is_err() {
                         return code(&h);
                     }
-                    let s = h.get().state.status;
-                    if s == Status::Exited || s == Status::Restarting || *removed.borrow() {
+                    if exited(&h) || *removed.borrow() {
                         return code(&h);
                     }
                 },
@@ -1102,6 +1125,14 @@ impl Engine {
         h.removed.send_replace(true);
         h.bump();
         Ok(())
+    }
+
+    /// Whether the container has a terminal (the shape of its attach stream).
+    pub fn inspect_tty(&self, who: &Subject, name: &str) -> Result<bool> {
+        let h = self.lookup(who, name)?;
+        let c = h.get();
+        self.authorize(who, Action::Read, Some(&c.owner))?;
+        Ok(c.config.tty.unwrap_or(false))
     }
 
     /// `docker attach` (and the attach of `docker run`): the stream of the container's

@@ -186,7 +186,14 @@ impl Engine {
     }
 
     /// Can the exec `id` start now? Its TTY setting if so.
-    pub fn exec_check(&self, who: &Subject, id: &str, tty: Option<bool>) -> Result<bool> {
+    /// Returns whether it has a terminal, and its detach keys (`DetachKeys` at create, if
+    /// any) when its stdin is attached.
+    pub fn exec_check(
+        &self,
+        who: &Subject,
+        id: &str,
+        tty: Option<bool>,
+    ) -> Result<(bool, Option<String>)> {
         let e = self.exec_lookup(who, id)?;
         self.authorize(who, Action::Write, Some(&e.owner))?;
         if e.started {
@@ -201,7 +208,12 @@ impl Engine {
                 e.container
             )));
         }
-        Ok(tty.unwrap_or(false) || e.config.tty.unwrap_or(false))
+        let keys = e
+            .config
+            .attach_stdin
+            .unwrap_or(false)
+            .then(|| e.config.detach_keys.clone().unwrap_or_default());
+        Ok((tty.unwrap_or(false) || e.config.tty.unwrap_or(false), keys))
     }
 
     /// `POST /exec/{id}/start`: start the process; unless detached, its stream.

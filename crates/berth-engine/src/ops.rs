@@ -308,8 +308,16 @@ impl Engine {
     pub fn stats_sample(&self, who: &Subject, name: &str) -> Result<StatsSample> {
         let (_, c) = self.op_target(who, name, Action::Read)?;
         let reading = if c.state.status.is_running() {
+            let own_netns = !matches!(
+                c.host_config.network_mode.as_deref(),
+                Some("none") | Some("host")
+            ) && !c
+                .host_config
+                .network_mode
+                .as_deref()
+                .is_some_and(|m| m.starts_with("container:"));
             match self.rt(&c.id).stats(&c.id) {
-                Ok(s) => Some(stats::read(s)),
+                Ok(s) => Some(stats::read(s, own_netns.then_some(c.state.pid))),
                 Err(e) => {
                     tracing::debug!("stats of {}: {e}", c.id);
                     None

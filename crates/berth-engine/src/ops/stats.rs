@@ -34,6 +34,9 @@ pub(crate) struct Reading {
     pub(crate) online_cpus: u64,
     /// The host's memory, bytes (the limit shown for a container without one).
     pub(crate) machine_memory: u64,
+    /// Per interface of the container's own network namespace (not `lo`), dockerd's
+    /// `networks`; None with `--network none` or `host` (dockerd leaves the key out then).
+    pub(crate) networks: Option<Map<String, Value>>,
 }
 
 impl StatsSample {
@@ -51,7 +54,7 @@ impl StatsSample {
             r.map(|r| humantime::format_rfc3339_nanos(r.read).to_string())
                 .unwrap_or_else(|| ZERO_TIME.to_string())
         };
-        json!({
+        let mut v = json!({
             "read": time(cur),
             "preread": time(pre),
             "pids_stats": pids(cur),
@@ -61,9 +64,14 @@ impl StatsSample {
             "cpu_stats": cpu(cur),
             "precpu_stats": cpu(pre),
             "memory_stats": memory(cur),
+            "networks": cur.and_then(|r| r.networks.clone()),
             "name": format!("/{}", self.name),
             "id": self.id,
-        })
+        });
+        if let Some(o) = v.as_object_mut().filter(|o| o["networks"].is_null()) {
+            o.remove("networks");
+        }
+        v
     }
 }
 
@@ -226,22 +234,68 @@ pub(crate) fn machine_memory(meminfo: &str) -> u64 {
 }
 
 /// A reading of `cgroup` now.
-pub(crate) fn read(cgroup: berth_cgroups::Stats) -> Reading {
+pub(crate) fn read(cgroup: berth_cgroups::Stats, netns_of: Option<i64>) -> Reading {
     let stat = std::fs::read_to_string("/proc/stat").unwrap_or_default();
     let meminfo = std::fs::read_to_string("/proc/meminfo").unwrap_or_default();
+    let networks = netns_of.filter(|p| *p > 0).map(|pid| {
+        net_dev(&std::fs::read_to_string(format!("/proc/{pid}/net/dev")).unwrap_or_default())
+    });
     Reading {
         read: SystemTime::now(),
         cgroup,
         system_cpu: system_cpu_usage(&stat).unwrap_or(0),
         online_cpus: online_cpus(),
         machine_memory: machine_memory(&meminfo),
+        networks,
     }
+}
+
+/// /proc/PID/net/dev as dockerd's per-interface `networks` (loopback left out, as dockerd
+/// counts only the container's endpoints).
+fn net_dev(text: &str) -> Map<String, Value> {
+    let mut out = Map::new();
+    for line in text.lines().skip(2) {
+        let Some((name, rest)) = line.split_once(':') else {
+            continue;
+        };
+        let name = name.trim();
+        let f: Vec<u64> = rest
+            .split_whitespace()
+            .map(|v| v.parse().unwrap_or(0))
+            .collect();
+        if name == "lo" || f.len() < 16 {
+            continue;
+        }
+        out.insert(
+            name.to_string(),
+            json!({
+                "rx_bytes": f[0], "rx_packets": f[1], "rx_errors": f[2], "rx_dropped": f[3],
+                "tx_bytes": f[8], "tx_packets": f[9], "tx_errors": f[10], "tx_dropped": f[11],
+            }),
+        );
+    }
+    out
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use std::path::Path;
+
+    #[test]
+    fn interfaces_of_net_dev() {
+        let text = "Inter-|   Receive                                                |  Transmit
+ face |bytes    packets errs drop fifo frame compressed multicast|bytes    packets errs drop fifo colls carrier compressed
+    lo:     100       2    0    0    0     0          0         0      100       2    0    0    0     0       0          0
+  eth0:    1500      10    1    2    0     0          0         0      700       5    0    3    0     0       0          0
+";
+        let v = Value::Object(net_dev(text));
+        assert_eq!(
+            v,
+            json!({"eth0": {"rx_bytes": 1500, "rx_packets": 10, "rx_errors": 1, "rx_dropped": 2,
+                "tx_bytes": 700, "tx_packets": 5, "tx_errors": 0, "tx_dropped": 3}})
+        );
+    }
 
     fn files(dir: &Path, files: &[(&str, &str)]) {
         std::fs::create_dir_all(dir).unwrap();
@@ -260,6 +314,7 @@ mod tests {
                 system_cpu,
                 online_cpus: 2,
                 machine_memory: 8 << 30,
+                networks: None,
             }),
         }
     }

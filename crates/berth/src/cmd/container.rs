@@ -76,7 +76,12 @@ pub fn start(c: &Client, a: &StartArgs) -> Result<ExitCode> {
             .q("stream", 1)
             .q("stdin", u8::from(stdin))
             .q("stdout", 1)
-            .q("stderr", 1),
+            .q("stderr", 1)
+            // The daemon watches a terminal's input for them too: the same keys.
+            .q(
+                "detachKeys",
+                a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"),
+            ),
     )?;
     let autoremove = info["HostConfig"]["AutoRemove"].as_bool().unwrap_or(false);
     let wait = wait_request(c, &id, autoremove)?;
@@ -653,7 +658,12 @@ pub fn attach(c: &Client, a: &AttachArgs) -> Result<ExitCode> {
             .q("stream", 1)
             .q("stdin", u8::from(stdin))
             .q("stdout", 1)
-            .q("stderr", 1),
+            .q("stderr", 1)
+            // The daemon watches a terminal's input for them too: the same keys.
+            .q(
+                "detachKeys",
+                a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"),
+            ),
     )?;
     let sess = Session {
         client: c,

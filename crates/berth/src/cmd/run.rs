@@ -1024,7 +1024,12 @@ pub fn run(c: &Client, a: &RunArgs) -> Result<ExitCode> {
                     .q("stream", 1)
                     .q("stdin", u8::from(att_in))
                     .q("stdout", u8::from(att_out))
-                    .q("stderr", u8::from(att_err)),
+                    .q("stderr", u8::from(att_err))
+                    // The daemon watches a terminal's input for them too: the same keys.
+                    .q(
+                        "detachKeys",
+                        a.detach_keys.as_deref().unwrap_or("ctrl-p,ctrl-q"),
+                    ),
             )?,
         )
     } else {

@@ -76,6 +76,72 @@ c.kill(signal="SIGTERM")
 assert c.wait(timeout=20)["StatusCode"] == 5
 c.remove()
 
+# As the SDK's own suite checks them (tests/integration/api_container_test.py):
+api = client.api
+# a SIGKILL is answered once the container is down
+c = api.create_container(image, ["sleep", "9999"], name=prefix + "-kill9")
+api.start(c)
+api.kill(c)
+st = api.inspect_container(c)["State"]
+assert st["ExitCode"] == 137 and not st["Running"], st
+api.remove_container(c)
+# wait returns at the first exit of a container its restart policy brings back
+c = api.create_container(image, ["sleep", "1"], name=prefix + "-always",
+                         host_config=api.create_host_config(restart_policy={"Name": "always"}))
+api.start(c)
+assert api.wait(c, timeout=20)["StatusCode"] == 0
+api.remove_container(c, force=True)
+# the runtime at the body's top level, the daemon's log driver recorded
+c = api.create_container(image, ["true"], runtime="runc", name=prefix + "-rt")
+hc = api.inspect_container(c)["HostConfig"]
+assert hc["Runtime"] == "runc" and hc["LogConfig"]["Type"] == "json-file", hc
+api.remove_container(c)
+# attach with logs and no stream: what was logged, then the end
+c = api.create_container(image, "echo hello", name=prefix + "-al")
+api.start(c)
+api.wait(c, condition="not-running")
+assert api.attach(c, stream=False, logs=True) == b"hello\n"
+api.remove_container(c)
+# stats of a container with a network namespace of its own carry "networks"
+c = api.create_container(image, ["sleep", "60"], name=prefix + "-st")
+api.start(c)
+s = api.stats(c, stream=False)
+for k in ["read", "networks", "precpu_stats", "cpu_stats", "memory_stats", "blkio_stats"]:
+    assert k in s, (k, s)
+api.remove_container(c, force=True)
+# detach keys end a TTY attach and leave the container running
+import socket
+for keys, seq in [(None, b"\x10\x11"), ("ctrl-x", b"\x18")]:
+    if keys:
+        api._general_configs["detachKeys"] = keys
+    c = api.create_container(image, "cat", stdin_open=True, tty=True, detach=True,
+                             name=prefix + "-dk" + str(len(seq)))
+    api.start(c)
+    sock = api.attach_socket(c, {"stdin": True, "stream": True})
+    raw = sock._sock
+    raw.sendall(seq)
+    raw.settimeout(10)
+    data = b""
+    try:
+        while True:
+            chunk = raw.recv(4096)
+            if not chunk:
+                break
+            data += chunk
+    except OSError:
+        pass
+    assert seq not in data, data
+    assert api.inspect_container(c)["State"]["Running"]
+    api._general_configs.pop("detachKeys", None)
+    api.remove_container(c, force=True)
+
+# an exec with a terminal started without one: the terminal's output in stdout frames
+c = api.create_container(image, "cat", stdin_open=True, detach=True, name=prefix + "-ex")
+api.start(c)
+e = api.exec_create(c, 'sh -c "echo hello out; echo hello err >&2"', tty=True)
+assert api.exec_start(e, demux=True) == (b"hello out\r\nhello err\r\n", None)
+api.remove_container(c, force=True)
+
 # images
 assert any(image in (i.tags or []) or image.split("/", 1)[-1] in str(i.tags) for i in client.images.list()), client.images.list()
 img = client.images.get(image)
