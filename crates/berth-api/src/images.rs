@@ -530,14 +530,14 @@ async fn load(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error
         let send = |v: Value| {
             let _ = tx.blocking_send(progress_line(v));
         };
-        match engine.images().load(reader) {
+        match engine.images().load_tagged(reader) {
             Ok(recs) => {
-                for r in recs {
-                    if r.repo_tags.is_empty() {
+                for (r, tags) in recs {
+                    if tags.is_empty() {
                         send(json!({"stream": format!("Loaded image ID: {}\n", r.id)}));
                         engine.image_event(&who.tenant, "load", &r.id, &r.id);
                     }
-                    for t in &r.repo_tags {
+                    for t in &tags {
                         send(json!({"stream": format!("Loaded image: {}\n", familiar(t))}));
                         engine.image_event(&who.tenant, "load", &r.id, &familiar(t));
                     }

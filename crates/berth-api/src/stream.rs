@@ -123,8 +123,15 @@ pub fn hijack_framed<B: Send + 'static>(
         match on_upgrade.await {
             Ok(up) => {
                 let mut up = TokioIo::new(up);
-                if !logged.is_empty() && up.write_all(&logged).await.is_err() {
-                    return on_end();
+                if !logged.is_empty() {
+                    // A client that reads the answer's head through a buffer (the Python SDK
+                    // then takes the raw socket) would swallow bytes that arrive with it: give
+                    // it a moment to have read the head first, as the container's own output
+                    // normally does.
+                    tokio::time::sleep(std::time::Duration::from_millis(50)).await;
+                    if up.write_all(&logged).await.is_err() {
+                        return on_end();
+                    }
                 }
                 match shim.await {
                     Ok(shim) => pump(up, shim, detach, frame).await,

@@ -373,6 +373,17 @@ impl ImageStore {
     /// images with their tags. Returns the images (tags included); an image the archive does
     /// not name is recorded untagged (report its ID).
     pub fn load(&self, input: impl Read) -> Result<Vec<ImageRecord>> {
+        Ok(self
+            .load_tagged(input)?
+            .into_iter()
+            .map(|(rec, _)| rec)
+            .collect())
+    }
+
+    /// As [`ImageStore::load`], each image with the tags the archive gave it (what `docker
+    /// load` reports: an image loaded without a tag is reported by ID, whatever tags the store
+    /// already had for it).
+    pub fn load_tagged(&self, input: impl Read) -> Result<Vec<(ImageRecord, Vec<String>)>> {
         let _lock = self.lock_shared()?;
         let reader = util::decompressed(input).map_err(Error::ArchiveRead)?;
         // The tar reader's own errors quote the bytes it could not parse (the input may be any
@@ -510,7 +521,16 @@ impl ImageStore {
             let _ = self.forget_untagged(&added);
             return Err(e);
         }
-        ids.iter().map(|id| self.get(id)).collect()
+        ids.iter()
+            .map(|id| {
+                let tags = assignments
+                    .iter()
+                    .filter(|(i, _)| i == id)
+                    .map(|(_, t)| t.clone())
+                    .collect();
+                self.get(id).map(|rec| (rec, tags))
+            })
+            .collect()
     }
 
     /// Store an archive entry named `blobs/sha256/<hex>` under that digest, verified.

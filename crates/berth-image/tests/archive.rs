@@ -126,6 +126,16 @@ fn save_then_load_round_trips_a_pulled_image() {
         (loaded[0].id.as_str(), loaded[0].repo_tags.len()),
         (img.id.as_str(), 0)
     );
+    // Into the store that has it tagged: `docker load` reports the archive's tags (none),
+    // not the ones the store had.
+    let tagged = s2.load_tagged(&by_id[..]).unwrap();
+    assert_eq!(tagged.len(), 1);
+    assert!(tagged[0].1.is_empty(), "{:?}", tagged[0].1);
+    assert_eq!(tagged[0].0.repo_tags.len(), 2);
+    assert_eq!(
+        s2.load_tagged(&saved[..]).unwrap()[0].1,
+        [bb.clone(), "localhost/extra:2".into()]
+    );
 
     // A repository without tag: every tag of it.
     let mut repo = Vec::new();

@@ -66,16 +66,16 @@ pub fn load(data_root: &Path, a: &LoadArgs) -> Result<ExitCode> {
     let loaded = match &a.input {
         Some(p) => {
             let f = std::fs::File::open(p).with_context(|| format!("opening {}", p.display()))?;
-            store.load(std::io::BufReader::new(f))
+            store.load_tagged(std::io::BufReader::new(f))
         }
-        None => store.load(std::io::BufReader::new(std::io::stdin().lock())),
+        None => store.load_tagged(std::io::BufReader::new(std::io::stdin().lock())),
     }
     .context("loading the archive")?;
-    for img in &loaded {
-        if img.repo_tags.is_empty() {
+    for (img, tags) in &loaded {
+        if tags.is_empty() {
             println!("Loaded image ID: {}", img.id);
         }
-        for t in &img.repo_tags {
+        for t in tags {
             println!("Loaded image: {}", familiar(t));
         }
     }
