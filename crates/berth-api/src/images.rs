@@ -77,7 +77,7 @@ pub(crate) fn list_json(
         let containers = if engine.image_in_use(&rec.id) { 1 } else { 0 };
         out.push(json!({
             "Id": rec.id,
-            "ParentId": "",
+            "ParentId": rec.parent.clone().unwrap_or_default(),
             "RepoTags": tags,
             "RepoDigests": info["RepoDigests"],
             "Created": created,

@@ -178,6 +178,7 @@ impl ImageStore {
             make_manifest(&config_digest, config_bytes.len() as u64, layers)?;
         let manifest_digest = self.blobs.put_bytes(&manifest_bytes).map_err(Error::from)?;
         let rec = self.add_image(&manifest_digest, &parsed, None)?;
+        self.set_parent(&rec.id, &base_rec.id)?;
         if let Some(tag) = tag {
             self.set_tags(&[(rec.id.clone(), tag)])?;
         }

@@ -93,7 +93,10 @@ impl ImageStore {
         out.insert("Id".into(), json!(rec.id));
         out.insert("RepoTags".into(), json!(repo_tags));
         out.insert("RepoDigests".into(), json!(repo_digests));
-        out.insert("Parent".into(), json!(""));
+        out.insert(
+            "Parent".into(),
+            json!(rec.parent.clone().unwrap_or_default()),
+        );
         out.insert("Comment".into(), json!(str_field(&cfg, "comment")));
         out.insert(
             "Created".into(),

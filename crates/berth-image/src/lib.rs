@@ -249,6 +249,10 @@ pub struct ImageRecord {
     pub diff_ids: Vec<String>,
     /// Compressed size of its layers, bytes.
     pub size: u64,
+    /// The local image it was committed from (Docker's `Parent`; none for pulled, loaded or
+    /// imported images).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub parent: Option<String>,
 }
 
 /// An flock on the store's lock file, released when dropped (see the crate docs, "Locking").
@@ -400,6 +404,9 @@ impl ImageStore {
             manage::take_repo_digests(&mut images, &record.id, &record.repo_digests)?;
             if let Some(old) = get_record(&images, &record.id)? {
                 record.repo_tags = old.repo_tags;
+                if record.parent.is_none() {
+                    record.parent = old.parent;
+                }
                 let new = std::mem::replace(&mut record.repo_digests, old.repo_digests);
                 for d in new {
                     if !record.repo_digests.contains(&d) {
@@ -418,6 +425,25 @@ impl ImageStore {
         };
         txn.commit().map_err(db_err)?;
         Ok(stored)
+    }
+
+    /// Record that image `id` was committed from image `parent` (kept if already set).
+    pub(crate) fn set_parent(&self, id: &str, parent: &str) -> Result<()> {
+        let db = self.db.get()?;
+        let txn = db.begin_write().map_err(db_err)?;
+        {
+            let mut images = txn.open_table(IMAGES).map_err(db_err)?;
+            if let Some(mut rec) = get_record(&images, id)?
+                && rec.parent.is_none()
+                && rec.id != parent
+            {
+                rec.parent = Some(parent.to_string());
+                let json = serde_json::to_vec(&rec).map_err(db_err)?;
+                images.insert(id, json.as_slice()).map_err(db_err)?;
+            }
+        }
+        txn.commit().map_err(db_err)?;
+        Ok(())
     }
 
     /// Every image.

@@ -304,6 +304,7 @@ fn image_record(
         repo_digests: Vec::new(),
         diff_ids: diff_ids.iter().map(Digest::to_string).collect(),
         size: manifest.layers().iter().map(Descriptor::size).sum(),
+        parent: None,
     }
 }
 

@@ -338,6 +338,9 @@ fn a_commit_without_changes_adds_no_layer() {
         assert_eq!(rec.diff_ids, base.diff_ids);
         assert_ne!(rec.id, base.id);
         assert!(rec.repo_tags.is_empty());
+        // Docker's Parent: the image the root was made from; the base has none.
+        assert_eq!(rec.parent.as_deref(), Some(base.id.as_str()));
+        assert_eq!(s.get(&base.id).unwrap().parent, None);
         assert_eq!(layer_dirs(&store_root), before);
         let cfg = config_of(&s, &rec);
         let last = cfg["history"].as_array().unwrap().last().unwrap().clone();

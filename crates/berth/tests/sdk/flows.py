@@ -142,6 +142,15 @@ e = api.exec_create(c, 'sh -c "echo hello out; echo hello err >&2"', tty=True)
 assert api.exec_start(e, demux=True) == (b"hello out\r\nhello err\r\n", None)
 api.remove_container(c, force=True)
 
+# a committed image's Parent is the container's image
+c = api.create_container(image, ["touch", "/test"], name=prefix + "-cm")
+api.start(c)
+api.wait(c)
+committed = api.commit(c)["Id"]
+assert api.inspect_image(committed)["Parent"] == api.inspect_image(image)["Id"]
+api.remove_container(c)
+api.remove_image(committed)
+
 # images
 assert any(image in (i.tags or []) or image.split("/", 1)[-1] in str(i.tags) for i in client.images.list()), client.images.list()
 img = client.images.get(image)
