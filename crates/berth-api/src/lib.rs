@@ -6,6 +6,7 @@
 //! engine's, and anything that blocks runs on a blocking thread.
 
 mod containers;
+pub mod detach;
 pub mod http;
 mod images;
 mod listen;

@@ -26,34 +26,12 @@ pub fn wants_upgrade<B>(req: &Request<B>) -> bool {
 }
 
 /// Docker's default detach keys: ctrl-p, ctrl-q.
-pub const DEFAULT_DETACH_KEYS: &str = "ctrl-p,ctrl-q";
+pub const DEFAULT_DETACH_KEYS: &str = crate::detach::DEFAULT;
 
-/// Detach keys as Docker writes them (`ctrl-p,ctrl-q`, `a,ctrl-@`): each a single character
-/// or `ctrl-` and one of `a`–`z`, `@`, `[`, `\`, `]`, `^`, `_`.
+/// Detach keys of a request (Docker's syntax), Docker's 400 when they are not.
 pub fn detach_keys(spec: &str) -> Result<Vec<u8>, berth_engine::Error> {
-    let bad = || berth_engine::Error::Invalid(format!("Invalid detach keys ({spec}) provided"));
-    let mut out = Vec::new();
-    for key in spec.split(',') {
-        let b = key.as_bytes();
-        match b {
-            [c] if c.is_ascii() => out.push(*c),
-            [b'c', b't', b'r', b'l', b'-', c] => out.push(match c {
-                b'a'..=b'z' => c - b'a' + 1,
-                b'@' => 0,
-                b'[' => 27,
-                b'\\' => 28,
-                b']' => 29,
-                b'^' => 30,
-                b'_' => 31,
-                _ => return Err(bad()),
-            }),
-            _ => return Err(bad()),
-        }
-    }
-    if out.is_empty() {
-        return Err(bad());
-    }
-    Ok(out)
+    crate::detach::parse(spec)
+        .map_err(|_| berth_engine::Error::Invalid(format!("Invalid detach keys ({spec}) provided")))
 }
 
 /// Answer `req` with a hijacked stream of the shim (an attach or exec stream), which comes
@@ -223,46 +201,27 @@ where
     input.abort();
 }
 
-/// Copy `from` to `to` until the end, or until `keys` arrive in a row (true): what matches
-/// the start of the sequence is held back until it is clear it is not the sequence, as
-/// dockerd's escape proxy does.
+/// Copy `from` to `to` until the end, or until `keys` arrive in a row (true); the sequence
+/// is not passed on (`detach::Matcher`).
 async fn copy_escapable<R, W>(from: &mut R, to: &mut W, keys: &[u8]) -> bool
 where
     R: tokio::io::AsyncRead + Unpin,
     W: tokio::io::AsyncWrite + Unpin,
 {
     let mut buf = vec![0u8; 32 * 1024];
-    let mut matched = 0usize;
+    let mut m = crate::detach::Matcher::new(keys.to_vec());
     loop {
         let n = match from.read(&mut buf).await {
             Ok(0) | Err(_) => {
-                if matched > 0 {
-                    let _ = to.write_all(&keys[..matched]).await;
-                }
+                let _ = to.write_all(m.pending()).await;
                 return false;
             }
             Ok(n) => n,
         };
-        let mut out = Vec::with_capacity(n + matched);
-        for &b in &buf[..n] {
-            if b == keys[matched] {
-                matched += 1;
-                if matched == keys.len() {
-                    let _ = to.write_all(&out).await;
-                    return true;
-                }
-            } else {
-                out.extend_from_slice(&keys[..matched]);
-                matched = 0;
-                if b == keys[0] {
-                    matched = 1;
-                } else {
-                    out.push(b);
-                }
-            }
-        }
-        if !out.is_empty() && to.write_all(&out).await.is_err() {
-            return false;
+        let mut out = Vec::with_capacity(n);
+        let detached = m.feed(&buf[..n], &mut out);
+        if (!out.is_empty() && to.write_all(&out).await.is_err()) || detached {
+            return detached;
         }
     }
 }
@@ -270,15 +229,6 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn detach_keys_as_docker_reads_them() {
-        assert_eq!(detach_keys(DEFAULT_DETACH_KEYS).unwrap(), vec![16, 17]);
-        assert_eq!(detach_keys("a,ctrl-@,ctrl-\\").unwrap(), vec![b'a', 0, 28]);
-        for bad in ["", "ctrl-", "ctrl-1", "ab", "ctrl-p,,x"] {
-            assert!(detach_keys(bad).is_err(), "{bad:?}");
-        }
-    }
 
     #[tokio::test]
     async fn the_sequence_detaches_and_is_not_passed_on() {

@@ -8,7 +8,7 @@ use std::io::{IsTerminal, Read, Write};
 use std::sync::Mutex;
 use std::sync::mpsc;
 
-use anyhow::{Result, bail};
+use anyhow::Result;
 use nix::sys::signal::{SigSet, Signal};
 
 use super::client::{Client, Conn, Hijacked, Request};
@@ -67,34 +67,9 @@ pub fn resize(c: &Client, path: &str) {
     }
 }
 
-/// Docker's detach keys: `ctrl-p,ctrl-q` → [0x10, 0x11].
+/// Docker's detach keys: `ctrl-p,ctrl-q` → [0x10, 0x11] (the daemon's own parser).
 pub fn parse_detach_keys(s: &str) -> Result<Vec<u8>> {
-    let mut out = Vec::new();
-    for part in s.split(',') {
-        let p = part.trim();
-        if let Some(k) = p.strip_prefix("ctrl-") {
-            let b = match k.as_bytes() {
-                [c @ b'a'..=b'z'] => c - b'a' + 1,
-                [c @ b'A'..=b'Z'] => c - b'A' + 1,
-                [b'@'] => 0,
-                [b'['] => 27,
-                [b'\\'] => 28,
-                [b']'] => 29,
-                [b'^'] => 30,
-                [b'_'] => 31,
-                _ => bail!("invalid detach keys {s:?}: unknown key {p:?}"),
-            };
-            out.push(b);
-        } else if p.len() == 1 {
-            out.push(p.as_bytes()[0]);
-        } else {
-            bail!("invalid detach keys {s:?}: unknown key {p:?}");
-        }
-    }
-    if out.is_empty() {
-        bail!("invalid detach keys {s:?}");
-    }
-    Ok(out)
+    berth_api::detach::parse(s).map_err(|e| anyhow::anyhow!("invalid detach keys {s:?}: {e}"))
 }
 
 /// How a session ended.
@@ -246,12 +221,12 @@ pub fn session(h: Hijacked, s: &Session, started: impl FnOnce() -> Result<()>) -
 fn pump_stdin(mut conn: Conn, keys: Option<Vec<u8>>, tx: mpsc::Sender<Event>) {
     let mut stdin = std::io::stdin().lock();
     let mut buf = vec![0u8; 32 * 1024];
-    let mut matched = 0usize;
+    let mut watch = keys.map(berth_api::detach::Matcher::new);
     loop {
         let n = match stdin.read(&mut buf) {
             Ok(0) => {
-                if let Some(k) = &keys {
-                    let _ = conn.write_all(&k[..matched]);
+                if let Some(m) = &watch {
+                    let _ = conn.write_all(m.pending());
                 }
                 let _ = conn.shutdown_write();
                 return;
@@ -263,32 +238,19 @@ fn pump_stdin(mut conn: Conn, keys: Option<Vec<u8>>, tx: mpsc::Sender<Event>) {
                 return;
             }
         };
-        let out: Vec<u8> = match &keys {
-            None => buf[..n].to_vec(),
-            Some(k) => {
-                let mut out = Vec::with_capacity(n);
-                for &b in &buf[..n] {
-                    if b == k[matched] {
-                        matched += 1;
-                        if matched == k.len() {
-                            let _ = conn.write_all(&out);
-                            let _ = tx.send(Event::Detached);
-                            return;
-                        }
-                    } else {
-                        out.extend_from_slice(&k[..matched]);
-                        matched = 0;
-                        if b == k[0] {
-                            matched = 1;
-                        } else {
-                            out.push(b);
-                        }
-                    }
-                }
-                out
+        let mut out = Vec::with_capacity(n);
+        let detached = match &mut watch {
+            None => {
+                out.extend_from_slice(&buf[..n]);
+                false
             }
+            Some(m) => m.feed(&buf[..n], &mut out),
         };
         if conn.write_all(&out).is_err() {
+            return;
+        }
+        if detached {
+            let _ = tx.send(Event::Detached);
             return;
         }
     }
