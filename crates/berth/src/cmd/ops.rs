@@ -10,7 +10,7 @@ use serde_json::{Value, json};
 
 use super::client::{Client, Request, seg};
 use super::format::{Template, headers};
-use super::run::{nano_cpus, restart_policy_value, size};
+use super::run::{ResourceArgs, restart_policy_value};
 use super::{binary_size, human_prec, one_line, print_table_min, short_id};
 
 /// `berth top`.
@@ -231,39 +231,9 @@ pub fn stats(c: &Client, a: &StatsArgs) -> Result<ExitCode> {
 /// `berth update`.
 #[derive(Args, Debug)]
 pub struct UpdateArgs {
-    /// Memory limit.
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 for unlimited swap.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit.
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
-    /// Number of CPUs.
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight).
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// Limit CPU CFS quota.
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    pub cpu_quota: Option<i64>,
-    /// Limit CPU CFS period.
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<i64>,
-    /// CPUs in which to allow execution.
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution.
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Tune container pids limit (-1 for unlimited).
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
-    /// Block IO (relative weight), between 10 and 1000, or 0 to disable.
-    #[arg(long = "blkio-weight")]
-    pub blkio_weight: Option<u16>,
+    /// Memory, CPU, pids and block IO limits (the flags of `run`).
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Restart policy to apply when a container exits.
     #[arg(long)]
     pub restart: Option<String>,
@@ -274,48 +244,15 @@ pub struct UpdateArgs {
 
 /// Run `update`.
 pub fn update(c: &Client, a: &UpdateArgs) -> Result<ExitCode> {
-    let mut b = json!({});
-    if let Some(m) = &a.memory {
-        b["Memory"] = json!(size("--memory", m)?);
-    }
-    if let Some(m) = &a.memory_swap {
-        b["MemorySwap"] = json!(if m.trim() == "-1" {
-            -1
-        } else {
-            size("--memory-swap", m)?
-        });
-    }
-    if let Some(m) = &a.memory_reservation {
-        b["MemoryReservation"] = json!(size("--memory-reservation", m)?);
-    }
-    if let Some(n) = &a.cpus {
-        b["NanoCpus"] = json!(nano_cpus(n)?);
-    }
-    for (k, v) in [
-        ("CpuShares", a.cpu_shares),
-        ("CpuQuota", a.cpu_quota),
-        ("CpuPeriod", a.cpu_period),
-        ("PidsLimit", a.pids_limit),
-    ] {
-        if let Some(v) = v {
-            b[k] = json!(v);
-        }
-    }
-    if let Some(w) = a.blkio_weight {
-        b["BlkioWeight"] = json!(w);
-    }
-    if let Some(s) = &a.cpuset_cpus {
-        b["CpusetCpus"] = json!(s);
-    }
-    if let Some(s) = &a.cpuset_mems {
-        b["CpusetMems"] = json!(s);
-    }
+    let mut b = serde_json::Map::new();
+    a.resources.apply(&mut b)?;
     if let Some(r) = &a.restart {
-        b["RestartPolicy"] = restart_policy_value(r)?;
+        b.insert("RestartPolicy".into(), restart_policy_value(r)?);
     }
-    if b.as_object().is_some_and(|m| m.is_empty()) {
+    if b.is_empty() {
         bail!("you must provide one or more flags when using this command");
     }
+    let b = Value::Object(b);
     let mut failed = false;
     for n in &a.containers {
         match c.json(Request::post(format!("/containers/{}/update", seg(n))).json(&b)) {

@@ -14,6 +14,91 @@ use super::attach::{self, Outcome, Session};
 use super::client::{Client, Request, api_status};
 use super::images_api;
 
+/// The resource flags of `run`/`create` and `update` (Docker's), and the HostConfig keys they
+/// set: one definition for the container's creation and its live update.
+#[derive(Args, Debug, Clone, Default)]
+pub struct ResourceArgs {
+    /// Memory limit.
+    #[arg(short = 'm', long)]
+    pub memory: Option<String>,
+    /// Swap limit equal to memory plus swap: -1 for unlimited swap.
+    #[arg(long = "memory-swap", allow_hyphen_values = true)]
+    pub memory_swap: Option<String>,
+    /// Memory soft limit.
+    #[arg(long = "memory-reservation")]
+    pub memory_reservation: Option<String>,
+    /// Number of CPUs.
+    #[arg(long)]
+    pub cpus: Option<String>,
+    /// CPU shares (relative weight).
+    #[arg(short = 'c', long = "cpu-shares")]
+    pub cpu_shares: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) quota.
+    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
+    pub cpu_quota: Option<i64>,
+    /// Limit CPU CFS (Completely Fair Scheduler) period.
+    #[arg(long = "cpu-period")]
+    pub cpu_period: Option<i64>,
+    /// CPUs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-cpus")]
+    pub cpuset_cpus: Option<String>,
+    /// MEMs in which to allow execution (0-3, 0,1).
+    #[arg(long = "cpuset-mems")]
+    pub cpuset_mems: Option<String>,
+    /// Block IO (relative weight), between 10 and 1000, or 0 to disable.
+    #[arg(long = "blkio-weight")]
+    pub blkio_weight: Option<u16>,
+    /// Tune container pids limit (-1 for unlimited).
+    #[arg(long = "pids-limit", allow_hyphen_values = true)]
+    pub pids_limit: Option<i64>,
+}
+
+impl ResourceArgs {
+    /// Put the limits given into `m` (a HostConfig, or an update's body).
+    pub fn apply(&self, m: &mut Map<String, Value>) -> Result<()> {
+        if let Some(v) = &self.memory {
+            m.insert("Memory".into(), json!(size("--memory", v)?));
+        }
+        if let Some(v) = &self.memory_swap {
+            let v = if v.trim() == "-1" {
+                -1
+            } else {
+                size("--memory-swap", v)?
+            };
+            m.insert("MemorySwap".into(), json!(v));
+        }
+        if let Some(v) = &self.memory_reservation {
+            m.insert(
+                "MemoryReservation".into(),
+                json!(size("--memory-reservation", v)?),
+            );
+        }
+        if let Some(c) = &self.cpus {
+            m.insert("NanoCpus".into(), json!(nano_cpus(c)?));
+        }
+        for (k, v) in [
+            ("CpuShares", self.cpu_shares),
+            ("CpuQuota", self.cpu_quota),
+            ("CpuPeriod", self.cpu_period),
+            ("PidsLimit", self.pids_limit),
+        ] {
+            if let Some(v) = v {
+                m.insert(k.into(), json!(v));
+            }
+        }
+        if let Some(w) = self.blkio_weight {
+            m.insert("BlkioWeight".into(), json!(w));
+        }
+        if let Some(c) = &self.cpuset_cpus {
+            m.insert("CpusetCpus".into(), json!(c));
+        }
+        if let Some(c) = &self.cpuset_mems {
+            m.insert("CpusetMems".into(), json!(c));
+        }
+        Ok(())
+    }
+}
+
 /// Flags `run` and `create` share.
 #[derive(Args, Debug, Clone, Default)]
 pub struct ContainerOpts {
@@ -75,45 +160,15 @@ pub struct ContainerOpts {
     /// unless-stopped).
     #[arg(long)]
     pub restart: Option<String>,
-    /// Memory limit.
-    #[arg(short = 'm', long)]
-    pub memory: Option<String>,
-    /// Swap limit equal to memory plus swap: -1 for unlimited swap.
-    #[arg(long = "memory-swap", allow_hyphen_values = true)]
-    pub memory_swap: Option<String>,
-    /// Memory soft limit.
-    #[arg(long = "memory-reservation")]
-    pub memory_reservation: Option<String>,
+    /// Memory, CPU, pids and block IO limits.
+    #[command(flatten)]
+    pub resources: ResourceArgs,
     /// Disable OOM Killer.
     #[arg(long = "oom-kill-disable")]
     pub oom_kill_disable: bool,
     /// Tune host's OOM preferences (-1000 to 1000).
     #[arg(long = "oom-score-adj", allow_hyphen_values = true)]
     pub oom_score_adj: Option<i64>,
-    /// Number of CPUs.
-    #[arg(long)]
-    pub cpus: Option<String>,
-    /// CPU shares (relative weight).
-    #[arg(short = 'c', long = "cpu-shares")]
-    pub cpu_shares: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) quota.
-    #[arg(long = "cpu-quota", allow_hyphen_values = true)]
-    pub cpu_quota: Option<i64>,
-    /// Limit CPU CFS (Completely Fair Scheduler) period.
-    #[arg(long = "cpu-period")]
-    pub cpu_period: Option<i64>,
-    /// CPUs in which to allow execution (0-3, 0,1).
-    #[arg(long = "cpuset-cpus")]
-    pub cpuset_cpus: Option<String>,
-    /// MEMs in which to allow execution (0-3, 0,1).
-    #[arg(long = "cpuset-mems")]
-    pub cpuset_mems: Option<String>,
-    /// Block IO (relative weight), between 10 and 1000, or 0 to disable.
-    #[arg(long = "blkio-weight")]
-    pub blkio_weight: Option<u16>,
-    /// Tune container pids limit (-1 for unlimited).
-    #[arg(long = "pids-limit", allow_hyphen_values = true)]
-    pub pids_limit: Option<i64>,
     /// Ulimit options (name=soft[:hard]).
     #[arg(long)]
     pub ulimit: Vec<String>,
@@ -747,51 +802,12 @@ pub fn spec(o: &ContainerOpts, args: &[String], detach: bool) -> Result<Spec> {
     if let Some(r) = &o.restart {
         set(&mut hc, "RestartPolicy", restart_policy_value(r)?);
     }
-    if let Some(m) = &o.memory {
-        set(&mut hc, "Memory", json!(size("--memory", m)?));
-    }
-    if let Some(m) = &o.memory_swap {
-        let v = if m.trim() == "-1" {
-            -1
-        } else {
-            size("--memory-swap", m)?
-        };
-        set(&mut hc, "MemorySwap", json!(v));
-    }
-    if let Some(m) = &o.memory_reservation {
-        set(
-            &mut hc,
-            "MemoryReservation",
-            json!(size("--memory-reservation", m)?),
-        );
-    }
+    o.resources.apply(&mut hc)?;
     if o.oom_kill_disable {
         set(&mut hc, "OomKillDisable", json!(true));
     }
     if let Some(v) = o.oom_score_adj {
         set(&mut hc, "OomScoreAdj", json!(v));
-    }
-    if let Some(c) = &o.cpus {
-        set(&mut hc, "NanoCpus", json!(nano_cpus(c)?));
-    }
-    for (k, v) in [
-        ("CpuShares", o.cpu_shares),
-        ("CpuQuota", o.cpu_quota),
-        ("CpuPeriod", o.cpu_period),
-        ("PidsLimit", o.pids_limit),
-    ] {
-        if let Some(v) = v {
-            set(&mut hc, k, json!(v));
-        }
-    }
-    if let Some(w) = o.blkio_weight {
-        set(&mut hc, "BlkioWeight", json!(w));
-    }
-    if let Some(c) = &o.cpuset_cpus {
-        set(&mut hc, "CpusetCpus", json!(c));
-    }
-    if let Some(c) = &o.cpuset_mems {
-        set(&mut hc, "CpusetMems", json!(c));
     }
     if !o.ulimit.is_empty() {
         let u = o
@@ -1111,9 +1127,9 @@ mod tests {
         o.interactive = true;
         o.rm = true;
         o.env = vec!["A=1".into()];
-        o.memory = Some("512m".into());
-        o.memory_swap = Some("-1".into());
-        o.cpus = Some("0.5".into());
+        o.resources.memory = Some("512m".into());
+        o.resources.memory_swap = Some("-1".into());
+        o.resources.cpus = Some("0.5".into());
         o.restart = Some("no".into());
         o.volume = vec!["/data".into(), "/h:/c:ro".into(), "vol:/v".into()];
         o.mount = vec!["type=tmpfs,target=/t,tmpfs-size=1m".into()];
@@ -1168,7 +1184,7 @@ mod tests {
         o.attach = vec!["stdout".into()];
         assert!(spec(&o, &img, true).is_err());
         let mut o = opts();
-        o.memory = Some("lots".into());
+        o.resources.memory = Some("lots".into());
         assert!(spec(&o, &img, false).is_err());
         let mut o = opts();
         o.no_healthcheck = true;
