@@ -804,7 +804,13 @@ impl Engine {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(id)
-            .map(|h| h.get().runtime);
+            .map(|h| {
+                h.rec
+                    .lock()
+                    .unwrap_or_else(|p| p.into_inner())
+                    .runtime
+                    .clone()
+            });
         let bin = name.and_then(|n| self.cfg.runtime_binary(&n).ok().flatten());
         crate::runtimes::Rt::new(bin, &self.paths.runtime_root())
     }
@@ -844,14 +850,8 @@ impl Engine {
         if sig == libc::SIGKILL {
             // As dockerd: a SIGKILL is answered once the container is down (within 10 s),
             // so an inspect right after it sees the exit.
-            let down = async {
-                while h.get().state.status.is_running() {
-                    if changed.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            let _ = tokio::time::timeout(Duration::from_secs(10), down).await;
+            h.until_down(&mut changed, Some(Duration::from_secs(10)))
+                .await;
         }
         Ok(())
     }
@@ -908,38 +908,16 @@ impl Engine {
         if sent.is_ok() {
             self.container_event(&c, "kill", &[("signal", sig.to_string())]);
         }
-        let stopped = |h: &Handle| !h.get().state.status.is_running();
-        let waited = async {
-            while !stopped(h) {
-                if changed.changed().await.is_err() {
-                    break;
-                }
-            }
-        };
-        let done = if timeout < 0 {
-            waited.await;
-            true
-        } else {
-            tokio::time::timeout(Duration::from_secs(timeout as u64), waited)
-                .await
-                .is_ok()
-        };
-        if !done {
+        let limit = (timeout >= 0).then(|| Duration::from_secs(timeout as u64));
+        if !h.until_down(&mut changed, limit).await {
             let me = self.clone();
             let id = c.id.clone();
             let _ = tokio::task::spawn_blocking(move || me.kill_process(&id, libc::SIGKILL, true))
                 .await;
             self.container_event(&c, "kill", &[("signal", libc::SIGKILL.to_string())]);
-            let waited = async {
-                while !stopped(h) {
-                    if changed.changed().await.is_err() {
-                        break;
-                    }
-                }
-            };
-            if tokio::time::timeout(Duration::from_secs(30), waited)
+            if !h
+                .until_down(&mut changed, Some(Duration::from_secs(30)))
                 .await
-                .is_err()
             {
                 return Err(Error::Internal(format!(
                     "container {} did not stop after SIGKILL",
@@ -1071,16 +1049,9 @@ impl Engine {
                 })
                 .await;
                 self.container_event(&c, "kill", &[("signal", "9".into())]);
-                let waited = async {
-                    while h.get().state.status.is_running() {
-                        if changed.changed().await.is_err() {
-                            break;
-                        }
-                    }
-                };
-                if tokio::time::timeout(Duration::from_secs(30), waited)
+                if !h
+                    .until_down(&mut changed, Some(Duration::from_secs(30)))
                     .await
-                    .is_err()
                 {
                     return Err(Error::Internal(format!(
                         "could not kill container {}",

@@ -94,6 +94,39 @@ impl Handle {
         self.rec.lock().unwrap_or_else(|p| p.into_inner()).clone()
     }
 
+    /// Whether the container runs (or is paused), without copying the record.
+    pub(crate) fn running(&self) -> bool {
+        self.rec
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .state
+            .status
+            .is_running()
+    }
+
+    /// Wait until the container no longer runs, at most `limit` (None: for ever); whether it
+    /// stopped. `changed` was subscribed before whatever should stop it was done.
+    pub(crate) async fn until_down(
+        &self,
+        changed: &mut watch::Receiver<u64>,
+        limit: Option<std::time::Duration>,
+    ) -> bool {
+        let down = async {
+            while self.running() {
+                if changed.changed().await.is_err() {
+                    break;
+                }
+            }
+        };
+        match limit {
+            None => {
+                down.await;
+                true
+            }
+            Some(l) => tokio::time::timeout(l, down).await.is_ok(),
+        }
+    }
+
     fn id(&self) -> String {
         self.rec
             .lock()
