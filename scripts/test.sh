@@ -29,7 +29,7 @@ log "installing Debian packages"
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
-  busybox-static libseccomp-dev pkg-config iproute2 procps util-linux \
+  busybox-static libseccomp-dev pkg-config iproute2 procps util-linux nftables iperf3 \
   runc crun podman containerd docker.io protobuf-compiler \
   qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils docker-compose >/dev/null
 

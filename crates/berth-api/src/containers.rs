@@ -19,6 +19,13 @@ struct HostConfigOnly {
     /// puts it (HostConfig.Runtime wins).
     #[serde(rename = "Runtime", default)]
     runtime: Option<String>,
+    /// NetworkingConfig.
+    #[serde(rename = "NetworkingConfig", default)]
+    networking: Option<bollard_stubs::models::NetworkingConfig>,
+    /// The container's MAC address at the top level (API < 1.44, the Python SDK): the
+    /// primary endpoint's.
+    #[serde(rename = "MacAddress", default)]
+    mac_address: Option<String>,
 }
 
 pub(crate) async fn route(
@@ -275,10 +282,28 @@ async fn create(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Err
     {
         host_config.runtime = hc.runtime.filter(|r| !r.is_empty());
     }
+    let mut endpoints: std::collections::HashMap<_, _> = hc
+        .networking
+        .and_then(|n| n.endpoints_config)
+        .unwrap_or_default()
+        .into_iter()
+        .collect();
+    if let Some(mac) = hc.mac_address.filter(|m| !m.is_empty()) {
+        let key = host_config
+            .network_mode
+            .clone()
+            .filter(|m| !m.is_empty())
+            .unwrap_or_else(|| "default".into());
+        let e: &mut bollard_stubs::models::EndpointSettings = endpoints.entry(key).or_default();
+        if e.mac_address.as_deref().is_none_or(|m| m.is_empty()) {
+            e.mac_address = Some(mac);
+        }
+    }
     let r = CreateRequest {
         name,
         config,
         host_config,
+        endpoints,
     };
     let (id, warnings) = blocking(move || ctx.engine.create(&ctx.who, r)).await?;
     Ok(http::json(201, &json!({"Id": id, "Warnings": warnings})))

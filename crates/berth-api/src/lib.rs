@@ -10,6 +10,7 @@ pub mod detach;
 pub mod http;
 mod images;
 mod listen;
+mod networks;
 mod ops;
 mod stream;
 mod system;
@@ -160,7 +161,7 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error> {
         (_, ["build"]) | (_, ["build", ..]) => Err(Error::NotImplemented(
             "builds are not supported by berth yet".into(),
         )),
-        (_, ["networks", ..]) => system::networks(&ctx, &m, &s[1..]).await,
+        (_, ["networks", ..]) => networks::route(ctx, req, &m, &s[1..], &q).await,
         (_, ["volumes", ..]) => volumes::route(ctx, req, &m, &s[1..], &q).await,
         (&Method::POST, ["commit"]) => ops::commit(ctx, req, &q).await,
         _ => Err(Error::NotFound("page not found".into())),

@@ -1,5 +1,4 @@
-//! System endpoints: ping, version, info, events, df, and the networks berth has until the
-//! networking lands (none, host; `bridge` is answered as a network with loopback only).
+//! System endpoints: ping, version, info, events, df.
 
 use std::time::{Duration, UNIX_EPOCH};
 
@@ -342,37 +341,4 @@ pub async fn df(ctx: &Ctx, _q: &Query) -> Result<Resp, Error> {
     })
     .await?;
     Ok(http::json(200, &v))
-}
-
-/// `/networks…`: until the networking lands, the networks that exist are `none`, `host`
-/// and `bridge` (a namespace with loopback only).
-pub async fn networks(_ctx: &Ctx, m: &Method, rest: &[&str]) -> Result<Resp, Error> {
-    let net = |name: &str, driver: &str| {
-        json!({
-            "Name": name, "Id": format!("{:0>64}", name.len()), "Created": "0001-01-01T00:00:00Z",
-            "Scope": "local", "Driver": driver, "EnableIPv4": false, "EnableIPv6": false,
-            "IPAM": {"Driver": "default", "Options": null, "Config": null},
-            "Internal": false, "Attachable": false, "Ingress": false,
-            "ConfigFrom": {"Network": ""}, "ConfigOnly": false, "Containers": {},
-            "Options": {}, "Labels": {},
-        })
-    };
-    let all = [
-        net("bridge", "bridge"),
-        net("host", "host"),
-        net("none", "null"),
-    ];
-    match (m, rest) {
-        (&Method::GET, [] | [""]) => Ok(http::json(200, &all)),
-        // Nothing to prune until user-defined networks exist (`docker system prune` asks).
-        (&Method::POST, ["prune"]) => Ok(http::json(200, &json!({"NetworksDeleted": null}))),
-        (&Method::GET, [name]) => all
-            .iter()
-            .find(|n| n["Name"] == *name || n["Id"] == *name)
-            .map(|n| http::json(200, n))
-            .ok_or_else(|| Error::NotFound(format!("network {name} not found"))),
-        _ => Err(Error::NotImplemented(
-            "user-defined networks are not supported yet".into(),
-        )),
-    }
 }

@@ -101,6 +101,50 @@ pub struct DaemonConfig {
     pub runtimes: BTreeMap<String, RuntimeEntry>,
     /// The runtime of containers created without `--runtime` (default `berth`).
     pub default_runtime: Option<String>,
+    /// The default bridge network: `none` disables it (containers without `--network` then
+    /// have loopback only); any other value is refused (the device is `berth0`).
+    pub bridge: Option<String>,
+    /// The default bridge's address and prefix (`172.17.0.1/16`); default: the first free
+    /// subnet of the address pools.
+    pub bip: Option<String>,
+    /// Where the default bridge's containers get addresses (a part of its subnet).
+    pub fixed_cidr: Option<String>,
+    /// Pools user-defined networks' subnets are carved from (`[{"base": "10.10.0.0/16",
+    /// "size": 24}]`).
+    #[serde(default)]
+    pub default_address_pools: Vec<AddressPoolConfig>,
+    /// The default bridge's MTU (and user-defined networks' default).
+    pub mtu: Option<u32>,
+    /// Containers on the default bridge may talk to each other (default true).
+    pub icc: Option<bool>,
+    /// Masquerade traffic leaving the default bridge (default true).
+    pub ip_masq: Option<bool>,
+    /// Let berth turn on IPv4 forwarding (default true).
+    pub ip_forward: Option<bool>,
+    /// The host address ports are published on when `-p` names none (default 0.0.0.0).
+    pub ip: Option<std::net::IpAddr>,
+    /// DNS servers for containers (instead of the host's).
+    #[serde(default)]
+    pub dns: Vec<String>,
+    /// DNS search domains for containers.
+    #[serde(default)]
+    pub dns_search: Vec<String>,
+    /// DNS options for containers.
+    #[serde(default)]
+    pub dns_opts: Vec<String>,
+    /// Docker's userland proxy: berth never runs one (the kernel forwards published ports);
+    /// `false` is accepted, `true` is refused.
+    pub userland_proxy: Option<bool>,
+}
+
+/// One of daemon.json's `default-address-pools`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct AddressPoolConfig {
+    /// The pool (`10.10.0.0/16`).
+    pub base: String,
+    /// The prefix length of each network's subnet.
+    pub size: u8,
 }
 
 impl DaemonConfig {
@@ -132,7 +176,53 @@ impl DaemonConfig {
         }
         cfg.log_limits()?;
         cfg.check_runtimes()?;
+        cfg.check_network()?;
         Ok(cfg)
+    }
+
+    /// The network keys are usable.
+    pub fn check_network(&self) -> std::result::Result<(), String> {
+        if let Some(b) = &self.bridge {
+            if b != "none" && b != crate::networks::DEFAULT_BRIDGE_DEVICE {
+                return Err(format!(
+                    "bridge {b:?}: only \"none\" (no default bridge) or \"{}\" is supported",
+                    crate::networks::DEFAULT_BRIDGE_DEVICE
+                ));
+            }
+        }
+        if let Some(b) = &self.bip {
+            b.parse::<ipnet::Ipv4Net>()
+                .map_err(|_| format!("invalid bip {b:?}: an IPv4 address with a prefix length"))?;
+        }
+        if let Some(f) = &self.fixed_cidr {
+            f.parse::<ipnet::Ipv4Net>()
+                .map_err(|_| format!("invalid fixed-cidr {f:?}"))?;
+        }
+        for p in &self.default_address_pools {
+            let base: ipnet::Ipv4Net = p
+                .base
+                .parse()
+                .map_err(|_| format!("default-address-pools: invalid base {:?}", p.base))?;
+            if p.size < base.prefix_len() || p.size > 30 {
+                return Err(format!(
+                    "default-address-pools: size {} does not fit base {}",
+                    p.size, p.base
+                ));
+            }
+        }
+        if let Some(m) = self.mtu {
+            if !(68..=65535).contains(&m) {
+                return Err(format!("invalid mtu {m}: 68 to 65535"));
+            }
+        }
+        for d in &self.dns {
+            d.parse::<std::net::IpAddr>()
+                .map_err(|_| format!("invalid dns server {d:?}"))?;
+        }
+        if self.userland_proxy == Some(true) {
+            return Err("userland-proxy: berth publishes ports in the kernel and has no userland proxy; set it to false or leave it out".into());
+        }
+        Ok(())
     }
 
     /// The runtimes' names and entries are usable (also after `--add-runtime`).

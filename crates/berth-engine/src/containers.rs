@@ -21,6 +21,8 @@ pub struct CreateRequest {
     pub config: ContainerConfig,
     /// HostConfig.
     pub host_config: HostConfig,
+    /// NetworkingConfig.EndpointsConfig: per network, the endpoint asked for.
+    pub endpoints: std::collections::HashMap<String, bollard_stubs::models::EndpointSettings>,
 }
 
 /// A wait in place: resolves to the exit code and the error, if any.
@@ -64,7 +66,7 @@ fn nanos_rfc3339(nanos: i64) -> String {
     humantime::format_rfc3339_nanos(t).to_string()
 }
 
-fn write_private(path: &Path, data: &[u8]) -> Result<()> {
+pub(crate) fn write_private(path: &Path, data: &[u8]) -> Result<()> {
     std::fs::write(path, data)
         .map_err(|e| Error::internal(format!("writing {}", path.display()), e))
 }
@@ -181,6 +183,7 @@ impl Engine {
             let defaults = self.cfg.log_limits().map_err(Error::Invalid)?;
             crate::config::log_limits(&opts, defaults).map_err(Error::Invalid)?;
         }
+        let networks = self.create_networking(who, &mut req)?;
         // Recorded as dockerd records them: the runtime and log driver it chose.
         req.host_config.runtime = Some(runtime.clone());
         req.host_config
@@ -225,6 +228,7 @@ impl Engine {
             req,
             runtime,
             &log_driver,
+            networks,
         ) {
             Ok(c) => {
                 self.container_event(&c, "create", &[]);
@@ -263,6 +267,83 @@ impl Engine {
         }
     }
 
+    /// The network mode as dockerd records it (`bridge` for the default, the network's name),
+    /// checked with the options that go with it, and the endpoints the container gets.
+    fn create_networking(
+        &self,
+        who: &Subject,
+        req: &mut CreateRequest,
+    ) -> Result<std::collections::BTreeMap<String, crate::model::Endpoint>> {
+        let hc = &mut req.host_config;
+        let bridge_on = self.cfg.bridge.as_deref() != Some("none");
+        let mode = match hc.network_mode.as_deref() {
+            None | Some("" | "default") => if bridge_on { "bridge" } else { "none" }.to_string(),
+            Some(m) => m.to_string(),
+        };
+        let has = |o: &Option<Vec<String>>| o.as_ref().is_some_and(|v| !v.is_empty());
+        if let Some(other) = mode.strip_prefix("container:") {
+            if other.is_empty() {
+                return Err(Error::Invalid(
+                    "invalid network mode: container: needs a container".into(),
+                ));
+            }
+            let target = self.lookup(who, other)?;
+            let t = target.get();
+            if has(&hc.dns) || has(&hc.dns_search) || has(&hc.dns_options) {
+                return Err(Error::Invalid(
+                    "conflicting options: dns and the network mode".into(),
+                ));
+            }
+            if has(&hc.extra_hosts) {
+                return Err(Error::Invalid(
+                    "conflicting options: custom host-to-IP mapping and the network mode".into(),
+                ));
+            }
+            if hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())
+                || hc.publish_all_ports == Some(true)
+            {
+                return Err(Error::Invalid(
+                    "conflicting options: port publishing and the container type network mode"
+                        .into(),
+                ));
+            }
+            if req
+                .config
+                .hostname
+                .as_deref()
+                .is_some_and(|h| !h.is_empty())
+            {
+                return Err(Error::Invalid(
+                    "conflicting options: hostname and the network mode".into(),
+                ));
+            }
+            // Recorded by ID, as dockerd does.
+            hc.network_mode = Some(format!("container:{}", t.id));
+            if req
+                .endpoints
+                .values()
+                .any(|e| e.mac_address.as_deref().is_some_and(|m| !m.is_empty()))
+            {
+                return Err(Error::Invalid(
+                    "conflicting options: mac-address and the network mode".into(),
+                ));
+            }
+            return Ok(Default::default());
+        }
+        if mode == "host" && (hc.port_bindings.as_ref().is_some_and(|p| !p.is_empty())) {
+            // dockerd ignores published ports on the host network (with a warning).
+            hc.port_bindings = None;
+        }
+        hc.network_mode = Some(mode.clone());
+        if has(&hc.links) && mode != "bridge" {
+            return Err(Error::Invalid(
+                "conflicting options: links are supported on the default bridge network only"
+                    .into(),
+            ));
+        }
+        self.create_endpoints(who, Some(&mode), &req.endpoints)
+    }
+
     #[allow(clippy::too_many_arguments)]
     fn create_inner(
         &self,
@@ -274,6 +355,7 @@ impl Engine {
         req: CreateRequest,
         runtime: String,
         log_driver: &str,
+        networks: std::collections::BTreeMap<String, crate::model::Endpoint>,
     ) -> Result<Container> {
         let img_cfg = berth_image::config::parse(&image.id, &self.images.read_blob(&image.id)?)?;
         let mut config = req.config;
@@ -371,6 +453,9 @@ impl Engine {
                     .into_owned()
             }),
             runtime,
+            networks,
+            sandbox: None,
+            ports: Vec::new(),
         };
         // The record first: a crash from here on leaves an incomplete record, and the daemon
         // removes what it made at its next start.
@@ -394,33 +479,16 @@ impl Engine {
         c.mounts = mounts;
         let hostname = c.config.hostname.clone().unwrap_or_default();
         write_private(&data.join("hostname"), format!("{hostname}\n").as_bytes())?;
-        write_private(&data.join("hosts"), self.hosts_file(&c).as_bytes())?;
-        write_private(&data.join("resolv.conf"), &resolv_conf(&c.host_config))?;
+        write_private(&data.join("hosts"), self.hosts_file(&c, &[]).as_bytes())?;
+        let embedded = self.uses_embedded_dns(&c);
+        write_private(
+            &data.join("resolv.conf"),
+            &resolv_conf(&c.host_config, &self.cfg, embedded),
+        )?;
         c.complete = true;
         self.db.put_container(&c)?;
         *handle.rec.lock().unwrap_or_else(|p| p.into_inner()) = c.clone();
         Ok(c)
-    }
-
-    fn hosts_file(&self, c: &Container) -> String {
-        let mut s = String::new();
-        if c.host_config.network_mode.as_deref() == Some("host") {
-            s = std::fs::read_to_string("/etc/hosts").unwrap_or_default();
-        } else {
-            s.push_str("127.0.0.1\tlocalhost\n::1\tlocalhost ip6-localhost ip6-loopback\n");
-            s.push_str("fe00::\tip6-localnet\nff00::\tip6-mcastprefix\nff02::1\tip6-allnodes\nff02::2\tip6-allrouters\n");
-        }
-        for h in c.host_config.extra_hosts.iter().flatten() {
-            if let Some((name, ip)) = h.split_once([':', '=']) {
-                let ip = if ip == "host-gateway" {
-                    "127.0.0.1"
-                } else {
-                    ip
-                };
-                s.push_str(&format!("{ip}\t{name}\n"));
-            }
-        }
-        s
     }
 
     /// Remove a container's files (root, data, state): what an unfinished create or a
@@ -460,15 +528,35 @@ impl Engine {
         }
         let me = self.clone();
         let c2 = c.clone();
-        let prepared = tokio::task::spawn_blocking(move || me.prepare_start(&c2))
-            .await
-            .map_err(|e| Error::internal("starting", e))?;
-        if let Err(e) = prepared {
-            let e = start_error(e);
-            self.record_start_error(h, &e);
-            self.remove_after_failed_start(h);
-            return Err(e);
-        }
+        let prepared = tokio::task::spawn_blocking(move || -> Result<Container> {
+            let mut c2 = c2;
+            me.net_start(&mut c2)?;
+            match me.prepare_start(&c2) {
+                Ok(()) => Ok(c2),
+                Err(e) => {
+                    me.net_teardown(&mut c2);
+                    Err(e)
+                }
+            }
+        })
+        .await
+        .map_err(|e| Error::internal("starting", e))?;
+        let net = match prepared {
+            Ok(c2) => c2,
+            Err(e) => {
+                let e = start_error(e);
+                self.record_start_error(h, &e);
+                self.remove_after_failed_start(h);
+                return Err(e);
+            }
+        };
+        // The network as set up (addresses, namespace, ports) is the record's from now on:
+        // whatever happens next, the exit path undoes it from there.
+        self.update(h, |c| {
+            c.networks = net.networks.clone();
+            c.sandbox = net.sandbox.clone();
+            c.ports = net.ports.clone();
+        });
         // The shim is up and the container created: attachers connect now, then it starts.
         h.shim_ready.send_replace(true);
         h.attach_notify.notify_waiters();
@@ -491,7 +579,11 @@ impl Engine {
             // The shim ends itself when the container it created goes; make sure it does.
             let me = self.clone();
             let id = c.id.clone();
-            tokio::task::spawn_blocking(move || me.kill_process(&id, libc::SIGKILL, true));
+            let h2 = h.clone();
+            tokio::task::spawn_blocking(move || {
+                let _ = me.kill_process(&id, libc::SIGKILL, true);
+                me.net_release(&h2);
+            });
             return Err(e);
         }
         let pid = shim::call(&state_dir, "pid")
@@ -591,6 +683,8 @@ impl Engine {
                     .init_path
                     .clone()
                     .or_else(|| crate::helper_binary("berth-init")),
+                netns: self.netns_for(c)?,
+                link_env: self.link_env(c),
             },
         )?;
         let _ = std::fs::remove_dir_all(&state);
@@ -688,6 +782,11 @@ impl Engine {
         };
         h.shim_ready.send_replace(false);
         self.mounts_stopped(&h.get());
+        {
+            let me = self.clone();
+            let h2 = h.clone();
+            let _ = tokio::task::spawn_blocking(move || me.net_release(&h2)).await;
+        }
         let c = self.update(&h, |c| {
             if c.state.status.is_running() || c.state.status == Status::Restarting {
                 c.state.status = Status::Exited;
@@ -1359,6 +1458,7 @@ impl Engine {
                 });
                 let _ = std::fs::remove_dir_all(&state_dir);
                 self.mounts_stopped(&c);
+                self.net_release(&h);
                 let c = self.update(&h, |c| {
                     c.state.status = Status::Exited;
                     c.state.pid = 0;
@@ -1495,14 +1595,50 @@ fn normalize_for_message(name: &str) -> String {
 }
 
 /// resolv.conf for a container: the host's (without loopback name servers, which would be
-/// the container's own), or the request's --dns settings.
-fn resolv_conf(hc: &HostConfig) -> Vec<u8> {
+/// the container's own), or the request's --dns settings (else daemon.json's); with the
+/// embedded DNS (a user-defined network), its address, and the others are where it forwards.
+fn resolv_conf(hc: &HostConfig, cfg: &crate::DaemonConfig, embedded: bool) -> Vec<u8> {
     let host = std::fs::read_to_string("/etc/resolv.conf").unwrap_or_default();
     let net_host = hc.network_mode.as_deref() == Some("host");
     let mut out = String::new();
-    let dns: Vec<String> = hc.dns.clone().unwrap_or_default();
-    let search: Vec<String> = hc.dns_search.clone().unwrap_or_default();
-    let opts: Vec<String> = hc.dns_options.clone().unwrap_or_default();
+    let or_cfg = |v: Option<Vec<String>>, d: &Vec<String>| {
+        v.filter(|v| !v.is_empty()).unwrap_or_else(|| d.clone())
+    };
+    let dns: Vec<String> = or_cfg(hc.dns.clone(), &cfg.dns);
+    let search: Vec<String> = or_cfg(hc.dns_search.clone(), &cfg.dns_search);
+    let opts: Vec<String> = or_cfg(hc.dns_options.clone(), &cfg.dns_opts);
+    if embedded {
+        out.push_str("# Generated by berth.\n\n");
+        out.push_str(&format!("nameserver {}\n", crate::networks::DNS_ADDR));
+        let host_search: Vec<&str> = host
+            .lines()
+            .filter_map(|l| l.trim().strip_prefix("search"))
+            .flat_map(|l| l.split_whitespace())
+            .collect();
+        if !search.is_empty() {
+            out.push_str(&format!("search {}\n", search.join(" ")));
+        } else if !host_search.is_empty() {
+            out.push_str(&format!("search {}\n", host_search.join(" ")));
+        }
+        let mut o: Vec<String> = opts.clone();
+        if !o.iter().any(|x| x.starts_with("ndots:")) {
+            o.insert(0, "ndots:0".into());
+        }
+        out.push_str(&format!("options {}\n", o.join(" ")));
+        let ext: Vec<String> = if dns.is_empty() {
+            host.lines()
+                .filter_map(|l| l.trim().strip_prefix("nameserver"))
+                .map(|a| a.trim().to_string())
+                .collect()
+        } else {
+            dns.clone()
+        };
+        out.push_str(&format!(
+            "\n# Based on host file: '/etc/resolv.conf' (internal resolver)\n# ExtServers: [{}]\n",
+            ext.join(" ")
+        ));
+        return out.into_bytes();
+    }
     for line in host.lines() {
         let l = line.trim();
         if l.starts_with("nameserver") {
@@ -1524,6 +1660,10 @@ fn resolv_conf(hc: &HostConfig) -> Vec<u8> {
     }
     for d in &dns {
         out.push_str(&format!("nameserver {d}\n"));
+    }
+    if !net_host && !out.lines().any(|l| l.trim().starts_with("nameserver")) {
+        // Docker's fallback when the host has only loopback resolvers.
+        out.push_str("nameserver 8.8.8.8\nnameserver 8.8.4.4\n");
     }
     if !search.is_empty() {
         out.push_str(&format!("search {}\n", search.join(" ")));

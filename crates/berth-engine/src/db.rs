@@ -13,6 +13,7 @@ use crate::{Error, Result};
 const CONTAINERS: TableDefinition<&str, &[u8]> = TableDefinition::new("containers");
 const EVENTS: TableDefinition<u64, &[u8]> = TableDefinition::new("events");
 const VOLUMES: TableDefinition<&str, &[u8]> = TableDefinition::new("volumes");
+const NETWORKS: TableDefinition<&str, &[u8]> = TableDefinition::new("networks");
 
 /// The open database.
 pub struct Db {
@@ -37,6 +38,7 @@ impl Db {
             txn.open_table(CONTAINERS)?;
             txn.open_table(EVENTS)?;
             txn.open_table(VOLUMES)?;
+            txn.open_table(NETWORKS)?;
         }
         txn.commit()?;
         Ok(Db { db })
@@ -153,6 +155,40 @@ impl Db {
         {
             let mut t = txn.open_table(VOLUMES)?;
             t.remove(name)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Every network record (ID, JSON).
+    pub fn networks(&self) -> Result<Vec<(String, Vec<u8>)>> {
+        let txn = self.db.begin_read()?;
+        let t = txn.open_table(NETWORKS)?;
+        let mut out = Vec::new();
+        for row in t.iter()? {
+            let (k, v) = row?;
+            out.push((k.value().to_string(), v.value().to_vec()));
+        }
+        Ok(out)
+    }
+
+    /// Write a network record.
+    pub fn put_network(&self, id: &str, json: &[u8]) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(NETWORKS)?;
+            t.insert(id, json)?;
+        }
+        txn.commit()?;
+        Ok(())
+    }
+
+    /// Delete a network record.
+    pub fn delete_network(&self, id: &str) -> Result<()> {
+        let txn = self.db.begin_write()?;
+        {
+            let mut t = txn.open_table(NETWORKS)?;
+            t.remove(id)?;
         }
         txn.commit()?;
         Ok(())

@@ -33,6 +33,7 @@ mod health;
 pub mod logs;
 pub mod model;
 pub mod names;
+pub mod networks;
 mod ops;
 mod runtimes;
 pub mod shim;
@@ -189,6 +190,17 @@ pub struct Engine {
     rt: tokio::runtime::Handle,
     /// The volumes' lock and their in-memory use (volumes.rs).
     vol_state: volumes::State,
+    /// Networks' records, address spaces and host ports (networks.rs).
+    net_state: networks::NetState,
+    /// The host side of networking (bridges, veths, the firewall table), made when first
+    /// needed.
+    net_host: std::sync::OnceLock<berth_net::Host>,
+    /// The names the embedded DNS answers.
+    dns_names: Arc<networks::DnsNames>,
+    /// The embedded DNS server.
+    dns_server: berth_dns::Server,
+    /// Containers whose namespace the DNS serves, with the guard that stops it.
+    dns_serving: Mutex<HashMap<String, berth_dns::Serving>>,
 }
 
 /// Make a directory (and parents) root's only.
@@ -236,6 +248,7 @@ impl Engine {
         images.hold_database()?;
         let events = Events::new(db.clone())?;
         let cgroup_parent = cgroup::parent(cfg.cgroup_parent.as_deref());
+        let dns_names = Arc::new(networks::DnsNames::default());
         let engine = Arc::new(Engine {
             cfg,
             paths,
@@ -252,8 +265,15 @@ impl Engine {
             started: std::time::SystemTime::now(),
             rt,
             vol_state: volumes::State::default(),
+            net_state: networks::NetState::default(),
+            net_host: std::sync::OnceLock::new(),
+            dns_names: dns_names.clone(),
+            dns_server: berth_dns::Server::new(dns_names),
+            dns_serving: Mutex::new(HashMap::new()),
         });
+        engine.net_open()?;
         engine.recover()?;
+        engine.net_reconcile()?;
         Ok(engine)
     }
 

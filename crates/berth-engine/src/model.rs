@@ -1,7 +1,10 @@
 //! The engine's records: what the database keeps of a container (the request as the client
 //! sent it, in Docker's types, plus the engine's state of it).
 
-use bollard_stubs::models::{ContainerConfig, HostConfig};
+use std::collections::BTreeMap;
+use std::net::Ipv4Addr;
+
+use bollard_stubs::models::{ContainerConfig, EndpointSettings, HostConfig};
 use serde::{Deserialize, Serialize};
 
 /// A container's status, as Docker names them.
@@ -152,4 +155,45 @@ pub struct Container {
     pub log_path: Option<String>,
     /// Which runtime runs it (`berth` or a configured one).
     pub runtime: String,
+    /// The networks it is attached to, by network name (NetworkSettings.Networks).
+    #[serde(default)]
+    pub networks: BTreeMap<String, Endpoint>,
+    /// While it runs with a network of its own: the network namespace (a bind mount under
+    /// the exec root) and the ports published for it (host ports as bound).
+    #[serde(default)]
+    pub sandbox: Option<String>,
+    /// The published ports while it runs.
+    #[serde(default)]
+    pub ports: Vec<berth_net::PortMap>,
+}
+
+/// A container's attachment to a network.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize, Default)]
+pub struct Endpoint {
+    /// The network's ID.
+    pub network_id: String,
+    /// What was asked (create's EndpointsConfig, connect's EndpointConfig): IPAMConfig,
+    /// Aliases, Links, MacAddress, DriverOpts.
+    pub requested: EndpointSettings,
+    /// While it runs: the endpoint's ID.
+    #[serde(default)]
+    pub endpoint_id: String,
+    /// Its address.
+    #[serde(default)]
+    pub ip: Option<Ipv4Addr>,
+    /// The subnet's prefix length.
+    #[serde(default)]
+    pub prefix: u8,
+    /// The network's gateway.
+    #[serde(default)]
+    pub gateway: Option<Ipv4Addr>,
+    /// Its MAC address (`02:42:…`).
+    #[serde(default)]
+    pub mac: String,
+    /// The host's end of its veth pair.
+    #[serde(default)]
+    pub veth: String,
+    /// Its interface in the container (`eth0`, …).
+    #[serde(default)]
+    pub ifname: String,
 }

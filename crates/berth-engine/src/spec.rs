@@ -30,6 +30,11 @@ pub struct SpecInput<'a> {
     pub mounts: Vec<Mount>,
     /// The init binary, mounted as /sbin/docker-init for `--init`.
     pub init: Option<PathBuf>,
+    /// The network namespace to join (the container's own, made by the engine, or another
+    /// container's for `container:NAME`); None: a new one (loopback only) unless host.
+    pub netns: Option<PathBuf>,
+    /// Environment variables of legacy links (`--link`).
+    pub link_env: Vec<String>,
 }
 
 fn bind(src: &Path, dst: &str, ro: bool) -> Mount {
@@ -192,6 +197,13 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
             if !env.iter().any(|e| e.starts_with("HOSTNAME=")) {
                 env.insert(1.min(env.len()), hostname);
             }
+            // Links' variables come before the container's own (which win).
+            for (i, l) in input.link_env.iter().enumerate() {
+                let key = l.split('=').next().unwrap_or_default();
+                if !env.iter().any(|e| e.split('=').next() == Some(key)) {
+                    env.insert((i + 1).min(env.len()), l.clone());
+                }
+            }
         }
         // Supplementary groups (`--group-add`): numbers, or names from the image's /etc/group.
         if let Some(groups) = hc.group_add.as_ref().filter(|g| !g.is_empty()) {
@@ -312,19 +324,19 @@ pub fn build(c: &Container, input: SpecInput<'_>) -> Result<Spec> {
     {
         linux.set_masked_paths(None).set_readonly_paths(None);
     }
-    // Namespaces: network none/default → a namespace of its own (loopback only until the
-    // networking lands); host → the host's. pid/ipc/uts host likewise.
+    // Namespaces: host → the host's network; a namespace the engine made (bridge and
+    // user-defined networks, container:NAME) is joined; none → a new one, loopback only.
+    // pid/ipc/uts host likewise.
     let mut drop_ns: Vec<LinuxNamespaceType> = Vec::new();
-    match hc.network_mode.as_deref().unwrap_or("default") {
-        "host" => drop_ns.push(LinuxNamespaceType::Network),
-        "none" | "default" | "bridge" | "" => {}
-        m if m.starts_with("container:") => {
-            return Err(Error::Invalid(format!(
-                "network mode {m:?} is not supported yet"
-            )));
-        }
-        m => {
-            return Err(Error::NotFound(format!("network {m} not found")));
+    if hc.network_mode.as_deref() == Some("host") {
+        drop_ns.push(LinuxNamespaceType::Network);
+    } else if let Some(p) = &input.netns {
+        if let Some(ns) = linux.namespaces_mut() {
+            for n in ns.iter_mut() {
+                if n.typ() == LinuxNamespaceType::Network {
+                    n.set_path(Some(p.clone()));
+                }
+            }
         }
     }
     if hc.pid_mode.as_deref() == Some("host") {

@@ -151,46 +151,13 @@ fn health_json(c: &Container) -> Value {
     }
 }
 
-/// The network settings: no networks yet beyond none/host (the networking issue fills this).
-fn network_settings(c: &Container) -> Value {
-    let mode = c
-        .host_config
-        .network_mode
-        .clone()
-        .filter(|m| !m.is_empty())
-        .unwrap_or_else(|| "none".into());
-    let mode = if mode == "default" || mode == "bridge" {
-        "none".to_string()
-    } else {
-        mode
-    };
-    let mut networks = serde_json::Map::new();
-    networks.insert(
-        mode.clone(),
-        json!({
-            "IPAMConfig": null, "Links": null, "Aliases": null, "MacAddress": "",
-            "DriverOpts": null, "NetworkID": "", "EndpointID": "", "Gateway": "",
-            "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "GlobalIPv6Address": "",
-            "GlobalIPv6PrefixLen": 0, "DNSNames": null,
-        }),
-    );
-    json!({
-        "Bridge": "", "SandboxID": "", "SandboxKey": "", "HairpinMode": false,
-        "LinkLocalIPv6Address": "", "LinkLocalIPv6PrefixLen": 0,
-        "Ports": {}, "SecondaryIPAddresses": null, "SecondaryIPv6Addresses": null,
-        "EndpointID": "", "Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
-        "IPAddress": "", "IPPrefixLen": 0, "IPv6Gateway": "", "MacAddress": "",
-        "Networks": networks,
-    })
-}
-
 /// HostConfig with Docker's defaults filled where clients read them.
 fn host_config_json(c: &Container) -> Value {
     let mut v = serde_json::to_value(&c.host_config).unwrap_or_else(|_| json!({}));
     let obj = v.as_object_mut().expect("a struct serializes as an object");
     let defaults = json!({
         "Binds": null, "ContainerIDFile": "", "LogConfig": {"Type": if c.log_path.is_some() {"json-file"} else {"none"}, "Config": {}},
-        "NetworkMode": "none", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
+        "NetworkMode": "bridge", "PortBindings": {}, "RestartPolicy": {"Name": "no", "MaximumRetryCount": 0},
         "AutoRemove": false, "VolumeDriver": "", "VolumesFrom": null, "ConsoleSize": [0, 0],
         "CapAdd": null, "CapDrop": null, "CgroupnsMode": "private", "Dns": [], "DnsOptions": [],
         "DnsSearch": [], "ExtraHosts": null, "GroupAdd": null, "IpcMode": "private", "Cgroup": "",
@@ -302,7 +269,7 @@ impl Engine {
             },
             "Mounts": mounts_json(c),
             "Config": config_json(c),
-            "NetworkSettings": network_settings(c),
+            "NetworkSettings": self.network_settings_json(c),
         });
         if s.health.is_some() {
             v["State"]["Health"] = health_json(c);
@@ -444,9 +411,30 @@ impl Engine {
                     v == hs
                 }),
                 "is-task" => values.iter().any(|v| v == "false"),
-                "network" => values
-                    .iter()
-                    .any(|v| c.host_config.network_mode.as_deref().unwrap_or("default") == v),
+                "network" => values.iter().any(|v| {
+                    c.host_config.network_mode.as_deref().unwrap_or("default") == v
+                        || c.networks.contains_key(v)
+                        || c.networks
+                            .values()
+                            .any(|e| !v.is_empty() && e.network_id.starts_with(v.as_str()))
+                }),
+                "publish" | "expose" => values.iter().any(|v| {
+                    let (port, proto) = v.split_once('/').unwrap_or((v, "tcp"));
+                    let published = key == "publish";
+                    c.ports.iter().any(|p| {
+                        let n = if published {
+                            p.host_port
+                        } else {
+                            p.container_port
+                        };
+                        n.to_string() == port && p.proto.to_string() == proto
+                    }) || (!published
+                        && c.config
+                            .exposed_ports
+                            .iter()
+                            .flatten()
+                            .any(|e| e == v || *e == format!("{port}/{proto}")))
+                }),
                 "before" | "since" => true,
                 _ => true,
             };
@@ -469,12 +457,12 @@ impl Engine {
             "ImageID": c.image_id,
             "Command": command,
             "Created": seconds(&c.created),
-            "Ports": [],
+            "Ports": Engine::ports_list_json(c),
             "Labels": c.config.labels.clone().unwrap_or_default(),
             "State": c.state.status.as_str(),
             "Status": human_status(c),
-            "HostConfig": {"NetworkMode": c.host_config.network_mode.clone().unwrap_or_else(|| "none".into())},
-            "NetworkSettings": {"Networks": network_settings(c)["Networks"].clone()},
+            "HostConfig": {"NetworkMode": c.host_config.network_mode.clone().unwrap_or_else(|| "bridge".into())},
+            "NetworkSettings": {"Networks": self.network_settings_json(c)["Networks"].clone()},
             "Mounts": mounts_json(c),
         });
         if size {

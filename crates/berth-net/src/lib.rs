@@ -1,8 +1,13 @@
-//! berth's container networking (issue #10). What is here so far: [`ipam`], the address
-//! manager — subnets chosen so they collide with no route of the host and no other network,
-//! and addresses handed out within a network — as pure functions and plain data, so the
-//! engine can keep the state in its database and the rules are tested without a kernel.
+//! berth's container networking: [`ipam`], the address manager (subnets clear of the host's
+//! routes and other networks, addresses within a network), and [`host`], the host's side
+//! (bridges, a namespace and veths per container, published ports, berth's firewall table),
+//! built on `berth-netlink` and `berth-nft`.
 
 #![warn(missing_docs)]
 
+pub mod host;
 pub mod ipam;
+
+pub use berth_netlink::mac_from_ipv4;
+pub use berth_nft::{PortMap, Proto};
+pub use host::{Attach, BridgeSpec, Error, Host, Sandbox, TABLE};

@@ -1,9 +1,12 @@
 //! A `berth daemon` for one test: its own data root, exec root and socket in a temporary
-//! directory, containers' cgroups beneath a cgroup parent of the test's, and a mount
-//! namespace of its own held by an anchor process, so that a daemon killed and started again
-//! (the same namespace) finds its mounts and shims, and everything the test made dies with
-//! the namespace at the end. The network namespace is the suite's, so the test registry on
-//! 127.0.0.1 is reachable.
+//! directory, containers' cgroups beneath a cgroup parent of the test's, and a mount and a
+//! network namespace of its own held by an anchor process, so that a daemon killed and
+//! started again (the same namespaces) finds its mounts, shims, bridges and rules, tests
+//! with networks run in parallel without seeing each other (each daemon has its own
+//! `berth0`, its own nftables table, its own 127.0.0.1), and everything the test made dies
+//! with the namespaces at the end. A test reaches the daemon's network with
+//! [`TestDaemon::net_cmd`] (a command run in it) and [`TestDaemon::in_net`] (a closure on a
+//! thread in it); [`TestDaemon::registry`] starts a test registry there.
 //!
 //! Dropping it stops the daemon, kills every process left in its mount namespace (shims) and
 //! beneath its cgroup parent (containers), and removes the directory.
@@ -77,6 +80,7 @@ impl TestDaemon {
         let anchor = Command::new("unshare")
             .args([
                 "--mount",
+                "--net",
                 "--propagation",
                 "private",
                 "--",
@@ -120,8 +124,38 @@ impl TestDaemon {
             bin,
             extra: extra.iter().map(|s| s.to_string()).collect(),
         };
+        let up = d.net_cmd("ip").args(["link", "set", "lo", "up"]).status();
+        assert!(
+            up.is_ok_and(|s| s.success()),
+            "bringing lo up in the daemon's network namespace (iproute2)"
+        );
         d.launch();
         d
+    }
+
+    /// The daemon's network namespace (`/proc/<anchor>/ns/net`).
+    pub fn netns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/net", self.anchor.id()))
+    }
+
+    /// `prog` to run in the daemon's network namespace (the host its containers see).
+    pub fn net_cmd(&self, prog: &str) -> Command {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", self.netns().display()))
+            .arg("--")
+            .arg(prog);
+        c
+    }
+
+    /// Run `f` on a thread inside the daemon's network namespace (sockets it makes stay
+    /// there).
+    pub fn in_net<T: Send>(&self, f: impl FnOnce() -> T + Send) -> T {
+        crate::in_netns(&self.netns(), f)
+    }
+
+    /// A test registry inside the daemon's network namespace (127.0.0.1 there).
+    pub fn registry(&self) -> crate::images::Registry {
+        crate::images::Registry::start_in(Some(self.netns()))
     }
 
     /// The API socket.
@@ -155,6 +189,7 @@ impl TestDaemon {
             .arg("-t")
             .arg(self.anchor.id().to_string())
             .arg("-m")
+            .arg("-n")
             .arg("--")
             .arg(&self.bin)
             .arg("daemon")
@@ -187,6 +222,22 @@ impl TestDaemon {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
+    }
+
+    /// Stop the daemon, replace daemon.json's other keys with `config` (the data and exec
+    /// roots and the cgroup parent stay), and start it again.
+    pub fn reconfigure(&mut self, config: serde_json::Value) {
+        self.stop();
+        let path = self.dir.path().join("daemon.json");
+        let old: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(&path).expect("daemon.json")).expect("json");
+        let mut cfg = config;
+        let obj = cfg.as_object_mut().expect("daemon.json is an object");
+        for k in ["data-root", "exec-root", "cgroup-parent"] {
+            obj.insert(k.into(), old[k].clone());
+        }
+        std::fs::write(&path, serde_json::to_vec_pretty(&cfg).unwrap()).expect("daemon.json");
+        self.launch();
     }
 
     /// SIGKILL the daemon (containers and shims go on).
@@ -375,7 +426,7 @@ pub fn with_busybox(name: &str) -> Option<(TestDaemon, crate::images::Registry, 
         shim.display()
     );
     let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = crate::images::Registry::start();
+    let reg = d.registry();
     let image = d.pull_busybox(&reg, &crate::unique("bb"));
     Some((d, reg, image))
 }

@@ -15,6 +15,8 @@ use sha2::{Digest, Sha256};
 pub struct Registry {
     /// `127.0.0.1:PORT`.
     pub addr: String,
+    /// The network namespace it serves in (None: the test's own).
+    pub netns: Option<PathBuf>,
     child: Child,
     /// The token server of a registry with token authentication.
     token: Option<Child>,
@@ -31,13 +33,31 @@ enum Auth<'a> {
 impl Registry {
     /// Start a registry on a free port and wait until it answers `/v2/`.
     pub fn start() -> Registry {
-        Registry::start_with(Auth::None)
+        Registry::start_with(Auth::None, None)
+    }
+
+    /// A registry serving on 127.0.0.1 of the network namespace `netns` (a test daemon's).
+    pub fn start_in(netns: Option<PathBuf>) -> Registry {
+        Registry::start_with(Auth::None, netns)
+    }
+
+    /// Connect to it (from inside its namespace).
+    fn connect(&self) -> std::io::Result<TcpStream> {
+        match &self.netns {
+            Some(ns) => crate::in_netns(ns, || TcpStream::connect(&self.addr)),
+            None => TcpStream::connect(&self.addr),
+        }
+    }
+
+    /// A command run where the registry is reachable.
+    pub fn command(&self, prog: &str) -> Command {
+        net_command(self.netns.as_deref(), prog)
     }
 
     /// A registry that wants HTTP Basic authentication as `user`/`password` (htpasswd, bcrypt
     /// hash made with Python's crypt module).
     pub fn start_with_basic_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Auth::Basic(user, password))
+        Registry::start_with(Auth::Basic(user, password), None)
     }
 
     /// A registry with token authentication (as Docker Hub and most registries): it sends
@@ -45,7 +65,7 @@ impl Registry {
     /// python3-cryptography) whose ES256 tokens it verifies. `user`/`password` get pull and
     /// push, anonymous clients pull only. [`Registry::token_requests`] tells what was asked.
     pub fn start_with_token_auth(user: &str, password: &str) -> Registry {
-        Registry::start_with(Auth::Token(user, password))
+        Registry::start_with(Auth::Token(user, password), None)
     }
 
     /// The token server's requests so far, one line each: `USER SCOPE…` (`anonymous` without
@@ -93,17 +113,23 @@ impl Registry {
         )
     }
 
-    fn start_with(auth: Auth<'_>) -> Registry {
+    fn start_with(auth: Auth<'_>, netns: Option<PathBuf>) -> Registry {
         let dir = tempfile::Builder::new()
             .prefix("berth-registry-")
             .tempdir()
             .expect("tempdir");
         // A free port: bind port 0, note it, let it go.
-        let port = TcpListener::bind("127.0.0.1:0")
-            .expect("bind")
-            .local_addr()
-            .expect("addr")
-            .port();
+        let free = || {
+            TcpListener::bind("127.0.0.1:0")
+                .expect("bind")
+                .local_addr()
+                .expect("addr")
+                .port()
+        };
+        let port = match &netns {
+            Some(ns) => crate::in_netns(ns, free),
+            None => free(),
+        };
         let addr = format!("127.0.0.1:{port}");
         let config = dir.path().join("config.yml");
         let mut token = None;
@@ -137,7 +163,7 @@ impl Registry {
         )
         .expect("registry config");
         let log = std::fs::File::create(dir.path().join("registry.log")).expect("log");
-        let child = Command::new("docker-registry")
+        let child = net_command(netns.as_deref(), "docker-registry")
             .arg("serve")
             .arg(&config)
             .stdin(Stdio::null())
@@ -147,6 +173,7 @@ impl Registry {
             .expect("starting docker-registry (apt-get install docker-registry)");
         let r = Registry {
             addr,
+            netns,
             child,
             token,
             _dir: dir,
@@ -166,7 +193,7 @@ impl Registry {
 
     /// PUT a manifest (or index) `bytes` of `media_type` as `repo:reference`; the status.
     pub fn put_manifest(&self, repo: &str, reference: &str, media_type: &str, bytes: &[u8]) -> u16 {
-        let mut s = TcpStream::connect(&self.addr).expect("connect");
+        let mut s = self.connect().expect("connect");
         write!(
             s,
             "PUT /v2/{repo}/manifests/{reference} HTTP/1.0\r\nHost: {}\r\nContent-Type: {media_type}\r\nContent-Length: {}\r\n\r\n",
@@ -185,7 +212,7 @@ impl Registry {
 
     /// A plain HTTP GET accepting every manifest type; (status, body).
     pub fn get(&self, path: &str) -> Option<(u16, String)> {
-        let mut s = TcpStream::connect(&self.addr).ok()?;
+        let mut s = self.connect().ok()?;
         s.set_read_timeout(Some(Duration::from_secs(10))).ok()?;
         write!(
             s,
@@ -330,8 +357,25 @@ pub fn skopeo_copy(from: &str, to: &str) {
     skopeo_copy_with(from, to, &[]);
 }
 
+/// `prog`, run in the network namespace `netns` if there is one.
+pub fn net_command(netns: Option<&Path>, prog: &str) -> Command {
+    match netns {
+        Some(ns) => {
+            let mut c = Command::new("nsenter");
+            c.arg(format!("--net={}", ns.display())).arg("--").arg(prog);
+            c
+        }
+        None => Command::new(prog),
+    }
+}
+
 /// `skopeo copy` with extra options (e.g. `--dest-creds user:pass`).
 pub fn skopeo_copy_with(from: &str, to: &str, extra: &[&str]) {
+    skopeo_copy_in(None, from, to, extra)
+}
+
+/// `skopeo copy` run in the network namespace `netns` (where the registry is).
+pub fn skopeo_copy_in(netns: Option<&Path>, from: &str, to: &str, extra: &[&str]) {
     let mut args = vec![
         "copy",
         "--quiet",
@@ -340,7 +384,7 @@ pub fn skopeo_copy_with(from: &str, to: &str, extra: &[&str]) {
     ];
     args.extend_from_slice(extra);
     args.extend([from, to]);
-    let o = Command::new("skopeo")
+    let o = net_command(netns, "skopeo")
         .args(&args)
         .output()
         .expect("running skopeo (apt-get install skopeo)");
@@ -366,7 +410,8 @@ pub fn push_busybox(reg: &Registry, repo_tag: &str) -> String {
 pub fn push_busybox_as(reg: &Registry, repo_tag: &str, creds: Option<&str>) -> String {
     let (_tmp, layout, digest) = busybox_layout();
     let extra: Vec<&str> = creds.map(|c| vec!["--dest-creds", c]).unwrap_or_default();
-    skopeo_copy_with(
+    skopeo_copy_in(
+        reg.netns.as_deref(),
         &format!("oci:{}:latest", layout.display()),
         &format!("docker://{}/{repo_tag}", reg.addr),
         &extra,

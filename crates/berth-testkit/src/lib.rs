@@ -462,6 +462,25 @@ pub fn is_root() -> bool {
     rustix::process::geteuid().is_root()
 }
 
+/// Run `f` on a thread that entered the network namespace `netns` (a `/proc/PID/ns/net` or
+/// a bind-mounted namespace file); sockets made there stay in it.
+pub fn in_netns<T: Send>(netns: &Path, f: impl FnOnce() -> T + Send) -> T {
+    let ns =
+        std::fs::File::open(netns).unwrap_or_else(|e| panic!("opening {}: {e}", netns.display()));
+    std::thread::scope(|s| {
+        s.spawn(move || {
+            rustix::thread::move_into_link_name_space(
+                std::os::fd::AsFd::as_fd(&ns),
+                Some(rustix::thread::LinkNameSpaceType::Network),
+            )
+            .expect("setns into the network namespace");
+            f()
+        })
+        .join()
+        .expect("the thread in the network namespace panicked")
+    })
+}
+
 /// A cgroup parent for clients (podman, containerd) that take an absolute cgroup path: it lies
 /// beneath this test process's own cgroup (v1: the memory hierarchy's, the only one not at the
 /// root on our hosts; v2: the parent of our own, which may hand controllers down). Dropping it

@@ -92,6 +92,9 @@ enum Command {
     /// Manage volumes.
     #[command(subcommand)]
     Volume(cmd::volume::VolumeCmd),
+    /// Manage networks.
+    #[command(subcommand)]
+    Network(cmd::network::NetworkCmd),
     /// Show the berth version information.
     Version(cmd::info::VersionArgs),
     /// Display system-wide information.
@@ -341,6 +344,7 @@ fn run_client(cli: &Cli, command: Command) -> Result<ExitCode> {
         Command::Diff(a) => ops::diff(&c, &a),
         Command::Commit(a) => ops::commit(&c, &a),
         Command::Volume(v) => cmd::volume::run(&c, &v),
+        Command::Network(n) => cmd::network::run(&c, &n),
         Command::Version(a) => info::version(&c, &a),
         Command::Info(a) | Command::System(SystemCmd::Info(a)) => info::info(&c, &a),
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => info::events(&c, &a),

@@ -81,7 +81,7 @@ fn daemon(name: &str) -> Option<(TestDaemon, Registry, String)> {
         shim.display()
     );
     let d = TestDaemon::start(name, serde_json::json!({}));
-    let reg = Registry::start();
+    let reg = d.registry();
     let repo = unique("bb");
     push_busybox(&reg, &format!("{repo}:latest"));
     let image = format!("{}/{repo}:latest", reg.addr);
@@ -875,7 +875,8 @@ fn a_daemon_is_started_when_none_answers() {
     let config = dir.path().join("daemon.json");
     std::fs::write(
         &config,
-        serde_json::json!({"cgroup-parent": cgroup.path}).to_string(),
+        // No default bridge: this daemon shares the suite's network namespace.
+        serde_json::json!({"cgroup-parent": cgroup.path, "bridge": "none"}).to_string(),
     )
     .unwrap();
     let sock = dir.path().join("b.sock");

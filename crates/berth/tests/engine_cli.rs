@@ -7,7 +7,6 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use berth_testkit::daemon::{TestDaemon, wait_for, with_busybox as daemon};
-use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
 
 #[test]
@@ -487,7 +486,7 @@ fn without_live_restore_containers_stop_with_the_daemon_and_come_back() {
         &unique("nolive"),
         serde_json::json!({"live-restore": false}),
     );
-    let reg = Registry::start();
+    let reg = d.registry();
     let img = d.pull_busybox(&reg, &unique("bb"));
     let (a, b) = (unique("always"), unique("plain"));
     d.ok(&[

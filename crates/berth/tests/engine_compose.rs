@@ -5,7 +5,6 @@ use std::process::Command;
 use std::time::{Duration, Instant};
 
 use berth_testkit::daemon::TestDaemon;
-use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
 
 #[test]
@@ -14,7 +13,7 @@ fn compose_stack_up_and_down() {
         return;
     }
     let d = TestDaemon::start(&unique("compose"), serde_json::json!({}));
-    let reg = Registry::start();
+    let reg = d.registry();
     let img = d.pull_busybox(&reg, &unique("bb"));
     let dir = tempfile::tempdir().unwrap();
     let project = unique("proj").replace('-', "");

@@ -3,7 +3,6 @@
 //! privileges, privileged, ulimits, sysctls, shm size, labels), and Docker's defaults.
 
 use berth_testkit::daemon::{TestDaemon, with_busybox as daemon};
-use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
 
 /// `docker run --rm ARGS… IMAGE sh -c SCRIPT`'s output.
@@ -278,7 +277,7 @@ fn init_reaps_and_forwards_signals() {
         &unique("init"),
         serde_json::json!({"init-path": static_init()}),
     );
-    let reg = Registry::start();
+    let reg = d.registry();
     let img = d.pull_busybox(&reg, &unique("bb"));
     let out = run(
         &d,
@@ -333,7 +332,7 @@ fn the_installed_static_binaries_run_containers() {
         &[],
         release_binary("berth"),
     );
-    let reg = Registry::start();
+    let reg = d.registry();
     let img = d.pull_busybox(&reg, &unique("bb"));
     assert_eq!(
         d.ok(&["run", "--rm", "--init", &img, "echo", "static"]),
@@ -381,7 +380,7 @@ fn other_runtimes_run_containers() {
         serde_json::json!({"runtimes": {"logged": {"path": wrapper}}}),
         &["--add-runtime", &format!("flagged={}", wrapper.display())],
     );
-    let reg = Registry::start();
+    let reg = d.registry();
     let img = d.pull_busybox(&reg, &unique("bb"));
     for rt in ["logged", "flagged"] {
         let out = d.ok(&["run", "--rm", "--runtime", rt, &img, "echo", "from", rt]);

@@ -2,7 +2,6 @@
 //! rmi of an image a container uses (Docker's conflict), prune keeping what containers use.
 
 use berth_testkit::daemon::{TestDaemon, with_busybox as daemon};
-use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
 
 #[test]
@@ -81,14 +80,14 @@ fn docker_hub_names_through_a_registry_mirror() {
     if !is_root() {
         return;
     }
-    let reg = Registry::start();
+    // The daemon is started first (the registry serves in its network namespace), then
+    // again with the mirror configured.
+    let mut d = TestDaemon::start(&unique("mirror"), serde_json::json!({}));
+    let reg = d.registry();
     // The mirror holds Docker Hub's repository path (library/NAME).
     let repo = unique("mirrored");
     berth_testkit::images::push_busybox(&reg, &format!("library/{repo}:latest"));
-    let d = TestDaemon::start(
-        &unique("mirror"),
-        serde_json::json!({"registry-mirrors": [format!("http://{}", reg.addr)]}),
-    );
+    d.reconfigure(serde_json::json!({"registry-mirrors": [format!("http://{}", reg.addr)]}));
     d.ok(&["pull", "-q", &repo]);
     let tags = d.ok(&["images", "--format", "{{.Repository}}:{{.Tag}}"]);
     assert_eq!(tags.trim(), format!("{repo}:latest"));

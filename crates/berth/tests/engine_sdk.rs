@@ -2,7 +2,6 @@
 //! `tests/sdk/flows.py`.
 
 use berth_testkit::daemon::TestDaemon;
-use berth_testkit::images::Registry;
 use berth_testkit::{is_root, unique};
 
 #[test]
@@ -12,7 +11,7 @@ fn python_sdk_flows() {
         return;
     }
     let d = TestDaemon::start(&unique("sdk"), serde_json::json!({}));
-    let reg = Registry::start();
+    let reg = d.registry();
     let image = d.pull_busybox(&reg, &unique("bb"));
     let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/sdk/flows.py");
     // scripts/test.sh makes a venv with the SDK from PyPI; else the python3 on PATH.

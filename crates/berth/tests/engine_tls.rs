@@ -128,7 +128,8 @@ fn tls_with_verified_client_certificates() {
         ],
     );
     let docker = |env_tls: bool, cert_path: &Path| {
-        let mut c = Command::new("docker");
+        // The daemon listens on 127.0.0.1 of its own network namespace.
+        let mut c = d.net_cmd("docker");
         c.env("DOCKER_HOST", &host)
             .env("DOCKER_CONFIG", tmp.path().join("cfg"))
             .env("DOCKER_CERT_PATH", cert_path);

@@ -873,9 +873,11 @@ fn push_image(reg: &Registry, repo: &str, extra: Vec<u8>, volumes: &[&str]) -> S
         br#"{"imageLayoutVersion":"1.0.0"}"#,
     )
     .unwrap();
-    berth_testkit::images::skopeo_copy(
+    berth_testkit::images::skopeo_copy_in(
+        reg.netns.as_deref(),
         &format!("oci:{}:latest", dir.path().display()),
         &format!("docker://{}/{repo}:latest", reg.addr),
+        &[],
     );
     format!("{}/{repo}:latest", reg.addr)
 }

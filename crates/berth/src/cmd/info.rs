@@ -503,6 +503,7 @@ pub fn prune(c: &Client, a: &SystemPruneArgs) -> Result<ExitCode> {
         },
         true,
     )?;
+    super::network::prune(c, &a.filter)?;
     if a.volumes {
         let f: Vec<String> = a
             .filter

@@ -11,6 +11,7 @@ pub mod format;
 pub mod image;
 pub mod images_api;
 pub mod info;
+pub mod network;
 pub mod ops;
 pub mod progress;
 pub mod registry;

@@ -211,9 +211,43 @@ pub struct ContainerOpts {
     /// Add additional groups to join.
     #[arg(long = "group-add")]
     pub group_add: Vec<String>,
-    /// Connect a container to a network (none, host).
+    /// Connect a container to a network (bridge, host, none, container:NAME, or a network's
+    /// name).
     #[arg(long = "network", alias = "net")]
     pub network: Option<String>,
+    /// Publish a container's port(s) to the host ([IP:][HOST:]CONTAINER[/PROTO], ranges).
+    #[arg(short = 'p', long = "publish")]
+    pub publish: Vec<String>,
+    /// Publish all exposed ports to random ports.
+    #[arg(short = 'P', long = "publish-all")]
+    pub publish_all: bool,
+    /// Expose a port or a range of ports.
+    #[arg(long)]
+    pub expose: Vec<String>,
+    /// Add network-scoped alias for the container.
+    #[arg(long = "network-alias", alias = "net-alias")]
+    pub network_alias: Vec<String>,
+    /// IPv4 address (e.g. 172.30.100.104).
+    #[arg(long)]
+    pub ip: Option<String>,
+    /// IPv6 address (e.g. 2001:db8::33).
+    #[arg(long)]
+    pub ip6: Option<String>,
+    /// Container MAC address (e.g. 92:d0:c6:0a:29:33).
+    #[arg(long = "mac-address")]
+    pub mac_address: Option<String>,
+    /// Set custom DNS servers.
+    #[arg(long)]
+    pub dns: Vec<String>,
+    /// Set custom DNS search domains.
+    #[arg(long = "dns-search")]
+    pub dns_search: Vec<String>,
+    /// Set DNS options.
+    #[arg(long = "dns-option", alias = "dns-opt")]
+    pub dns_option: Vec<String>,
+    /// Add link to another container (NAME[:ALIAS]).
+    #[arg(long)]
+    pub link: Vec<String>,
     /// PID namespace to use.
     #[arg(long)]
     pub pid: Option<String>,
@@ -903,8 +937,57 @@ pub fn spec(o: &ContainerOpts, args: &[String], detach: bool) -> Result<Spec> {
             set(&mut hc, "ConsoleSize", json!([h, w]));
         }
     }
+    // Ports: -p also exposes, as the docker CLI does.
+    let (bindings, exposed) = port_flags(&o.publish, &o.expose)?;
+    if !exposed.is_empty() {
+        let mut e = config
+            .get("ExposedPorts")
+            .and_then(Value::as_object)
+            .cloned()
+            .unwrap_or_default();
+        for p in exposed {
+            e.insert(p, json!({}));
+        }
+        set(&mut config, "ExposedPorts", Value::Object(e));
+    }
+    if !bindings.is_empty() {
+        set(&mut hc, "PortBindings", Value::Object(bindings));
+    }
+    if o.publish_all {
+        set(&mut hc, "PublishAllPorts", json!(true));
+    }
+    for (k, v) in [
+        ("Dns", &o.dns),
+        ("DnsSearch", &o.dns_search),
+        ("DnsOptions", &o.dns_option),
+        ("Links", &o.link),
+    ] {
+        if !v.is_empty() {
+            set(&mut hc, k, json!(v));
+        }
+    }
     let mut body = config;
     body.insert("HostConfig".into(), Value::Object(hc));
+    if !o.network_alias.is_empty() || o.ip.is_some() || o.ip6.is_some() || o.mac_address.is_some() {
+        let net = o.network.clone().unwrap_or_else(|| "default".into());
+        let mut ep = json!({});
+        if !o.network_alias.is_empty() {
+            ep["Aliases"] = json!(o.network_alias);
+        }
+        if o.ip.is_some() || o.ip6.is_some() {
+            ep["IPAMConfig"] = json!({
+                "IPv4Address": o.ip.clone().unwrap_or_default(),
+                "IPv6Address": o.ip6.clone().unwrap_or_default(),
+            });
+        }
+        if let Some(m) = &o.mac_address {
+            ep["MacAddress"] = json!(m);
+        }
+        body.insert(
+            "NetworkingConfig".into(),
+            json!({"EndpointsConfig": {net: ep}}),
+        );
+    }
     Ok(Spec {
         image: image.clone(),
         body: Value::Object(body),
@@ -1203,5 +1286,158 @@ mod tests {
         );
         assert_eq!(start_failure_code("open /x: permission denied"), 126);
         assert_eq!(start_failure_code("something else"), 125);
+    }
+}
+
+/// `-p` and `--expose` as the docker CLI reads them (nat.ParsePortSpecs): the PortBindings
+/// map (`"80/tcp": [{"HostIp": "", "HostPort": "8080"}]`) and every exposed port key.
+pub fn port_flags(
+    publish: &[String],
+    expose: &[String],
+) -> Result<(serde_json::Map<String, Value>, Vec<String>)> {
+    let mut bindings = serde_json::Map::new();
+    let mut exposed: Vec<String> = Vec::new();
+    let range = |s: &str, what: &str| -> Result<(u16, u16)> {
+        let bad = || anyhow!("invalid {what}: {s}");
+        let (a, b) = s.split_once('-').unwrap_or((s, s));
+        let a: u16 = a.parse().map_err(|_| bad())?;
+        let b: u16 = b.parse().map_err(|_| bad())?;
+        if b < a {
+            return Err(bad());
+        }
+        Ok((a, b))
+    };
+    for e in expose {
+        let (p, proto) = e.split_once('/').unwrap_or((e, "tcp"));
+        let (a, b) = range(p, "range format for --expose")?;
+        for port in a..=b {
+            let k = format!("{port}/{proto}");
+            if !exposed.contains(&k) {
+                exposed.push(k);
+            }
+        }
+    }
+    for spec in publish {
+        let (rest, proto) = match spec.rsplit_once('/') {
+            Some((r, p)) => (r, p),
+            None => (spec.as_str(), "tcp"),
+        };
+        if !matches!(proto, "tcp" | "udp" | "sctp") {
+            bail!("invalid proto: {proto}");
+        }
+        // [IP:][HOST:]CONTAINER; an IPv6 address is in brackets.
+        let (ip, hostport, cport) = {
+            let (ip, tail) = if let Some(r) = rest.strip_prefix('[') {
+                let (ip, t) = r
+                    .split_once("]:")
+                    .ok_or_else(|| anyhow!("invalid IP address in {spec}"))?;
+                (ip.to_string(), t.to_string())
+            } else {
+                let parts: Vec<&str> = rest.split(':').collect();
+                match parts.len() {
+                    1 | 2 => (String::new(), rest.to_string()),
+                    3 => (parts[0].to_string(), format!("{}:{}", parts[1], parts[2])),
+                    _ => bail!("invalid port format: {spec}"),
+                }
+            };
+            match tail.split_once(':') {
+                Some((h, c)) => (ip, h.to_string(), c.to_string()),
+                None => (ip, String::new(), tail),
+            }
+        };
+        if !ip.is_empty() && ip.parse::<std::net::IpAddr>().is_err() {
+            bail!("invalid IP address: {ip}");
+        }
+        if cport.is_empty() {
+            bail!("no port specified: {spec}<empty>");
+        }
+        let (ca, cb) = range(&cport, "containerPort")?;
+        if ca == 0 {
+            bail!("invalid containerPort: {cport}");
+        }
+        let host = if hostport.is_empty() {
+            None
+        } else {
+            Some(range(&hostport, "hostPort")?)
+        };
+        let n = u32::from(cb - ca) + 1;
+        if let Some((ha, hb)) = host {
+            let hn = u32::from(hb - ha) + 1;
+            if n > 1 && hn != n {
+                bail!(
+                    "invalid ranges specified for container and host Ports: {cport} and {hostport}"
+                );
+            }
+        }
+        for i in 0..n {
+            let port = ca + i as u16;
+            let k = format!("{port}/{proto}");
+            let hp = match host {
+                None => String::new(),
+                Some((ha, hb)) if n == 1 && hb > ha => format!("{ha}-{hb}"),
+                Some((ha, _)) => (ha + i as u16).to_string(),
+            };
+            let entry = bindings
+                .entry(k.clone())
+                .or_insert_with(|| Value::Array(Vec::new()));
+            if let Some(a) = entry.as_array_mut() {
+                a.push(json!({"HostIp": ip, "HostPort": hp}));
+            }
+            if !exposed.contains(&k) {
+                exposed.push(k);
+            }
+        }
+    }
+    Ok((bindings, exposed))
+}
+
+#[cfg(test)]
+mod port_tests {
+    use super::port_flags;
+
+    fn one(spec: &str) -> serde_json::Value {
+        let (b, _) = port_flags(&[spec.to_string()], &[]).unwrap();
+        serde_json::Value::Object(b)
+    }
+
+    #[test]
+    fn publish_specs_as_the_docker_cli() {
+        assert_eq!(
+            one("80"),
+            serde_json::json!({"80/tcp": [{"HostIp": "", "HostPort": ""}]})
+        );
+        assert_eq!(
+            one("8080:80"),
+            serde_json::json!({"80/tcp": [{"HostIp": "", "HostPort": "8080"}]})
+        );
+        assert_eq!(
+            one("127.0.0.1:8080:80/udp"),
+            serde_json::json!({"80/udp": [{"HostIp": "127.0.0.1", "HostPort": "8080"}]})
+        );
+        assert_eq!(
+            one("127.0.0.1::80"),
+            serde_json::json!({"80/tcp": [{"HostIp": "127.0.0.1", "HostPort": ""}]})
+        );
+        assert_eq!(
+            one("[::1]:8080:80"),
+            serde_json::json!({"80/tcp": [{"HostIp": "::1", "HostPort": "8080"}]})
+        );
+        let r = one("8000-8001:9000-9001");
+        assert_eq!(r["9000/tcp"][0]["HostPort"], "8000");
+        assert_eq!(r["9001/tcp"][0]["HostPort"], "8001");
+        assert_eq!(one("8000-8010:80")["80/tcp"][0]["HostPort"], "8000-8010");
+        for bad in [
+            "8080:80/icmp",
+            "1.2.3:80:80",
+            "a:b:c:d",
+            "8000-8002:80-81",
+            "80:",
+            "99999",
+        ] {
+            assert!(port_flags(&[bad.to_string()], &[]).is_err(), "{bad}");
+        }
+        let (_, exposed) =
+            port_flags(&["8080:80".into()], &["53/udp".into(), "7000-7001".into()]).unwrap();
+        assert_eq!(exposed, vec!["53/udp", "7000/tcp", "7001/tcp", "80/tcp"]);
     }
 }

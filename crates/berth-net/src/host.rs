@@ -1,0 +1,362 @@
+//! The host's side of container networking: bridges with their addresses and firewall rules,
+//! a network namespace per container with a veth pair into each of its networks, published
+//! ports, and putting the host back in order after a crash. Links, addresses and routes go
+//! through netlink in-process (`berth-netlink`); rules through berth's own nftables table
+//! (`berth-nft`).
+//!
+//! Everything here is blocking (netlink round trips, one `nft` process per batch): the engine
+//! calls it from blocking threads.
+
+use std::collections::HashSet;
+use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::{Mutex, MutexGuard};
+
+use berth_netlink::{Handle, Netns, VethOptions};
+use berth_nft::{Firewall, NetworkRules, PortMap};
+use ipnet::{IpNet, Ipv4Net};
+
+/// The name of berth's nftables table (family `inet`).
+pub const TABLE: &str = "berth";
+
+/// What went wrong on the host.
+#[derive(Debug, thiserror::Error)]
+pub enum Error {
+    /// A netlink operation.
+    #[error(transparent)]
+    Netlink(#[from] berth_netlink::Error),
+    /// An nftables batch.
+    #[error(transparent)]
+    Nft(#[from] berth_nft::Error),
+    /// Anything else.
+    #[error("{0}")]
+    Other(String),
+}
+
+/// A result of this module.
+pub type Result<T, E = Error> = std::result::Result<T, E>;
+
+/// A bridge network as the host sees it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BridgeSpec {
+    /// The bridge device.
+    pub name: String,
+    /// Its subnet.
+    pub subnet: Ipv4Net,
+    /// The bridge's own address (the containers' gateway).
+    pub gateway: Ipv4Addr,
+    /// MTU of the bridge and its veths.
+    pub mtu: u32,
+    /// No traffic in or out of the bridge.
+    pub internal: bool,
+    /// Masquerade what leaves the subnet.
+    pub masquerade: bool,
+    /// Containers on the bridge may talk to each other.
+    pub icc: bool,
+}
+
+/// One container interface on a bridge.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Attach {
+    /// The bridge.
+    pub bridge: String,
+    /// The host's end of the veth pair.
+    pub host_veth: String,
+    /// The interface's name in the container (`eth0`).
+    pub ifname: String,
+    /// Its address.
+    pub ip: Ipv4Addr,
+    /// The subnet's prefix length.
+    pub prefix: u8,
+    /// The gateway.
+    pub gateway: Option<Ipv4Addr>,
+    /// Whether the default route goes through this interface.
+    pub default_route: bool,
+    /// Its MAC address.
+    pub mac: [u8; 6],
+    /// Its MTU.
+    pub mtu: u32,
+}
+
+/// A container's network namespace (bind-mounted under the exec root).
+pub struct Sandbox {
+    ns: Netns,
+}
+
+impl Sandbox {
+    /// Its path.
+    pub fn path(&self) -> &Path {
+        self.ns.path()
+    }
+}
+
+/// The host: a netlink handle in the daemon's namespace and berth's firewall table.
+pub struct Host {
+    fw: Firewall,
+    nl: Mutex<Handle>,
+    forwarding: AtomicBool,
+}
+
+impl Host {
+    /// Open netlink and make sure berth's table exists (its base chains and maps).
+    pub fn new(table: &str) -> Result<Host> {
+        let fw = Firewall::new(table);
+        fw.ensure()?;
+        Ok(Host {
+            fw,
+            nl: Mutex::new(Handle::new()?),
+            forwarding: AtomicBool::new(false),
+        })
+    }
+
+    fn nl(&self) -> MutexGuard<'_, Handle> {
+        self.nl.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// Make a bridge network's device, address and rules, or complete what exists
+    /// (idempotent: also how the daemon restores its networks at start).
+    pub fn ensure_bridge(&self, b: &BridgeSpec) -> Result<()> {
+        let made;
+        let index = {
+            let mut nl = self.nl();
+            let index = match nl.link_index(&b.name)? {
+                Some(i) => {
+                    made = false;
+                    i
+                }
+                None => match nl.add_bridge(&b.name, Some(b.mtu)) {
+                    Ok(i) => {
+                        made = true;
+                        i
+                    }
+                    Err(e) if e.is_exists() => {
+                        made = false;
+                        nl.link_index(&b.name)?.ok_or_else(|| {
+                            Error::Other(format!("bridge {} vanished while made", b.name))
+                        })?
+                    }
+                    Err(e) => return Err(e.into()),
+                },
+            };
+            let r = (|| -> Result<()> {
+                nl.add_address(index, IpAddr::V4(b.gateway), b.subnet.prefix_len())?;
+                nl.set_up(index)?;
+                Ok(())
+            })();
+            if let Err(e) = r {
+                if made {
+                    let _ = nl.delete_link(index);
+                }
+                return Err(e);
+            }
+            index
+        };
+        let _ = index;
+        let r = (|| -> Result<()> {
+            // Published ports on 127.0.0.1 reach containers through the bridge.
+            berth_netlink::set_sysctl(&format!("net/ipv4/conf/{}/route_localnet", b.name), "1")?;
+            if !b.internal {
+                self.enable_forwarding()?;
+            }
+            self.fw.add_network(&NetworkRules {
+                bridge: b.name.clone(),
+                subnets: vec![IpNet::V4(b.subnet)],
+                internal: b.internal,
+                masquerade: b.masquerade,
+                icc: b.icc,
+            })?;
+            Ok(())
+        })();
+        if let Err(e) = r {
+            if made {
+                let _ = self.remove_bridge(&b.name);
+            }
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// IPv4 forwarding, turned on once (the kernel's switch for routing between the bridges
+    /// and the world; only ever set, as dockerd does, since other software may rely on it).
+    fn enable_forwarding(&self) -> Result<()> {
+        if self.forwarding.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if berth_netlink::sysctl("net/ipv4/ip_forward")?.trim() != "1" {
+            berth_netlink::set_sysctl("net/ipv4/ip_forward", "1")?;
+        }
+        self.forwarding.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Remove a bridge network's rules and device (absent is fine).
+    pub fn remove_bridge(&self, name: &str) -> Result<()> {
+        if name.is_empty() {
+            return Ok(());
+        }
+        self.fw.remove_network(name)?;
+        self.nl().delete_link_by_name(name)?;
+        Ok(())
+    }
+
+    /// Remove bridges named `prefix…` (berth's) and rules of bridges that `keep` does not
+    /// name: what a network create or remove cut short by a crash left.
+    pub fn remove_stale_bridges(&self, prefix: &str, keep: &HashSet<String>) -> Result<()> {
+        let links = self.nl().links()?;
+        for l in links {
+            if l.kind.as_deref() == Some("bridge")
+                && l.name.starts_with(prefix)
+                && !keep.contains(&l.name)
+            {
+                self.remove_bridge(&l.name)?;
+            }
+        }
+        for b in self.fw.networks()? {
+            if !keep.contains(&b) {
+                self.fw.remove_network(&b)?;
+            }
+        }
+        Ok(())
+    }
+
+    /// A new network namespace for a container, bind-mounted on `path`, loopback up.
+    pub fn sandbox_create(&self, path: &Path) -> Result<Sandbox> {
+        Ok(Sandbox {
+            ns: Netns::create(path)?,
+        })
+    }
+
+    /// A container's namespace made before.
+    pub fn sandbox_open(&self, path: &Path) -> Result<Sandbox> {
+        Ok(Sandbox {
+            ns: Netns::open(path)?,
+        })
+    }
+
+    /// Remove a container's namespace (its bind mount and file; absent is fine). The kernel
+    /// destroys it, and the container ends of its veths with it, once no process is in it.
+    pub fn sandbox_remove(path: &Path) -> Result<()> {
+        Ok(Netns::remove(path)?)
+    }
+
+    /// Plug a container into a bridge: a veth pair whose peer is made inside its namespace
+    /// under its final name, with address, MTU, MAC and (for the first network with a way
+    /// out) the default route. On error nothing is left.
+    pub fn attach(&self, sb: &Sandbox, a: &Attach) -> Result<()> {
+        {
+            let mut nl = self.nl();
+            let master = nl
+                .link_index(&a.bridge)?
+                .ok_or_else(|| Error::Other(format!("bridge {} does not exist", a.bridge)))?;
+            let index = nl.add_veth(
+                &a.host_veth,
+                &a.ifname,
+                sb.ns.fd(),
+                &VethOptions {
+                    mtu: Some(a.mtu),
+                    peer_mac: Some(a.mac),
+                    master: Some(master),
+                    up: true,
+                },
+            )?;
+            // A container reaching its own published port through the host's address: with
+            // br_netfilter the DNATed packet goes back out the port it came in on.
+            if let Err(e) = nl.set_hairpin(index, true) {
+                let _ = nl.delete_link(index);
+                return Err(e.into());
+            }
+        }
+        let inside = sb.ns.run(|| -> Result<()> {
+            let mut h = Handle::new()?;
+            let i = h
+                .link_index(&a.ifname)?
+                .ok_or_else(|| Error::Other(format!("{} is missing in the namespace", a.ifname)))?;
+            h.add_address(i, IpAddr::V4(a.ip), a.prefix)?;
+            h.set_up(i)?;
+            if let (true, Some(gw)) = (a.default_route, a.gateway) {
+                h.add_route(None, Some(IpAddr::V4(gw)), i)?;
+            }
+            Ok(())
+        });
+        let inside = match inside {
+            Ok(r) => r,
+            Err(e) => Err(e.into()),
+        };
+        if let Err(e) = inside {
+            let _ = self.nl().delete_link_by_name(&a.host_veth);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Unplug: delete the host's end of a veth pair (its peer goes with it).
+    pub fn detach(&self, host_veth: &str) -> Result<()> {
+        self.nl().delete_link_by_name(host_veth)?;
+        Ok(())
+    }
+
+    /// DNAT published ports to containers.
+    pub fn publish(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        Ok(self.fw.add_ports(ports)?)
+    }
+
+    /// Take published ports back (absent ones are fine).
+    pub fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        Ok(self.fw.remove_ports(ports)?)
+    }
+
+    /// After a crash: delete veths named `veth_prefix…` not in `keep_veth`, and make the
+    /// published ports exactly `keep_ports`.
+    pub fn reconcile(
+        &self,
+        veth_prefix: &str,
+        keep_veth: &HashSet<String>,
+        keep_ports: &[PortMap],
+    ) -> Result<()> {
+        let links = self.nl().links()?;
+        for l in links {
+            if l.kind.as_deref() == Some("veth")
+                && l.name.starts_with(veth_prefix)
+                && !keep_veth.contains(&l.name)
+            {
+                let _ = self.nl().delete_link(l.index);
+            }
+        }
+        let present = self.fw.ports()?;
+        let stale: Vec<PortMap> = present
+            .iter()
+            .filter(|p| !keep_ports.contains(p))
+            .cloned()
+            .collect();
+        let missing: Vec<PortMap> = keep_ports
+            .iter()
+            .filter(|p| !present.contains(p))
+            .cloned()
+            .collect();
+        self.unpublish(&stale)?;
+        self.publish(&missing)?;
+        Ok(())
+    }
+
+    /// The embedded DNS server's sockets, bound inside a container's namespace at
+    /// `addr`:53 (UDP and TCP).
+    pub fn dns_sockets(netns: &Path, addr: &str) -> Result<(UdpSocket, TcpListener)> {
+        let ns = Netns::open(netns)?;
+        let ip: IpAddr = addr
+            .parse()
+            .map_err(|_| Error::Other(format!("invalid DNS address {addr}")))?;
+        let r = ns.run(|| -> std::io::Result<(UdpSocket, TcpListener)> {
+            let udp = UdpSocket::bind((ip, 53))?;
+            let tcp = TcpListener::bind((ip, 53))?;
+            Ok((udp, tcp))
+        })?;
+        r.map_err(|e| Error::Other(format!("binding {addr}:53: {e}")))
+    }
+}
