@@ -386,10 +386,19 @@ impl Engine {
                 tracing::warn!("removing the default bridge {}: {e}", o.bridge);
             }
         }
-        let host = self.net_host()?;
-        for r in recs.values().filter(|r| r.is_bridge()) {
-            if let Err(e) = host.ensure_bridge(&bridge_spec(r)) {
-                tracing::error!("setting up network {} ({}): {e}", r.name, r.bridge);
+        // Without bridge networks the host is left alone (no table, no sysctl); a host
+        // that cannot be set up (no nft) is reported, and containers on bridges fail to
+        // start with that error, while the daemon serves everything else.
+        if recs.values().any(|r| r.is_bridge()) {
+            match self.net_host() {
+                Ok(host) => {
+                    for r in recs.values().filter(|r| r.is_bridge()) {
+                        if let Err(e) = host.ensure_bridge(&bridge_spec(r)) {
+                            tracing::error!("setting up network {} ({}): {e}", r.name, r.bridge);
+                        }
+                    }
+                }
+                Err(e) => tracing::error!("{e}"),
             }
         }
         let mut g = self.net_lock();
@@ -1760,7 +1769,17 @@ impl Engine {
                 }
             }
         }
-        let host = self.net_host()?;
+        let any_bridge = self.net_lock().nets.values().any(|r| r.is_bridge());
+        if !any_bridge && keep_veth.is_empty() {
+            return Ok(());
+        }
+        let host = match self.net_host() {
+            Ok(h) => h,
+            Err(e) => {
+                tracing::error!("{e}");
+                return Ok(());
+            }
+        };
         match host.reconcile(VETH_PREFIX, &keep_veth, &keep_ports) {
             Ok(()) => {}
             Err(e) => tracing::warn!("reconciling the host's network: {e}"),
@@ -2237,7 +2256,6 @@ fn bridge_spec(r: &NetworkRecord) -> berth_net::BridgeSpec {
         icc: r.icc,
     }
 }
-
 
 /// A legacy link (`--link NAME[:ALIAS]`, recorded by dockerd as `/NAME:/ME/ALIAS`):
 /// (target, alias).

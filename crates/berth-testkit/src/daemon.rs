@@ -110,6 +110,13 @@ impl TestDaemon {
             dir.path().join("run").to_string_lossy().into(),
         );
         obj.insert("cgroup-parent".into(), cgroup.path.clone().into());
+        // BERTH_TEST_BRIDGE=none: no default bridge (the qemu suites, whose kernel has no
+        // bridge or nf_tables modules).
+        if std::env::var("BERTH_TEST_BRIDGE").as_deref() == Ok("none")
+            && !obj.contains_key("bridge")
+        {
+            obj.insert("bridge".into(), "none".into());
+        }
         std::fs::write(
             dir.path().join("daemon.json"),
             serde_json::to_vec_pretty(&cfg).unwrap(),

@@ -80,3 +80,88 @@ volumes:
     assert!(d.ok(&["volume", "ls", "-q"]).trim().is_empty());
     d.assert_clean();
 }
+
+/// Two services finding each other by service name on the project's network (made and
+/// removed by compose), one of them published on the host.
+#[test]
+fn compose_services_find_each_other_by_name() {
+    if !is_root() {
+        return;
+    }
+    let d = TestDaemon::start(&unique("composenet"), serde_json::json!({}));
+    let reg = d.registry();
+    let img = d.pull_busybox(&reg, &unique("bb"));
+    let dir = tempfile::tempdir().unwrap();
+    let project = unique("pn").replace('-', "");
+    let port = d.in_net(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    std::fs::write(
+        dir.path().join("docker-compose.yml"),
+        format!(
+            r#"version: "3"
+services:
+  web:
+    image: {img}
+    command: sh -c "mkdir -p /www && echo from-web > /www/index.html && exec httpd -f -p 80 -h /www"
+    ports: ["127.0.0.1:{port}:80"]
+    stop_grace_period: 1s
+  client:
+    image: {img}
+    command: sh -c "until printf 'GET / HTTP/1.0\r\n\r\n' | nc -w 2 web 80 | grep from-web; do sleep 0.2; done; echo client-got-it; sleep 1000"
+    depends_on: [web]
+    stop_grace_period: 1s
+"#
+        ),
+    )
+    .unwrap();
+    let compose = |args: &[&str]| {
+        let out = Command::new("docker-compose")
+            .current_dir(dir.path())
+            .env("DOCKER_HOST", d.host())
+            .env("COMPOSE_PROJECT_NAME", &project)
+            .args(args)
+            .output()
+            .expect("docker-compose (Debian's docker-compose package)");
+        assert!(
+            out.status.success(),
+            "docker-compose {args:?}: {}\n{}\n--- daemon:\n{}",
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr),
+            d.log()
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    };
+    compose(&["up", "-d"]);
+    let nets = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(nets.contains(&format!("{project}_default")), "{nets}");
+    let deadline = Instant::now() + Duration::from_secs(30);
+    loop {
+        let logs = compose(&["logs", "client"]);
+        if logs.contains("client-got-it") {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "the client never reached web: {logs}"
+        );
+        std::thread::sleep(Duration::from_millis(200));
+    }
+    let o = d
+        .net_cmd("curl")
+        .args(["-s", "-m", "5", &format!("http://127.0.0.1:{port}/")])
+        .output()
+        .unwrap();
+    assert_eq!(String::from_utf8_lossy(&o.stdout).trim(), "from-web");
+    let ps = compose(&["ps"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    compose(&["down"]);
+    assert!(d.ok(&["ps", "-aq"]).trim().is_empty());
+    let nets = d.ok(&["network", "ls", "--format", "{{.Name}}"]);
+    assert!(!nets.contains(&project), "{nets}");
+    d.assert_clean();
+}

@@ -151,6 +151,51 @@ assert api.inspect_image(committed)["Parent"] == api.inspect_image(image)["Id"]
 api.remove_container(c)
 api.remove_image(committed)
 
+
+# networks: create with IPAM, containers on it by name, aliases, connect/disconnect,
+# published ports, inspect shapes
+ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.123.0.0/24", gateway="10.123.0.1")])
+net = client.networks.create(prefix + "-net", driver="bridge", ipam=ipam, labels={"t": prefix})
+assert net.attrs["IPAM"]["Config"][0]["Subnet"] == "10.123.0.0/24", net.attrs
+assert client.networks.get(net.id).name == prefix + "-net"
+assert any(n.id == net.id for n in client.networks.list(filters={"label": "t=" + prefix}))
+srv = client.containers.run(image, ["sh", "-c", "mkdir -p /www && echo sdk-web > /www/index.html && exec httpd -f -p 80 -h /www"],
+                            detach=True, name=prefix + "-web", network=net.name, ports={"80/tcp": None})
+srv.reload()
+ep = srv.attrs["NetworkSettings"]["Networks"][net.name]
+assert ep["IPAddress"].startswith("10.123.0."), ep
+assert ep["Gateway"] == "10.123.0.1", ep
+assert prefix + "-web" in ep["DNSNames"], ep
+host_port = srv.ports["80/tcp"][0]["HostPort"]
+assert int(host_port) > 0, srv.ports
+out = client.containers.run(image, ["sh", "-c", "printf 'GET / HTTP/1.0\\r\\n\\r\\n' | nc -w 5 %s-web 80 | tail -n 1" % prefix],
+                            network=net.name, remove=True)
+assert out.strip() == b"sdk-web", out
+cli = client.containers.run(image, ["sleep", "300"], detach=True, name=prefix + "-cli")
+net.connect(cli, aliases=["sdkalias"], ipv4_address="10.123.0.77")
+cli.reload()
+assert cli.attrs["NetworkSettings"]["Networks"][net.name]["IPAddress"] == "10.123.0.77", cli.attrs["NetworkSettings"]
+code, out = cli.exec_run(["nslookup", "sdkalias", "127.0.0.11"])
+assert b"10.123.0.77" in out, out
+net.reload()
+assert cli.id in net.attrs["Containers"], net.attrs
+net.disconnect(cli)
+cli.reload()
+assert net.name not in cli.attrs["NetworkSettings"]["Networks"], cli.attrs["NetworkSettings"]
+try:
+    net.remove()
+    raise AssertionError("removed a network in use")
+except docker.errors.APIError as e:
+    assert e.status_code == 403, e
+srv.remove(force=True)
+cli.remove(force=True)
+net.remove()
+try:
+    client.networks.get(prefix + "-net")
+    raise AssertionError("still there")
+except docker.errors.NotFound:
+    pass
+
 # images
 assert any(image in (i.tags or []) or image.split("/", 1)[-1] in str(i.tags) for i in client.images.list()), client.images.list()
 img = client.images.get(image)
