@@ -132,6 +132,16 @@ pub struct DaemonConfig {
     /// DNS options for containers.
     #[serde(default)]
     pub dns_opts: Vec<String>,
+    /// IPv6 on the default bridge.
+    pub ipv6: Option<bool>,
+    /// The default bridge's IPv6 subnet (default: a random unique local /64).
+    #[serde(rename = "fixed-cidr-v6")]
+    pub fixed_cidr_v6: Option<String>,
+    /// dockerd's switch for IPv6 rules; berth always makes them (accepted, `false` refused).
+    pub ip6tables: Option<bool>,
+    /// dockerd's switch for its iptables rules; berth's rules are its nftables table's
+    /// (accepted, `false` refused).
+    pub iptables: Option<bool>,
     /// Docker's userland proxy: berth never runs one (the kernel forwards published ports);
     /// `false` is accepted, `true` is refused.
     pub userland_proxy: Option<bool>,
@@ -218,6 +228,17 @@ impl DaemonConfig {
         for d in &self.dns {
             d.parse::<std::net::IpAddr>()
                 .map_err(|_| format!("invalid dns server {d:?}"))?;
+        }
+        if let Some(f) = &self.fixed_cidr_v6 {
+            let n: ipnet::Ipv6Net = f
+                .parse()
+                .map_err(|_| format!("invalid fixed-cidr-v6 {f:?}"))?;
+            if n.prefix_len() > 120 {
+                return Err(format!("fixed-cidr-v6 {f}: at most a /120"));
+            }
+        }
+        if self.iptables == Some(false) || self.ip6tables == Some(false) {
+            return Err("iptables/ip6tables false: berth publishes ports and isolates networks with its own nftables table, which cannot be turned off".into());
         }
         if self.userland_proxy == Some(true) {
             return Err("userland-proxy: berth publishes ports in the kernel and has no userland proxy; set it to false or leave it out".into());

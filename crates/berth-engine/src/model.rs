@@ -2,7 +2,7 @@
 //! sent it, in Docker's types, plus the engine's state of it).
 
 use std::collections::BTreeMap;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bollard_stubs::models::{ContainerConfig, EndpointSettings, HostConfig};
 use serde::{Deserialize, Serialize};
@@ -196,4 +196,13 @@ pub struct Endpoint {
     /// Its interface in the container (`eth0`, …).
     #[serde(default)]
     pub ifname: String,
+    /// Its IPv6 address (networks with IPv6).
+    #[serde(default)]
+    pub ip6: Option<Ipv6Addr>,
+    /// The IPv6 subnet's prefix length.
+    #[serde(default)]
+    pub prefix6: u8,
+    /// The network's IPv6 gateway.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }

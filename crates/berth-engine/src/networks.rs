@@ -19,14 +19,14 @@
 //!   (netlink, nftables) happens outside it.
 
 use std::collections::{BTreeMap, HashMap, HashSet};
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, SocketAddr};
 use std::path::PathBuf;
 use std::sync::{Arc, Mutex, MutexGuard, RwLock};
 
-use berth_net::ipam::{self, Space};
+use berth_net::ipam::{self, Space, Space6};
 use berth_net::{PortMap, Proto};
 use bollard_stubs::models::{EndpointSettings, NetworkCreateRequest};
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 
@@ -98,6 +98,12 @@ pub struct NetworkRecord {
     pub host_ip: Option<IpAddr>,
     /// The predefined networks (`bridge`, `host`, `none`): never removed.
     pub builtin: bool,
+    /// Its IPv6 subnet (`--ipv6`).
+    #[serde(default)]
+    pub subnet6: Option<Ipv6Net>,
+    /// The bridge's IPv6 address, the containers' IPv6 gateway.
+    #[serde(default)]
+    pub gateway6: Option<Ipv6Addr>,
 }
 
 impl NetworkRecord {
@@ -122,6 +128,8 @@ struct NetInner {
     nets: HashMap<String, NetworkRecord>,
     /// Address spaces by network ID.
     spaces: HashMap<String, Space>,
+    /// IPv6 address spaces by network ID.
+    spaces6: HashMap<String, Space6>,
     /// Host ports published: (proto, host IP, port) → container ID and the socket holding it.
     ports: HashMap<(Proto, IpAddr, u16), (String, Option<HeldPort>)>,
     /// Whether the records were loaded.
@@ -195,11 +203,13 @@ impl berth_dns::Names for DnsNames {
 }
 
 impl DnsNames {
-    fn register(&self, net: &str, container: &str, names: Vec<String>, ip: IpAddr) {
+    fn register(&self, net: &str, container: &str, names: Vec<String>, ips: Vec<IpAddr>) {
         let mut by_net = self.by_net.write().unwrap_or_else(|p| p.into_inner());
         let v = by_net.entry(net.to_string()).or_default();
         v.retain(|(c, _, _)| c != container);
-        v.push((container.to_string(), names, ip));
+        for ip in ips {
+            v.push((container.to_string(), names.clone(), ip));
+        }
     }
     fn unregister(&self, net: &str, container: &str) {
         let mut by_net = self.by_net.write().unwrap_or_else(|p| p.into_inner());
@@ -361,6 +371,8 @@ impl Engine {
                     masquerade: true,
                     host_ip: None,
                     builtin: true,
+                    subnet6: None,
+                    gateway6: None,
                 };
                 self.put_network(&r)?;
                 recs.insert(r.id.clone(), r);
@@ -412,6 +424,16 @@ impl Engine {
                 }
             }
         }
+        for r in recs.values() {
+            if let Some(s6) = r.subnet6 {
+                match Space6::new(s6, r.gateway6) {
+                    Ok(s) => {
+                        g.spaces6.insert(r.id.clone(), s);
+                    }
+                    Err(e) => tracing::error!("network {}: {e}", r.name),
+                }
+            }
+        }
         g.nets = recs;
         g.loaded = true;
         Ok(())
@@ -455,6 +477,25 @@ impl Engine {
             ),
             None => None,
         };
+        let (subnet6, gateway6) = if cfg.ipv6 == Some(true) {
+            let net6: Ipv6Net = match &cfg.fixed_cidr_v6 {
+                Some(f) => f
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("invalid fixed-cidr-v6 {f:?}")))?,
+                None => match old.and_then(|o| o.subnet6) {
+                    Some(s) => s,
+                    None => {
+                        let taken: Vec<Ipv6Net> =
+                            others.values().filter_map(|r| r.subnet6).collect();
+                        ipam::random_ula(&taken, rand::random::<u64>)
+                    }
+                },
+            };
+            let sp = Space6::new(net6, None).map_err(ipam_error)?;
+            (Some(sp.subnet), Some(sp.gateway))
+        } else {
+            (None, None)
+        };
         let mtu = cfg.mtu.unwrap_or(1500);
         let icc = cfg.icc.unwrap_or(true);
         let masq = cfg.ip_masq.unwrap_or(true);
@@ -495,6 +536,8 @@ impl Engine {
             masquerade: masq,
             host_ip: Some(host_ip),
             builtin: true,
+            subnet6,
+            gateway6,
         })
     }
 
@@ -652,11 +695,6 @@ impl Engine {
                 "config-only networks are not supported".into(),
             ));
         }
-        if req.enable_ipv6 == Some(true) {
-            return Err(Error::NotImplemented(
-                "IPv6 networks are not supported yet".into(),
-            ));
-        }
         if req.enable_ipv4 == Some(false) {
             return Err(Error::Invalid(
                 "IPv4 cannot be disabled on a bridge network here".into(),
@@ -677,14 +715,17 @@ impl Engine {
             .iter()
             .filter(|c| c.subnet.as_deref().is_none_or(|s| !s.contains(':')))
             .collect();
-        if configs
+        let v6: Vec<_> = configs
             .iter()
-            .any(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')))
-        {
+            .filter(|c| c.subnet.as_deref().is_some_and(|s| s.contains(':')))
+            .collect();
+        if v6.len() > 1 {
             return Err(Error::NotImplemented(
-                "IPv6 subnets are not supported yet".into(),
+                "one IPv6 subnet per network is supported".into(),
             ));
         }
+        // An IPv6 subnet given means IPv6 on (as dockerd ≥ 27 reads it).
+        let want_v6 = req.enable_ipv6 == Some(true) || !v6.is_empty();
         if v4.len() > 1 {
             return Err(Error::NotImplemented(
                 "one IPv4 subnet per network is supported".into(),
@@ -761,7 +802,35 @@ impl Engine {
             )));
         }
         let taken: Vec<Ipv4Net> = g.nets.values().filter_map(|r| r.subnet).collect();
+        let taken6: Vec<Ipv6Net> = g.nets.values().filter_map(|r| r.subnet6).collect();
         drop(g);
+        let space6 = if want_v6 {
+            let (net6, gw6) = match v6.first() {
+                Some(c) => {
+                    let sub = c.subnet.as_deref().unwrap_or_default();
+                    let net6: Ipv6Net = sub.parse().map_err(|_| {
+                        Error::Invalid(format!("invalid subnet {sub:?}: not an IPv6 CIDR"))
+                    })?;
+                    if taken6
+                        .iter()
+                        .any(|t| t.contains(&net6.network()) || net6.contains(&t.network()))
+                    {
+                        return Err(ipam_error(ipam::Error::Overlap));
+                    }
+                    let gw = match c.gateway.as_deref().filter(|s| !s.is_empty()) {
+                        Some(g) => Some(g.parse::<Ipv6Addr>().map_err(|_| {
+                            Error::Invalid(format!("invalid gateway {g:?}: not an IPv6 address"))
+                        })?),
+                        None => None,
+                    };
+                    (net6, gw)
+                }
+                None => (ipam::random_ula(&taken6, rand::random::<u64>), None),
+            };
+            Some(Space6::new(net6, gw6).map_err(ipam_error)?)
+        } else {
+            None
+        };
         let (subnet, gateway, range, given) = match v4.first() {
             Some(c) if c.subnet.as_deref().is_some_and(|s| !s.is_empty()) => {
                 let subnet = parse4("subnet", c.subnet.as_deref().unwrap_or_default())?;
@@ -817,6 +886,8 @@ impl Engine {
             masquerade,
             host_ip,
             builtin: false,
+            subnet6: space6.as_ref().map(|s| s.subnet),
+            gateway6: space6.as_ref().map(|s| s.gateway),
         };
         // Made on the host first, then recorded: a crash in between leaves a bridge that
         // the next start's reconcile removes (its name is ours, no record names it).
@@ -837,6 +908,9 @@ impl Engine {
             return Err(e);
         }
         g.spaces.insert(id.clone(), space);
+        if let Some(s6) = space6 {
+            g.spaces6.insert(id.clone(), s6);
+        }
         g.nets.insert(id.clone(), rec.clone());
         drop(g);
         self.network_event(&rec, "create", &[]);
@@ -870,7 +944,7 @@ impl Engine {
                         "EndpointID": ep.endpoint_id,
                         "MacAddress": ep.mac,
                         "IPv4Address": ep.ip.map(|ip| format!("{ip}/{}", ep.prefix)).unwrap_or_default(),
-                        "IPv6Address": "",
+                        "IPv6Address": ep.ip6.map(|ip| format!("{ip}/{}", ep.prefix6)).unwrap_or_default(),
                     }),
                 );
             }
@@ -886,7 +960,11 @@ impl Engine {
             if let Some(gw) = r.gateway {
                 c.insert("Gateway".into(), json!(gw.to_string()));
             }
-            json!([c])
+            let mut v = vec![Value::Object(c)];
+            if let Some(s6) = r.subnet6 {
+                v.push(json!({"Subnet": s6.to_string(), "Gateway": r.gateway6.map(|g| g.to_string()).unwrap_or_default()}));
+            }
+            Value::Array(v)
         } else {
             json!([])
         };
@@ -897,7 +975,7 @@ impl Engine {
             "Scope": "local",
             "Driver": r.driver,
             "EnableIPv4": r.is_bridge(),
-            "EnableIPv6": false,
+            "EnableIPv6": r.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
                 "Options": if r.builtin { Value::Null } else { json!(r.ipam_options) },
@@ -1031,6 +1109,7 @@ impl Engine {
             self.db.delete_network(&r.id)?;
             g.nets.remove(&r.id);
             g.spaces.remove(&r.id);
+            g.spaces6.remove(&r.id);
         }
         if let Err(e) = self.net_host()?.remove_bridge(&r.bridge) {
             tracing::warn!("removing the bridge of network {}: {e}", r.name);
@@ -1188,10 +1267,24 @@ impl Engine {
                     }
                 }
             }
-            if ipc.ipv6_address.as_deref().is_some_and(|s| !s.is_empty()) {
-                return Err(Error::NotImplemented(
-                    "IPv6 addresses are not supported yet".into(),
-                ));
+            if let Some(ip6) = ipc.ipv6_address.as_deref().filter(|s| !s.is_empty()) {
+                let ip6: Ipv6Addr = ip6
+                    .parse()
+                    .map_err(|_| Error::Invalid(format!("invalid IPv6 address: {ip6}")))?;
+                match r.subnet6 {
+                    None => {
+                        return Err(Error::Invalid(format!(
+                            "network {} has no IPv6: an IPv6 address cannot be given",
+                            r.name
+                        )));
+                    }
+                    Some(s6) if !s6.contains(&ip6) => {
+                        return Err(Error::Invalid(format!(
+                            "no configured subnet or ip-range contain the IP address {ip6}"
+                        )));
+                    }
+                    _ => {}
+                }
             }
         }
         if let Some(m) = req.mac_address.as_deref().filter(|s| !s.is_empty()) {
@@ -1302,6 +1395,47 @@ impl Engine {
             };
             (rec, ip)
         };
+        // Recorded at once: whatever fails from here on is undone from the record.
+        if let Some(e) = c.networks.get_mut(name) {
+            e.ip = Some(ip);
+        }
+        let ip6 = match rec.subnet6 {
+            None => None,
+            Some(s6) => {
+                let asked = ep
+                    .requested
+                    .ipam_config
+                    .as_ref()
+                    .and_then(|i| i.ipv6_address.as_deref())
+                    .filter(|s| !s.is_empty())
+                    .map(|s| s.parse::<Ipv6Addr>())
+                    .transpose()
+                    .map_err(|_| Error::Invalid("invalid IPv6 address".into()))?;
+                let mut g = self.net_lock();
+                let space = g.spaces6.get_mut(&rec.id).ok_or_else(|| {
+                    Error::Internal(format!("network {name} has no IPv6 address space"))
+                })?;
+                let ip6 = match asked {
+                    Some(a) => {
+                        space.reserve(a).map_err(|e| match e {
+                            ipam::Error::InUse => Error::Forbidden(format!(
+                                "Address already in use: {a} on network {name}"
+                            )),
+                            e => ipam_error(e),
+                        })?;
+                        a
+                    }
+                    None => space.allocate().map_err(ipam_error)?,
+                };
+                drop(g);
+                if let Some(e) = c.networks.get_mut(name) {
+                    e.ip6 = Some(ip6);
+                    e.prefix6 = s6.prefix_len();
+                    e.gateway6 = rec.gateway6;
+                }
+                Some((ip6, s6.prefix_len(), rec.gateway6))
+            }
+        };
         let mac = match ep
             .requested
             .mac_address
@@ -1324,6 +1458,7 @@ impl Engine {
             default_route,
             mac,
             mtu: rec.mtu,
+            v6: ip6,
         };
         // Recorded before it is made: a failure below is undone from the record.
         if let Some(e) = c.networks.get_mut(name) {
@@ -1373,9 +1508,11 @@ impl Engine {
             if !r.user_defined() {
                 continue;
             }
-            if let Some(ip) = ep.ip {
+            let mut ips: Vec<IpAddr> = ep.ip.map(IpAddr::V4).into_iter().collect();
+            ips.extend(ep.ip6.map(IpAddr::V6));
+            if !ips.is_empty() {
                 self.dns_names
-                    .register(&r.id, &c.id, Self::dns_names(c, ep), IpAddr::V4(ip));
+                    .register(&r.id, &c.id, Self::dns_names(c, ep), ips);
             }
             user_nets.push(r.id.clone());
         }
@@ -1471,9 +1608,14 @@ impl Engine {
         };
         for w in wanted {
             let host_ip = w.host_ip.unwrap_or(default_ip);
-            if host_ip.is_ipv6() {
-                continue; // IPv6 host bindings: not yet (IPv6 networks are not supported)
-            }
+            // The container's address of the host address's family: an IPv6 host address
+            // reaches the container's IPv6 address (none: nothing to publish there, as
+            // dockerd without its userland proxy).
+            let cip = match (host_ip, ep.ip6) {
+                (IpAddr::V4(_), _) => IpAddr::V4(ip),
+                (IpAddr::V6(_), Some(ip6)) => IpAddr::V6(ip6),
+                (IpAddr::V6(_), None) => continue,
+            };
             let r = self.bind_host_port(
                 &c.id,
                 w.proto,
@@ -1481,22 +1623,52 @@ impl Engine {
                 w.host_port_lo,
                 w.host_port_hi,
                 w.container_port,
-                ip,
+                cip,
             );
-            match r {
+            let port = match r {
                 Ok((port, sock)) => {
                     held.push(((w.proto, host_ip, port), sock));
                     maps.push(PortMap {
                         proto: w.proto,
                         host_ip: (!host_ip.is_unspecified()).then_some(host_ip),
                         host_port: port,
-                        container_ip: IpAddr::V4(ip),
+                        container_ip: cip,
                         container_port: w.container_port,
                     });
+                    port
                 }
                 Err(e) => {
                     undo(held);
                     return Err(e);
+                }
+            };
+            // Every address (no host IP given) on a network with IPv6: [::] too, on the
+            // same port, to the container's IPv6 address.
+            if let (None, Some(ip6)) = (w.host_ip, ep.ip6) {
+                let any6 = IpAddr::V6(Ipv6Addr::UNSPECIFIED);
+                match self.bind_host_port(
+                    &c.id,
+                    w.proto,
+                    any6,
+                    port,
+                    port,
+                    w.container_port,
+                    IpAddr::V6(ip6),
+                ) {
+                    Ok((p6, sock)) => {
+                        held.push(((w.proto, any6, p6), sock));
+                        maps.push(PortMap {
+                            proto: w.proto,
+                            host_ip: None,
+                            host_port: p6,
+                            container_ip: IpAddr::V6(ip6),
+                            container_port: w.container_port,
+                        });
+                    }
+                    Err(e) => {
+                        undo(held);
+                        return Err(e);
+                    }
                 }
             }
         }
@@ -1527,7 +1699,7 @@ impl Engine {
         lo: u16,
         hi: u16,
         cport: u16,
-        cip: Ipv4Addr,
+        cip: IpAddr,
     ) -> Result<(u16, HeldPort)> {
         let (lo, hi, random) = if lo == 0 {
             (49153u16, 60999u16, true)
@@ -1549,6 +1721,7 @@ impl Engine {
                 let clash = g.ports.keys().any(|(p, ip, pt)| {
                     *p == proto
                         && *pt == port
+                        && ip.is_ipv4() == host_ip.is_ipv4()
                         && (*ip == host_ip || ip.is_unspecified() || host_ip.is_unspecified())
                 });
                 if clash {
@@ -1647,6 +1820,21 @@ impl Engine {
     /// Undo a container's network (blocking, idempotent): ports, names, interfaces, the
     /// namespace, the addresses. The record keeps its attachments, without addresses.
     pub(crate) fn net_teardown(&self, c: &mut Container) {
+        let t0 = std::time::Instant::now();
+        let ports = c.ports.len();
+        let had = c.sandbox.is_some();
+        self.net_teardown_inner(c);
+        if had {
+            tracing::debug!(
+                container = &c.id[..12],
+                ports,
+                "network torn down in {} µs",
+                t0.elapsed().as_micros()
+            );
+        }
+    }
+
+    fn net_teardown_inner(&self, c: &mut Container) {
         if let Some(s) = self
             .dns_serving
             .lock()
@@ -1696,8 +1884,16 @@ impl Engine {
                     s.release(ip);
                 }
             }
+            if let Some(ip6) = ep.ip6 {
+                let mut g = self.net_lock();
+                if let Some(s) = g.spaces6.get_mut(&ep.network_id) {
+                    s.release(ip6);
+                }
+            }
             ep.endpoint_id.clear();
             ep.ip = None;
+            ep.ip6 = None;
+            ep.gateway6 = None;
             ep.gateway = None;
             ep.mac.clear();
             ep.veth.clear();
@@ -1742,6 +1938,10 @@ impl Engine {
                         let _ = s.reserve(ip);
                         s.last = Some(ip).max(s.last);
                     }
+                    if let (Some(ip), Some(s)) = (ep.ip6, g.spaces6.get_mut(&ep.network_id)) {
+                        let _ = s.reserve(ip);
+                        s.last = Some(ip).max(s.last);
+                    }
                     if !ep.veth.is_empty() {
                         keep_veth.insert(ep.veth.clone());
                     }
@@ -1750,7 +1950,7 @@ impl Engine {
                     keep_ns.insert(PathBuf::from(p));
                 }
                 for p in &c.ports {
-                    let ip = p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED));
+                    let ip = host_ip_of(p);
                     let held = hold_port(p.proto, ip, p.host_port).ok();
                     g.ports
                         .insert((p.proto, ip, p.host_port), (c.id.clone(), held));
@@ -1783,6 +1983,21 @@ impl Engine {
         match host.reconcile(VETH_PREFIX, &keep_veth, &keep_ports) {
             Ok(()) => {}
             Err(e) => tracing::warn!("reconciling the host's network: {e}"),
+        }
+        // Running containers' veths back on their bridges (a bridge made again above).
+        for c in &running {
+            for ep in c.networks.values() {
+                let bridge = self
+                    .net_lock()
+                    .nets
+                    .get(&ep.network_id)
+                    .map(|r| r.bridge.clone());
+                if let (false, Some(b)) = (ep.veth.is_empty(), bridge) {
+                    if let Err(e) = host.replug(&ep.veth, &b) {
+                        tracing::warn!("putting {} back on {b}: {e}", ep.veth);
+                    }
+                }
+            }
         }
         // Bridges of ours that no network names (a create or remove cut short).
         let bridges: HashSet<String> = {
@@ -1974,10 +2189,7 @@ impl Engine {
                         g.ports.retain(|(pr, hip, port), (id, _)| {
                             !(*id == c.id
                                 && gone.iter().any(|p| {
-                                    p.proto == *pr
-                                        && p.host_port == *port
-                                        && p.host_ip.unwrap_or(IpAddr::V4(Ipv4Addr::UNSPECIFIED))
-                                            == *hip
+                                    p.proto == *pr && p.host_port == *port && host_ip_of(p) == *hip
                                 }))
                         });
                     }
@@ -2047,7 +2259,9 @@ impl Engine {
                 "Gateway": ep.gateway.map(|g| g.to_string()).unwrap_or_default(),
                 "IPAddress": ep.ip.map(|g| g.to_string()).unwrap_or_default(),
                 "IPPrefixLen": if ep.ip.is_some() { ep.prefix } else { 0 },
-                "IPv6Gateway": "", "GlobalIPv6Address": "", "GlobalIPv6PrefixLen": 0,
+                "IPv6Gateway": ep.gateway6.map(|g| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6Address": ep.ip6.map(|g| g.to_string()).unwrap_or_default(),
+                "GlobalIPv6PrefixLen": if ep.ip6.is_some() { ep.prefix6 } else { 0 },
                 "DNSNames": if ep.ip.is_some() { Self::dns_names_json(c, ep, builtin) } else { Value::Null },
             });
             if name == DEFAULT_BRIDGE && ep.ip.is_some() {
@@ -2081,14 +2295,13 @@ impl Engine {
                     .iter()
                     .filter(|p| p.container_port == cport && p.proto == proto)
                     .flat_map(|p| {
-                        let mut v = vec![json!({
-                            "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                        // IPv4 only: without IPv6 on the network there is no proxy to carry
+                        // [::]:PORT to the container (as dockerd without its userland proxy).
+                        let any = if p.container_ip.is_ipv6() { "::" } else { "0.0.0.0" };
+                        vec![json!({
+                            "HostIp": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| any.into()),
                             "HostPort": p.host_port.to_string(),
-                        })];
-                        if p.host_ip.is_none() {
-                            v.push(json!({"HostIp": "::", "HostPort": p.host_port.to_string()}));
-                        }
-                        v
+                        })]
                     })
                     .collect();
                 let key = if k.contains('/') {
@@ -2124,20 +2337,17 @@ impl Engine {
         let mut out = Vec::new();
         if c.state.status.is_running() {
             for p in &c.ports {
+                let any = if p.container_ip.is_ipv6() {
+                    "::"
+                } else {
+                    "0.0.0.0"
+                };
                 out.push(json!({
-                    "IP": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| "0.0.0.0".into()),
+                    "IP": p.host_ip.map(|i| i.to_string()).unwrap_or_else(|| any.into()),
                     "PrivatePort": p.container_port,
                     "PublicPort": p.host_port,
                     "Type": p.proto.to_string(),
                 }));
-                if p.host_ip.is_none() {
-                    out.push(json!({
-                        "IP": "::",
-                        "PrivatePort": p.container_port,
-                        "PublicPort": p.host_port,
-                        "Type": p.proto.to_string(),
-                    }));
-                }
             }
         }
         for k in c.config.exposed_ports.iter().flatten() {
@@ -2198,6 +2408,16 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
     }
 }
 
+/// The host address a published port is bound to (every address: 0.0.0.0 or ::, after the
+/// container's address's family).
+fn host_ip_of(p: &PortMap) -> IpAddr {
+    p.host_ip.unwrap_or(if p.container_ip.is_ipv6() {
+        IpAddr::V6(Ipv6Addr::UNSPECIFIED)
+    } else {
+        IpAddr::V4(Ipv4Addr::UNSPECIFIED)
+    })
+}
+
 fn fmt_ip(ip: IpAddr) -> String {
     match ip {
         IpAddr::V6(v) => format!("[{v}]"),
@@ -2240,6 +2460,10 @@ fn hold_port(proto: Proto, ip: IpAddr, port: u16) -> std::io::Result<HeldPort> {
     if proto == Proto::Tcp {
         s.set_reuse_address(true)?;
     }
+    if ip.is_ipv6() {
+        // [::]:PORT holds the IPv6 port only; 0.0.0.0:PORT is held by its own socket.
+        s.set_only_v6(true)?;
+    }
     s.bind(&SockAddr::from(addr))?;
     Ok(HeldPort(s))
 }
@@ -2254,6 +2478,7 @@ fn bridge_spec(r: &NetworkRecord) -> berth_net::BridgeSpec {
         internal: r.internal,
         masquerade: r.masquerade,
         icc: r.icc,
+        v6: r.subnet6.zip(r.gateway6),
     }
 }
 
@@ -2331,6 +2556,7 @@ impl Engine {
             return Ok(());
         }
         let links = self.links_of(c)?;
+        let t0 = std::time::Instant::now();
         self.net_setup(c)?;
         let hosts = self.hosts_file(c, &links);
         if let Err(e) = crate::containers::write_private(&data.join("hosts"), hosts.as_bytes()) {
@@ -2338,6 +2564,14 @@ impl Engine {
             return Err(e);
         }
         self.dns_start(c);
+        if c.sandbox.is_some() {
+            tracing::debug!(
+                container = &c.id[..12],
+                ports = c.ports.len(),
+                "network set up in {} µs",
+                t0.elapsed().as_micros()
+            );
+        }
         Ok(())
     }
 
@@ -2472,6 +2706,11 @@ impl Engine {
         }
         for ip in ips {
             s.push_str(&format!("{ip}\t{names}\n"));
+        }
+        for ep in c.networks.values() {
+            if let Some(ip6) = ep.ip6 {
+                s.push_str(&format!("{ip6}\t{names}\n"));
+            }
         }
         s
     }

@@ -8,14 +8,14 @@
 //! calls it from blocking threads.
 
 use std::collections::HashSet;
-use std::net::{IpAddr, Ipv4Addr, TcpListener, UdpSocket};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::path::Path;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Mutex, MutexGuard};
 
 use berth_netlink::{Handle, Netns, VethOptions};
 use berth_nft::{Firewall, NetworkRules, PortMap};
-use ipnet::{IpNet, Ipv4Net};
+use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The name of berth's nftables table (family `inet`).
 pub const TABLE: &str = "berth";
@@ -54,6 +54,8 @@ pub struct BridgeSpec {
     pub masquerade: bool,
     /// Containers on the bridge may talk to each other.
     pub icc: bool,
+    /// Its IPv6 subnet and the bridge's IPv6 address (`--ipv6`).
+    pub v6: Option<(Ipv6Net, Ipv6Addr)>,
 }
 
 /// One container interface on a bridge.
@@ -77,6 +79,8 @@ pub struct Attach {
     pub mac: [u8; 6],
     /// Its MTU.
     pub mtu: u32,
+    /// Its IPv6 address and prefix length, and the IPv6 gateway (`--ipv6` networks).
+    pub v6: Option<(Ipv6Addr, u8, Option<Ipv6Addr>)>,
 }
 
 /// A container's network namespace (bind-mounted under the exec root).
@@ -96,6 +100,7 @@ pub struct Host {
     fw: Firewall,
     nl: Mutex<Handle>,
     forwarding: AtomicBool,
+    forwarding6: AtomicBool,
 }
 
 impl Host {
@@ -107,6 +112,7 @@ impl Host {
             fw,
             nl: Mutex::new(Handle::new()?),
             forwarding: AtomicBool::new(false),
+            forwarding6: AtomicBool::new(false),
         })
     }
 
@@ -141,6 +147,13 @@ impl Host {
             };
             let r = (|| -> Result<()> {
                 nl.add_address(index, IpAddr::V4(b.gateway), b.subnet.prefix_len())?;
+                if let Some((net6, gw6)) = b.v6 {
+                    berth_netlink::set_sysctl(
+                        &format!("net/ipv6/conf/{}/disable_ipv6", b.name),
+                        "0",
+                    )?;
+                    nl.add_address(index, IpAddr::V6(gw6), net6.prefix_len())?;
+                }
                 nl.set_up(index)?;
                 Ok(())
             })();
@@ -158,10 +171,17 @@ impl Host {
             berth_netlink::set_sysctl(&format!("net/ipv4/conf/{}/route_localnet", b.name), "1")?;
             if !b.internal {
                 self.enable_forwarding()?;
+                if b.v6.is_some() {
+                    self.enable_forwarding6()?;
+                }
+            }
+            let mut subnets = vec![IpNet::V4(b.subnet)];
+            if let Some((net6, _)) = b.v6 {
+                subnets.push(IpNet::V6(net6));
             }
             self.fw.add_network(&NetworkRules {
                 bridge: b.name.clone(),
-                subnets: vec![IpNet::V4(b.subnet)],
+                subnets,
                 internal: b.internal,
                 masquerade: b.masquerade,
                 icc: b.icc,
@@ -187,6 +207,18 @@ impl Host {
             berth_netlink::set_sysctl("net/ipv4/ip_forward", "1")?;
         }
         self.forwarding.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// IPv6 forwarding, likewise, once a network with IPv6 and a way out exists.
+    fn enable_forwarding6(&self) -> Result<()> {
+        if self.forwarding6.load(Ordering::Relaxed) {
+            return Ok(());
+        }
+        if berth_netlink::sysctl("net/ipv6/conf/all/forwarding")?.trim() != "1" {
+            berth_netlink::set_sysctl("net/ipv6/conf/all/forwarding", "1")?;
+        }
+        self.forwarding6.store(true, Ordering::Relaxed);
         Ok(())
     }
 
@@ -273,9 +305,23 @@ impl Host {
                 .link_index(&a.ifname)?
                 .ok_or_else(|| Error::Other(format!("{} is missing in the namespace", a.ifname)))?;
             h.add_address(i, IpAddr::V4(a.ip), a.prefix)?;
+            if let Some((ip6, prefix6, _)) = a.v6 {
+                berth_netlink::set_sysctl(
+                    &format!("net/ipv6/conf/{}/disable_ipv6", a.ifname),
+                    "0",
+                )?;
+                h.add_address(i, IpAddr::V6(ip6), prefix6)?;
+            }
             h.set_up(i)?;
             if let (true, Some(gw)) = (a.default_route, a.gateway) {
                 h.add_route(None, Some(IpAddr::V4(gw)), i)?;
+            }
+            if let (true, Some((_, _, Some(gw6)))) = (a.default_route, a.v6) {
+                h.add_route(
+                    Some((IpAddr::V6(Ipv6Addr::UNSPECIFIED), 0)),
+                    Some(IpAddr::V6(gw6)),
+                    i,
+                )?;
             }
             Ok(())
         });
@@ -286,6 +332,21 @@ impl Host {
         if let Err(e) = inside {
             let _ = self.nl().delete_link_by_name(&a.host_veth);
             return Err(e);
+        }
+        Ok(())
+    }
+
+    /// Make sure the host's end of a container's veth is a port of `bridge` (after the bridge
+    /// was deleted by hand and made again, say), with hairpin on; a missing veth is no error.
+    pub fn replug(&self, host_veth: &str, bridge: &str) -> Result<()> {
+        let mut nl = self.nl();
+        let (Some(link), Some(master)) = (nl.link(host_veth)?, nl.link_index(bridge)?) else {
+            return Ok(());
+        };
+        if link.master != Some(master) {
+            nl.set_master(link.index, master)?;
+            nl.set_hairpin(link.index, true)?;
+            nl.set_up(link.index)?;
         }
         Ok(())
     }

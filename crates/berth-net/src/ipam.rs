@@ -9,9 +9,9 @@
 //! data (serde): the engine keeps it in its database, so allocations survive daemon restarts.
 
 use std::collections::BTreeSet;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
-use ipnet::Ipv4Net;
+use ipnet::{Ipv4Net, Ipv6Net};
 use serde::{Deserialize, Serialize};
 
 /// The address manager's refusals, worded as dockerd words them where it has words.
@@ -230,6 +230,114 @@ impl Space {
     }
 }
 
+/// One network's IPv6 addresses: the gateway is the subnet's first address after the
+/// network's own (`::1`), containers get the following ones in turn (a /64 is never used up:
+/// the search wraps after the last one handed out).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Space6 {
+    /// The subnet (at most a /120, room for a gateway and containers).
+    pub subnet: Ipv6Net,
+    /// The gateway.
+    pub gateway: Ipv6Addr,
+    /// Addresses given out.
+    pub used: BTreeSet<Ipv6Addr>,
+    /// The last address handed out.
+    pub last: Option<Ipv6Addr>,
+}
+
+impl Space6 {
+    /// The space of `subnet` with its gateway (default: the first host address).
+    pub fn new(subnet: Ipv6Net, gateway: Option<Ipv6Addr>) -> Result<Space6, Error> {
+        if subnet.prefix_len() > 120 {
+            return Err(Error::Invalid(format!(
+                "subnet {subnet} is too small (at most a /120)"
+            )));
+        }
+        if subnet.trunc() != subnet {
+            return Err(Error::Invalid(format!(
+                "subnet {subnet} has host bits set (did you mean {}?)",
+                subnet.trunc()
+            )));
+        }
+        let first = u128::from(subnet.network()) + 1;
+        let gateway = gateway.unwrap_or_else(|| Ipv6Addr::from(first));
+        if !subnet.contains(&gateway) || gateway == subnet.network() {
+            return Err(Error::Invalid(format!(
+                "gateway {gateway} is not a host address of subnet {subnet}"
+            )));
+        }
+        Ok(Space6 {
+            subnet,
+            gateway,
+            used: BTreeSet::new(),
+            last: None,
+        })
+    }
+
+    fn assignable(&self, ip: Ipv6Addr) -> bool {
+        self.subnet.contains(&ip) && ip != self.subnet.network() && ip != self.gateway
+    }
+
+    /// The next free address after the last one handed out.
+    pub fn allocate(&mut self) -> Result<Ipv6Addr, Error> {
+        let first = u128::from(self.subnet.network());
+        let size: u128 = 1u128 << (128 - u32::from(self.subnet.prefix_len())).min(127);
+        let start = match self.last {
+            Some(l) if self.subnet.contains(&l) => u128::from(l) - first + 1,
+            _ => 1,
+        };
+        // Look at most this many addresses (a /64 is never full in practice).
+        let tries = size.min(1 << 20);
+        for i in 0..tries {
+            let ip = Ipv6Addr::from(first + (start + i) % size);
+            if self.assignable(ip) && !self.used.contains(&ip) {
+                self.used.insert(ip);
+                self.last = Some(ip);
+                return Ok(ip);
+            }
+        }
+        Err(Error::Invalid(format!(
+            "no available IPv6 addresses on this network's address pools: {}",
+            self.subnet
+        )))
+    }
+
+    /// Give out `ip` itself (`--ip6`).
+    pub fn reserve(&mut self, ip: Ipv6Addr) -> Result<(), Error> {
+        if !self.assignable(ip) {
+            return Err(Error::Invalid(format!(
+                "address {ip} is not an assignable address of subnet {}",
+                self.subnet
+            )));
+        }
+        if !self.used.insert(ip) {
+            return Err(Error::InUse);
+        }
+        Ok(())
+    }
+
+    /// Take `ip` back.
+    pub fn release(&mut self, ip: Ipv6Addr) {
+        self.used.remove(&ip);
+    }
+}
+
+/// A unique local /64 for a network asked to have IPv6 without a subnet: `fdXX:XXXX:XXXX::/64`
+/// (RFC 4193, a random global ID), clear of `taken`.
+pub fn random_ula(taken: &[Ipv6Net], random: impl Fn() -> u64) -> Ipv6Net {
+    loop {
+        let id = random() & 0xff_ffff_ffff; // 40 bits
+        let hi: u128 = (0xfd_u128 << 120) | (u128::from(id) << 80);
+        let net = Ipv6Net::new(Ipv6Addr::from(hi), 64).expect("a /64 is valid");
+        if !taken
+            .iter()
+            .any(|t| t.contains(&net.network()) || net.contains(&t.network()))
+        {
+            return net;
+        }
+    }
+}
+
 fn u32_ip(v: u32) -> Ipv4Addr {
     Ipv4Addr::from(v)
 }
@@ -402,5 +510,40 @@ docker0\t000011AC\t00000000\t0001\t0\t0\t0\t0000FFFF\t0\t0\t0
         assert_eq!(back, s);
         let mut back = back;
         assert_eq!(back.allocate(), Ok(ip("172.18.0.3")));
+    }
+
+    #[test]
+    fn ipv6_addresses() {
+        let subnet: Ipv6Net = "fd00:1::/64".parse().unwrap();
+        let mut s = Space6::new(subnet, None).unwrap();
+        assert_eq!(s.gateway, "fd00:1::1".parse::<Ipv6Addr>().unwrap());
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:1::2".parse::<Ipv6Addr>().unwrap()
+        );
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:1::3".parse::<Ipv6Addr>().unwrap()
+        );
+        s.reserve("fd00:1::10".parse().unwrap()).unwrap();
+        assert_eq!(s.reserve("fd00:1::10".parse().unwrap()), Err(Error::InUse));
+        assert!(s.reserve("fd00:2::10".parse().unwrap()).is_err());
+        assert!(s.reserve("fd00:1::1".parse().unwrap()).is_err());
+        s.release("fd00:1::2".parse().unwrap());
+        assert_eq!(
+            s.allocate().unwrap(),
+            "fd00:1::4".parse::<Ipv6Addr>().unwrap()
+        );
+        assert!(Space6::new("fd00:1::1/64".parse().unwrap(), None).is_err());
+        assert!(Space6::new("fd00:1::/126".parse().unwrap(), None).is_err());
+        // A tiny one wraps and fills up.
+        let mut t = Space6::new("fd00:3::/120".parse().unwrap(), None).unwrap();
+        for _ in 0..254 {
+            t.allocate().unwrap();
+        }
+        assert!(t.allocate().is_err());
+        let n = random_ula(&[], || 0x12_3456_789a);
+        assert_eq!(n.to_string(), "fd12:3456:789a::/64");
+        assert_eq!(n.prefix_len(), 64);
     }
 }

@@ -822,33 +822,227 @@ fn networks_and_ports_survive_a_daemon_restart() {
 }
 
 #[test]
-#[ignore]
-fn scratch() {
-    let Some((d, _reg, img)) = daemon(&unique("scratch")) else {
+fn leftovers_of_a_crash_are_put_right_at_start() {
+    let Some((mut d, _reg, img)) = daemon(&unique("netcrash")) else {
         return;
     };
-    let outside = Outside::new(&d, 9);
+    let n = unique("cn");
+    d.ok(&["network", "create", &n]);
+    let bridge = format!(
+        "bn-{}",
+        &d.ok(&["network", "inspect", "-f", "{{.Id}}", &n]).trim()[..12]
+    );
     let port = free_port(&d);
     run_d(
         &d,
-        &["--name", "web", "-p", &format!("{port}:80")],
+        &[
+            "--name",
+            "keep",
+            "--network",
+            &n,
+            "-p",
+            &format!("{port}:80"),
+        ],
         &img,
-        &httpd("hello-bridge"),
+        &httpd("kept"),
     );
-    for c in std::env::var("SCRATCH").unwrap_or_default().split(';') {
-        let c = c
-            .replace("PORT", &port.to_string())
-            .replace("HOSTIP", &outside.host_ip)
-            .replace("IMG", &img);
-        let args: Vec<&str> = c.split_whitespace().collect();
-        if args.is_empty() {
-            continue;
-        }
-        let o = if args[0] == "host" {
-            d.net_cmd(args[1]).args(&args[2..]).output().unwrap()
-        } else {
-            d.docker(&args)
-        };
-        eprintln!("$ {c}\n{}\n[{}]", out_str(&o), o.status);
-    }
+    d.kill();
+    // While it is down: what a daemon killed mid-setup or mid-teardown leaves (a namespace,
+    // a veth of ours, a published port of nobody, a bridge of no network), and a network's
+    // bridge removed by hand.
+    let sh = |script: &str| {
+        let st = d.net_cmd("sh").args(["-ec", script]).status().unwrap();
+        assert!(st.success(), "{script}");
+    };
+    std::fs::write(d.dir.path().join("run/netns/stale00000000"), b"").unwrap();
+    sh("ip link add bvdeadbeef000 type veth peer name bvdeadbeef001");
+    sh("ip link add bn-deadbeef0000 type bridge");
+    sh("nft add element inet berth ports4 '{ tcp . 61111 : 172.17.0.99 . 80 }'");
+    sh(&format!("ip link del {bridge}"));
+    d.launch();
+    // The network's bridge is made again and the running container's veth put back on it.
+    let links = d.net_cmd("ip").args(["-o", "link"]).output().unwrap();
+    let links = String::from_utf8_lossy(&links.stdout).to_string();
+    assert!(
+        links.contains(&bridge),
+        "the network's bridge is back: {links}"
+    );
+    assert!(!links.contains("bvdeadbeef000"), "{links}");
+    assert!(!links.contains("bn-deadbeef0000"), "{links}");
+    assert!(!d.dir.path().join("run/netns/stale00000000").exists());
+    let table = d
+        .net_cmd("nft")
+        .args(["list", "table", "inet", "berth"])
+        .output()
+        .unwrap();
+    let table = String::from_utf8_lossy(&table.stdout).to_string();
+    assert!(!table.contains("61111"), "{table}");
+    assert!(
+        table.contains(&port.to_string()),
+        "the running container's port stays: {table}"
+    );
+    run_d(
+        &d,
+        &["--name", "after", "--network", &n],
+        &img,
+        &httpd("after"),
+    );
+    let (_, o) = get_via(&d, &["run", "--rm", "--network", &n, &img], "after", 80);
+    assert_eq!(o, "after");
+    let (_, o) = get_via(&d, &["exec", "after"], "keep", 80);
+    assert_eq!(o, "kept");
+    host_sees(&d, &format!("http://127.0.0.1:{port}/"), "kept");
+    d.ok(&["rm", "-f", "keep", "after"]);
+    d.ok(&["network", "rm", &n]);
+    assert_net_clean(&d);
+}
+
+#[test]
+fn other_softwares_rules_are_left_alone() {
+    let Some((d, _reg, img)) = daemon(&unique("foreign")) else {
+        return;
+    };
+    // Rules as iptables-nft (dockerd, podman's CNI) would make them, in the same namespace.
+    let sh = |script: &str| {
+        let o = d.net_cmd("sh").args(["-ec", script]).output().unwrap();
+        assert!(o.status.success(), "{script}: {}", out_str(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    sh(
+        "nft add table ip filter; nft add chain ip filter FORWARD '{ type filter hook forward priority 0; policy accept; }'; \
+        nft add rule ip filter FORWARD iifname docker0 counter accept; \
+        nft add table ip nat; nft add chain ip nat POSTROUTING '{ type nat hook postrouting priority 100; }'; \
+        nft add rule ip nat POSTROUTING ip saddr 10.55.0.0/16 oifname != docker0 masquerade",
+    );
+    let before = sh("nft list table ip filter; nft list table ip nat");
+    let n = unique("fn");
+    d.ok(&["network", "create", &n]);
+    let port = free_port(&d);
+    run_d(
+        &d,
+        &[
+            "--name",
+            "web1",
+            "--network",
+            &n,
+            "-p",
+            &format!("{port}:80"),
+        ],
+        &img,
+        &httpd("w"),
+    );
+    host_sees(&d, &format!("http://127.0.0.1:{port}/"), "w");
+    d.ok(&["rm", "-f", "web1"]);
+    d.ok(&["network", "rm", &n]);
+    let after = sh("nft list table ip filter; nft list table ip nat");
+    assert_eq!(before, after);
+    assert_net_clean(&d);
+}
+
+#[test]
+fn ipv6_networks_dual_stack() {
+    let Some((d, _reg, img)) = daemon(&unique("ipv6")) else {
+        return;
+    };
+    let n = unique("v6");
+    d.ok(&[
+        "network",
+        "create",
+        "--ipv6",
+        "--subnet",
+        "10.66.0.0/24",
+        "--subnet",
+        "fd00:66::/64",
+        &n,
+    ]);
+    let cfg = d.ok(&[
+        "network",
+        "inspect",
+        "-f",
+        "{{.EnableIPv6}} {{range .IPAM.Config}}{{.Subnet}} {{end}}",
+        &n,
+    ]);
+    assert_eq!(cfg.trim(), "true 10.66.0.0/24 fd00:66::/64");
+    let port = free_port(&d);
+    run_d(
+        &d,
+        &[
+            "--name",
+            "web6",
+            "--network",
+            &n,
+            "-p",
+            &format!("{port}:80"),
+        ],
+        &img,
+        &httpd("dual"),
+    );
+    let ip6 = inspect(
+        &d,
+        "web6",
+        &format!("{{{{(index .NetworkSettings.Networks \"{n}\").GlobalIPv6Address}}}}"),
+    );
+    assert_eq!(ip6, "fd00:66::2");
+    let gw6 = inspect(
+        &d,
+        "web6",
+        &format!("{{{{(index .NetworkSettings.Networks \"{n}\").IPv6Gateway}}}}"),
+    );
+    assert_eq!(gw6, "fd00:66::1");
+    // Inside: the address and the IPv6 default route; another container reaches it by name
+    // (AAAA) and by address.
+    let o = d.ok(&[
+        "exec",
+        "web6",
+        "sh",
+        "-c",
+        "ip -6 addr show eth0; ip -6 route",
+    ]);
+    assert!(
+        o.contains("fd00:66::2/64") && o.contains("default via fd00:66::1"),
+        "{o}"
+    );
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &n,
+        &img,
+        "nslookup",
+        "-type=AAAA",
+        "web6",
+    ]);
+    assert!(o.contains("fd00:66::2"), "{o}");
+    let (_, o) = get_via(
+        &d,
+        &["run", "--rm", "--network", &n, &img],
+        "fd00:66::2",
+        80,
+    );
+    assert_eq!(o, "dual");
+    // Published on both families: an IPv6 address of the host reaches the container's.
+    let st = d.net_cmd("sh").args(["-ec", "ip link add h6 type veth peer name h6p; ip link set h6p up; ip addr add fd99::1/128 dev h6 nodad; ip link set h6 up"]).status().unwrap();
+    assert!(st.success());
+    host_sees(&d, &format!("http://[fd99::1]:{port}/"), "dual");
+    host_sees(&d, &format!("http://127.0.0.1:{port}/"), "dual");
+    let p = d.ok(&["port", "web6", "80"]);
+    assert!(
+        p.contains(&format!("0.0.0.0:{port}")) && p.contains(&format!("[::]:{port}"))
+            || p.contains(&format!(":::{port}")),
+        "{p}"
+    );
+    let e = d.fails(&[
+        "run",
+        "--rm",
+        "--network",
+        &n,
+        "--ip6",
+        "fd00:67::5",
+        &img,
+        "true",
+    ]);
+    assert!(e.contains("fd00:67::5"), "{e}");
+    d.ok(&["rm", "-f", "web6"]);
+    d.ok(&["network", "rm", &n]);
+    assert_net_clean(&d);
 }
