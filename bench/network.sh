@@ -11,7 +11,7 @@
 # 2. The network setup and teardown of one container measured inside the engine: the
 #    daemon's own timings (debug log: namespace, veth, addresses, routes, DNS registration,
 #    published ports) over the runs of part 1 and over RUNS runs with one published port.
-# 3. TCP throughput (iperf3, server in a berth container, 10 s each, client on the host):
+# 3. TCP throughput (iperf3, server in a berth container, 3 runs of 5 s each, client on the host):
 #    to a published port on 127.0.0.1 and on a host address (DNAT in the kernel), directly to
 #    the container's address, and through Debian's docker-proxy (dockerd's userland proxy)
 #    in front of the same container.
@@ -30,6 +30,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 RUNS=${1:-20}
+PARTS=${BENCH_PARTS:-12345} # which parts to run (for a quick try: BENCH_PARTS=3)
+part() { [[ $PARTS == *$1* ]]; }
 
 if [ -z "${BERTH_BENCH_INNER:-}" ]; then
   if [ "$(id -u)" != 0 ]; then echo "bench/network.sh must run as root" >&2; exit 1; fi
@@ -190,8 +192,8 @@ ratio() { awk -v a="$1" -v b="$2" 'BEGIN {printf "%.2f", a / b}'; }
 summary=()
 
 # ---- 1. run --rm IMG true on the default bridge.
+if part 1; then
 echo "== 1. run --rm IMG true on the default bridge ($RUNS runs each)"
-log_mark=$(wc -l <"$work/berth.log")
 hyperfine --warmup 3 --runs "$RUNS" --export-json "$work/run.json" \
   -n berth "$bc run --rm $IMG true" \
   -n "berth (docker CLI)" "$db run --rm $IMG true" \
@@ -205,13 +207,17 @@ summary+=("$(jq -r '
   + "\n  the bridge costs berth \((($m.berth - $m["berth --network none"]) * 1000 * 10 | round) / 10) ms per run"' \
   "$work/run.json")")
 echo
+fi
 
 # ---- 2. setup and teardown inside the engine.
+if part 2; then
 echo "== 2. network setup and teardown inside the engine"
 timings() { # timings FROM-LINE PORTS WHAT: the median of the daemon's "network WHAT in N µs" lines
   tail -n +"$1" "$work/berth.log" | sed 's/\x1b\[[0-9;]*m//g' | grep "ports=$2" |
     sed -n "s/.*network $3 in \([0-9]*\) µs.*/\1/p" | median
 }
+log_mark=$(wc -l <"$work/berth.log")
+for i in $(seq "$RUNS"); do $bc run --rm "$IMG" true >/dev/null; done
 setup0=$(timings "$log_mark" 0 "set up")
 down0=$(timings "$log_mark" 0 "torn down")
 log_mark=$(wc -l <"$work/berth.log")
@@ -222,20 +228,30 @@ line="network of one container inside the engine, medians of $RUNS+: setup $setu
 echo "$line"
 summary+=("$line")
 echo
+fi
 
 # ---- 3. TCP throughput.
-echo "== 3. TCP throughput (iperf3, 10 s each, server in a berth container)"
+if part 3; then
+echo "== 3. TCP throughput (iperf3, medians of 3 runs of 5 s, server in a berth container)"
 usr=(-v /usr:/usr:ro -v /usr/lib:/lib:ro -v /usr/lib64:/lib64:ro)
 pub=$(python3 -c 'import socket; s=socket.socket(); s.bind(("0.0.0.0",0)); print(s.getsockname()[1])')
 $bc run -d --name iperf -p "$pub:5201" "${usr[@]}" "$IMG" /usr/bin/iperf3 -s >/dev/null
 cip=$($db inspect -f '{{.NetworkSettings.IPAddress}}' iperf)
 proxy_port=$(python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 /usr/sbin/docker-proxy -proto tcp -host-ip 127.0.0.1 -host-port "$proxy_port" \
-  -container-ip "$cip" -container-port 5201 >"$work/proxy.log" 2>&1 &
+  -container-ip "$cip" -container-port 5201 >"$work/proxy.log" 2>&1 3>"$work/proxy.ready" &
 bg_pids="$bg_pids $!"
 sleep 1
-gbps() { # gbps HOST PORT: the receiver's rate
-  iperf3 -c "$1" -p "$2" -t 10 -J 2>/dev/null | jq -r '.end.sum_received.bits_per_second / 1e9 * 100 | round / 100'
+gbps() { # gbps HOST PORT: the receiver's rate, median of 3 runs of 5 s
+  local out i r
+  for i in 1 2 3; do
+    out=$work/iperf-$1-$2-$i.json
+    for _ in $(seq 50); do iperf3 -c "$1" -p "$2" -t 5 -J >"$out" 2>&1 && break; sleep 0.2; done
+    r=$(jq -r '(.end.sum_received.bits_per_second // empty) / 1e9 * 100 | round / 100' "$out" 2>/dev/null)
+    [ -n "$r" ] || { echo "iperf3 to $1:$2 failed: $(jq -r .error "$out" 2>/dev/null || cat "$out")" >&2; r=0; }
+    echo "$r"
+  done | median
+}
 }
 direct=$(gbps "$cip" 5201)
 published_lo=$(gbps 127.0.0.1 "$pub")
@@ -246,33 +262,45 @@ echo "$line"
 summary+=("$line")
 $db rm -f iperf >/dev/null
 echo
+fi
 
 # ---- 4. 1,000 published ports.
+if part 4; then
 echo "== 4. 1,000 published ports"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$berth_pid/status"; }
-procs() { ps -e --no-headers | wc -l; }
+# Processes, not kernel threads nor zombies (an exited shim waits for the host's init).
+procs() { ps -e -o ppid=,pid=,stat= | awk '$1 != 2 && $2 != 2 && $3 !~ /^Z/' | wc -l; }
 t() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
+# The comparison is a running container without ports (its shim and process counted on both
+# sides), after one such container came and went (the daemon's first-use allocations).
+$bc run -d --name p0 "$IMG" sleep 1000 >/dev/null && $bc rm -f p0 >/dev/null
 base_run=$(t $bc run -d --name p0 "$IMG" sleep 1000)
+rss0=$(rss); procs0=$(procs); ps -e -o ppid=,stat=,comm= | awk '$1 != 2 && $2 !~ /^Z/ {print $3}' | sort >"$work/procs0"
 base_rm=$(t $bc rm -f p0)
-rss0=$(rss); procs0=$(procs)
 run_ms=$(t $bc run -d --name p1000 -p 30000-30999:30000-30999 "$IMG" sleep 1000)
-rss1=$(rss); procs1=$(procs)
+sleep 1 # the first container's shim is gone
+rss1=$(rss); procs1=$(procs); ps -e -o ppid=,stat=,comm= | awk '$1 != 2 && $2 !~ /^Z/ {print $3}' | sort >"$work/procs1"
+echo "processes that differ: $(diff "$work/procs0" "$work/procs1" | grep '^[<>]' | tr '\n' ' ')(none: nothing)"
 nports=$($db port p1000 | wc -l)
 elems=$(nft -j list map inet berth ports4 | jq '[.nftables[] | select(.map) | .map.elem // [] | length] | add')
 rm_ms=$(t $bc rm -f p1000)
-line="1,000 published ports ($nports bindings, $elems map elements): run -d $run_ms ms (without ports $base_run ms), rm -f $rm_ms ms (without ports $base_rm ms); daemon RSS $rss0 -> $rss1 KiB (+$((rss1 - rss0)) KiB, goal < 1024), processes $procs0 -> $procs1 (goal: none added)"
+line="1,000 published ports ($nports bindings, $elems map elements): run -d $run_ms ms (without ports $base_run ms), rm -f $rm_ms ms (without ports $base_rm ms); daemon RSS with a container without ports $rss0 KiB, with the 1,000-port one instead $rss1 KiB (+$((rss1 - rss0)) KiB, goal < 1024), processes $procs0 -> $procs1 (goal: none added)"
 echo "$line"
 summary+=("$line")
 echo
+fi
 
 # ---- 5. DNS.
+if part 5; then
 echo "== 5. the embedded DNS"
 "$DNSBENCH" upstream "$HOSTIP:53" >"$work/upstream.log" 2>&1 &
 bg_pids="$bg_pids $!"
 $db network create benchnet >/dev/null
 $db run -d --name dnsweb --network benchnet "$IMG" sleep 1000 >/dev/null
 $db run -d --name dnscli --network benchnet --dns "$HOSTIP" "$IMG" sleep 1000 >/dev/null
-ns=$($db inspect -f '{{.NetworkSettings.SandboxKey}}' dnscli)
+# The namespace through the container's process (the bind mount lives in the daemon's mount
+# namespace).
+ns=/proc/$($db inspect -f '{{.State.Pid}}' dnscli)/ns/net
 echo "container name via the embedded server:"
 nsenter --net="$ns" "$DNSBENCH" query 127.0.0.11:53 -n 20000 -k 16 --name dnsweb
 echo "outside name forwarded by the embedded server to the stand-in:"
@@ -283,6 +311,7 @@ summary+=("DNS (dnsbench, 20000 queries, 16 in flight, from a container): see pa
 $db rm -f dnsweb dnscli >/dev/null
 $db network rm benchnet >/dev/null
 echo
+fi
 
 echo "== summary"
 for s in "${summary[@]}"; do echo "$s"; done

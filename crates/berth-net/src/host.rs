@@ -10,8 +10,9 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::path::Path;
+use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::{Mutex, MutexGuard};
+use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
 use berth_netlink::{Handle, Netns, VethOptions};
 use berth_nft::{Firewall, NetworkRules, PortMap};
@@ -95,9 +96,20 @@ impl Sandbox {
     }
 }
 
+/// A change of the published ports, for the worker that applies them in order.
+enum PortJob {
+    Add(Vec<PortMap>, mpsc::Sender<Result<()>>),
+    Remove(Vec<PortMap>, Option<mpsc::Sender<Result<()>>>),
+}
+
 /// The host: a netlink handle in the daemon's namespace and berth's firewall table.
 pub struct Host {
-    fw: Firewall,
+    fw: Arc<Firewall>,
+    /// Published-port changes go through one worker thread, in order: a removal need not be
+    /// waited for (deleting map elements costs the kernel 15-30 ms per batch, whatever
+    /// their number: removals queued together are applied as one batch), and an addition
+    /// after it still comes after it.
+    ports: Mutex<mpsc::Sender<PortJob>>,
     nl: Mutex<Handle>,
     forwarding: AtomicBool,
     forwarding6: AtomicBool,
@@ -106,10 +118,17 @@ pub struct Host {
 impl Host {
     /// Open netlink and make sure berth's table exists (its base chains and maps).
     pub fn new(table: &str) -> Result<Host> {
-        let fw = Firewall::new(table);
+        let fw = Arc::new(Firewall::new(table));
         fw.ensure()?;
+        let (tx, rx) = mpsc::channel();
+        let wfw = fw.clone();
+        std::thread::Builder::new()
+            .name("berth-ports".into())
+            .spawn(move || port_worker(&wfw, rx))
+            .map_err(|e| Error::Other(format!("starting the port worker: {e}")))?;
         Ok(Host {
             fw,
+            ports: Mutex::new(tx),
             nl: Mutex::new(Handle::new()?),
             forwarding: AtomicBool::new(false),
             forwarding6: AtomicBool::new(false),
@@ -357,20 +376,44 @@ impl Host {
         Ok(())
     }
 
-    /// DNAT published ports to containers.
+    fn port_job(&self, job: PortJob) -> Result<()> {
+        self.ports
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .send(job)
+            .map_err(|_| Error::Other("the port worker is gone".into()))
+    }
+
+    /// DNAT published ports to containers (after every change queued before).
     pub fn publish(&self, ports: &[PortMap]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        Ok(self.fw.add_ports(ports)?)
+        let (tx, rx) = mpsc::channel();
+        self.port_job(PortJob::Add(ports.to_vec(), tx))?;
+        rx.recv()
+            .map_err(|_| Error::Other("the port worker is gone".into()))?
     }
 
-    /// Take published ports back (absent ones are fine).
+    /// Take published ports back (absent ones are fine), waiting until they are gone.
     pub fn unpublish(&self, ports: &[PortMap]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
         }
-        Ok(self.fw.remove_ports(ports)?)
+        let (tx, rx) = mpsc::channel();
+        self.port_job(PortJob::Remove(ports.to_vec(), Some(tx)))?;
+        rx.recv()
+            .map_err(|_| Error::Other("the port worker is gone".into()))?
+    }
+
+    /// Take published ports back without waiting: the removal is queued before anything
+    /// published later (a failure is logged by the worker; a crash meanwhile is put right
+    /// by the next start's reconcile).
+    pub fn unpublish_later(&self, ports: &[PortMap]) -> Result<()> {
+        if ports.is_empty() {
+            return Ok(());
+        }
+        self.port_job(PortJob::Remove(ports.to_vec(), None))
     }
 
     /// After a crash: delete veths named `veth_prefix…` not in `keep_veth`, and make the
@@ -419,5 +462,54 @@ impl Host {
             Ok((udp, tcp))
         })?;
         r.map_err(|e| Error::Other(format!("binding {addr}:53: {e}")))
+    }
+}
+
+/// The port worker: applies queued changes in order; removals that are waiting together are
+/// applied as one batch.
+fn port_worker(fw: &Firewall, rx: mpsc::Receiver<PortJob>) {
+    let mut pending: VecDeque<PortJob> = VecDeque::new();
+    loop {
+        let job = match pending.pop_front() {
+            Some(j) => j,
+            None => match rx.recv() {
+                Ok(j) => j,
+                Err(_) => return, // the host is gone
+            },
+        };
+        match job {
+            PortJob::Add(ports, reply) => {
+                let _ = reply.send(fw.add_ports(&ports).map_err(Error::from));
+            }
+            PortJob::Remove(mut ports, reply) => {
+                let mut replies: Vec<mpsc::Sender<Result<()>>> = reply.into_iter().collect();
+                // Every removal already queued, up to the next addition, in the same batch.
+                while let Ok(next) = rx.try_recv() {
+                    match next {
+                        PortJob::Remove(more, r) => {
+                            ports.extend(more);
+                            replies.extend(r);
+                        }
+                        add => {
+                            pending.push_back(add);
+                            break;
+                        }
+                    }
+                }
+                let r = fw.remove_ports(&ports);
+                if let Err(e) = &r {
+                    if replies.is_empty() {
+                        tracing::warn!("unpublishing {} ports: {e}", ports.len());
+                    }
+                }
+                for reply in replies {
+                    let _ = reply.send(
+                        r.as_ref()
+                            .map(|_| ())
+                            .map_err(|e| Error::Other(e.to_string())),
+                    );
+                }
+            }
+        }
     }
 }

@@ -1046,3 +1046,24 @@ fn ipv6_networks_dual_stack() {
     d.ok(&["network", "rm", &n]);
     assert_net_clean(&d);
 }
+
+#[test]
+#[ignore]
+fn scratch() {
+    let Some((d, _reg, img)) = daemon(&unique("scratch")) else {
+        return;
+    };
+    for c in std::env::var("SCRATCH").unwrap_or_default().split(';') {
+        let c = c.replace("IMG", &img);
+        let args: Vec<&str> = c.split_whitespace().collect();
+        if args.is_empty() {
+            continue;
+        }
+        let o = if args[0] == "host" {
+            d.net_cmd(args[1]).args(&args[2..]).output().unwrap()
+        } else {
+            d.docker(&args)
+        };
+        eprintln!("$ {c}\n{}\n[{}]", out_str(&o), o.status);
+    }
+}
