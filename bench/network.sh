@@ -252,7 +252,6 @@ gbps() { # gbps HOST PORT: the receiver's rate, median of 3 runs of 5 s
     echo "$r"
   done | median
 }
-}
 direct=$(gbps "$cip" 5201)
 published_lo=$(gbps 127.0.0.1 "$pub")
 published_host=$(gbps "$HOSTIP" "$pub")
