@@ -335,10 +335,9 @@ impl Engine {
             hc.port_bindings = None;
         }
         hc.network_mode = Some(mode.clone());
-        if has(&hc.links) && mode != "bridge" {
+        if has(&hc.links) && (mode == "host" || mode == "none") {
             return Err(Error::Invalid(
-                "conflicting options: links are supported on the default bridge network only"
-                    .into(),
+                "conflicting options: links and the host or none network mode".into(),
             ));
         }
         self.create_endpoints(who, Some(&mode), &req.endpoints)

@@ -146,8 +146,14 @@ fn lock(s: &NetState) -> MutexGuard<'_, NetInner> {
 
 /// A container's entry on a network: its ID, its names (lower-case), its address.
 type DnsEntry = (String, Vec<String>, IpAddr);
-/// A container asking: its user-defined networks and its upstream servers.
-type Asker = (Vec<String>, Vec<SocketAddr>);
+/// A container asking: its user-defined networks, its upstream servers, and its links on
+/// those networks (alias → the linked container's name: the alias resolves to it).
+#[derive(Default)]
+struct Asker {
+    nets: Vec<String>,
+    upstreams: Vec<SocketAddr>,
+    links: Vec<(String, String)>,
+}
 
 /// The names the embedded DNS answers (shared with the DNS server; cheap to read).
 #[derive(Default)]
@@ -161,7 +167,15 @@ pub struct DnsNames {
 impl berth_dns::Names for DnsNames {
     fn lookup(&self, asker: &str, name: &str) -> Option<Vec<IpAddr>> {
         let askers = self.askers.read().unwrap_or_else(|p| p.into_inner());
-        let (nets, _) = askers.get(asker)?;
+        let a = askers.get(asker)?;
+        let nets = &a.nets;
+        // A link's alias is the linked container's name, for this container only.
+        let name = a
+            .links
+            .iter()
+            .find(|(alias, _)| alias == name)
+            .map(|(_, target)| target.as_str())
+            .unwrap_or(name);
         let by_net = self.by_net.read().unwrap_or_else(|p| p.into_inner());
         let mut out = Vec::new();
         let mut known = false;
@@ -180,7 +194,7 @@ impl berth_dns::Names for DnsNames {
 
     fn reverse(&self, asker: &str, addr: IpAddr) -> Option<String> {
         let askers = self.askers.read().unwrap_or_else(|p| p.into_inner());
-        let (nets, _) = askers.get(asker)?;
+        let nets = &askers.get(asker)?.nets;
         let by_net = self.by_net.read().unwrap_or_else(|p| p.into_inner());
         for n in nets {
             for (_, names, ip) in by_net.get(n).into_iter().flatten() {
@@ -197,7 +211,7 @@ impl berth_dns::Names for DnsNames {
             .read()
             .unwrap_or_else(|p| p.into_inner())
             .get(asker)
-            .map(|(_, u)| u.clone())
+            .map(|a| a.upstreams.clone())
             .unwrap_or_default()
     }
 }
@@ -217,12 +231,12 @@ impl DnsNames {
             v.retain(|(c, _, _)| c != container);
         }
     }
-    fn set_asker(&self, container: &str, nets: Vec<String>, upstreams: Vec<SocketAddr>) {
+    fn set_asker(&self, container: &str, asker: Asker) {
         let mut a = self.askers.write().unwrap_or_else(|p| p.into_inner());
-        if nets.is_empty() {
+        if asker.nets.is_empty() {
             a.remove(container);
         } else {
-            a.insert(container.to_string(), (nets, upstreams));
+            a.insert(container.to_string(), asker);
         }
     }
 }
@@ -1550,7 +1564,28 @@ impl Engine {
         }
         drop(g);
         let upstreams = self.upstreams(c);
-        self.dns_names.set_asker(&c.id, user_nets, upstreams);
+        // Links on user-defined networks are names for this container only (dockerd's
+        // legacy links there): the container's own and each endpoint's.
+        let mut links = Vec::new();
+        let user_mode = c.host_config.network_mode.as_deref() != Some(DEFAULT_BRIDGE);
+        let host_links = c.host_config.links.iter().flatten().filter(|_| user_mode);
+        for l in host_links.chain(
+            c.networks
+                .values()
+                .flat_map(|e| e.requested.links.iter().flatten()),
+        ) {
+            if let Ok((target, alias)) = parse_link(l) {
+                links.push((alias.to_ascii_lowercase(), target.to_ascii_lowercase()));
+            }
+        }
+        self.dns_names.set_asker(
+            &c.id,
+            Asker {
+                nets: user_nets,
+                upstreams,
+                links,
+            },
+        );
     }
 
     /// Where the embedded DNS forwards for a container: its --dns, daemon.json's dns, else
@@ -1886,7 +1921,7 @@ impl Engine {
                 }
             }
         }
-        self.dns_names.set_asker(&c.id, Vec::new(), Vec::new());
+        self.dns_names.set_asker(&c.id, Asker::default());
         let host = self.net_host().ok();
         if !c.ports.is_empty() {
             if let Some(h) = host {
@@ -2649,6 +2684,10 @@ impl Engine {
     /// A container's links, resolved: (alias, target). The targets must run.
     fn links_of(&self, c: &Container) -> Result<Vec<(String, Container)>> {
         let mut out = Vec::new();
+        // On a user-defined network a link is only a name (the embedded DNS's).
+        if c.host_config.network_mode.as_deref() != Some(DEFAULT_BRIDGE) {
+            return Ok(out);
+        }
         for l in c.host_config.links.iter().flatten() {
             let (t, alias) = parse_link(l)?;
             let target = self

@@ -10,7 +10,6 @@
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
 use std::path::Path;
-use std::collections::VecDeque;
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
@@ -105,9 +104,8 @@ enum PortJob {
 /// The host: a netlink handle in the daemon's namespace and berth's firewall table.
 pub struct Host {
     fw: Arc<Firewall>,
-    /// Published-port changes go through one worker thread, in order: a removal need not be
-    /// waited for (deleting map elements costs the kernel 15-30 ms per batch, whatever
-    /// their number: removals queued together are applied as one batch), and an addition
+    /// Published-port changes go through one worker thread, in order (see `port_worker`):
+    /// a container's removal need not be waited for, and an addition of the same host port
     /// after it still comes after it.
     ports: Mutex<mpsc::Sender<PortJob>>,
     nl: Mutex<Handle>,
@@ -406,9 +404,11 @@ impl Host {
             .map_err(|_| Error::Other("the port worker is gone".into()))?
     }
 
-    /// Take published ports back without waiting: the removal is queued before anything
-    /// published later (a failure is logged by the worker; a crash meanwhile is put right
-    /// by the next start's reconcile).
+    /// Take published ports back without waiting: the removal is applied within 200 ms,
+    /// together with others, and before any later publication of the same host port (a
+    /// failure is logged by the worker; a crash meanwhile is put right by the next start's
+    /// reconcile). The addresses behind them are not handed out again that soon (addresses
+    /// are allocated one after another).
     pub fn unpublish_later(&self, ports: &[PortMap]) -> Result<()> {
         if ports.is_empty() {
             return Ok(());
@@ -465,13 +465,49 @@ impl Host {
     }
 }
 
-/// The port worker: applies queued changes in order; removals that are waiting together are
-/// applied as one batch.
+/// How long removals that nobody waits for are kept to be applied together.
+const LAZY_REMOVAL: std::time::Duration = std::time::Duration::from_millis(200);
+
+/// The host address a mapping holds, and its port.
+fn port_key(p: &PortMap) -> (berth_nft::Proto, Option<IpAddr>, u16) {
+    (p.proto, p.host_ip, p.host_port)
+}
+
+/// The port worker: applies the changes in the order they come. Removals nobody waits for
+/// (a container's teardown) are gathered for up to [`LAZY_REMOVAL`] and applied as one
+/// batch: each removal batch costs the kernel 10-20 ms (an RCU grace period, whatever the
+/// number of elements), during which other batches wait. An addition of a host port that a
+/// gathered removal still holds applies the removals first.
 fn port_worker(fw: &Firewall, rx: mpsc::Receiver<PortJob>) {
-    let mut pending: VecDeque<PortJob> = VecDeque::new();
+    let mut lazy: Vec<PortMap> = Vec::new();
+    let mut since: Option<std::time::Instant> = None;
+    let flush = |lazy: &mut Vec<PortMap>, since: &mut Option<std::time::Instant>| -> Result<()> {
+        *since = None;
+        if lazy.is_empty() {
+            return Ok(());
+        }
+        let ports = std::mem::take(lazy);
+        fw.remove_ports(&ports).map_err(|e| {
+            tracing::warn!("unpublishing {} ports: {e}", ports.len());
+            Error::from(e)
+        })
+    };
     loop {
-        let job = match pending.pop_front() {
-            Some(j) => j,
+        let job = match since {
+            Some(t) => {
+                let left = LAZY_REMOVAL.saturating_sub(t.elapsed());
+                match rx.recv_timeout(left) {
+                    Ok(j) => j,
+                    Err(mpsc::RecvTimeoutError::Timeout) => {
+                        let _ = flush(&mut lazy, &mut since);
+                        continue;
+                    }
+                    Err(mpsc::RecvTimeoutError::Disconnected) => {
+                        let _ = flush(&mut lazy, &mut since);
+                        return;
+                    }
+                }
+            }
             None => match rx.recv() {
                 Ok(j) => j,
                 Err(_) => return, // the host is gone
@@ -479,36 +515,19 @@ fn port_worker(fw: &Firewall, rx: mpsc::Receiver<PortJob>) {
         };
         match job {
             PortJob::Add(ports, reply) => {
+                let keys: Vec<_> = ports.iter().map(port_key).collect();
+                if lazy.iter().any(|p| keys.contains(&port_key(p))) {
+                    let _ = flush(&mut lazy, &mut since);
+                }
                 let _ = reply.send(fw.add_ports(&ports).map_err(Error::from));
             }
-            PortJob::Remove(mut ports, reply) => {
-                let mut replies: Vec<mpsc::Sender<Result<()>>> = reply.into_iter().collect();
-                // Every removal already queued, up to the next addition, in the same batch.
-                while let Ok(next) = rx.try_recv() {
-                    match next {
-                        PortJob::Remove(more, r) => {
-                            ports.extend(more);
-                            replies.extend(r);
-                        }
-                        add => {
-                            pending.push_back(add);
-                            break;
-                        }
-                    }
-                }
-                let r = fw.remove_ports(&ports);
-                if let Err(e) = &r {
-                    if replies.is_empty() {
-                        tracing::warn!("unpublishing {} ports: {e}", ports.len());
-                    }
-                }
-                for reply in replies {
-                    let _ = reply.send(
-                        r.as_ref()
-                            .map(|_| ())
-                            .map_err(|e| Error::Other(e.to_string())),
-                    );
-                }
+            PortJob::Remove(ports, None) => {
+                lazy.extend(ports);
+                since.get_or_insert_with(std::time::Instant::now);
+            }
+            PortJob::Remove(ports, Some(reply)) => {
+                lazy.extend(ports);
+                let _ = reply.send(flush(&mut lazy, &mut since));
             }
         }
     }

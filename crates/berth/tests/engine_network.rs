@@ -172,6 +172,23 @@ fn net_leftovers(d: &TestDaemon) -> Vec<String> {
             }
         }
     }
+    // Published ports: no element in the port maps of berth's table.
+    let t = d
+        .net_cmd("nft")
+        .args(["-j", "list", "table", "inet", "berth"])
+        .output()
+        .unwrap();
+    if t.status.success() {
+        let v: serde_json::Value = serde_json::from_slice(&t.stdout).unwrap_or_default();
+        for o in v["nftables"].as_array().into_iter().flatten() {
+            let m = &o["map"];
+            if m["name"].as_str().is_some_and(|n| n.starts_with("ports")) {
+                if let Some(e) = m["elem"].as_array().filter(|e| !e.is_empty()) {
+                    left.push(format!("published ports in {}: {e:?}", m["name"]));
+                }
+            }
+        }
+    }
     for e in std::fs::read_dir(d.dir.path().join("run/netns"))
         .into_iter()
         .flatten()
@@ -384,6 +401,21 @@ fn user_networks_resolve_names_and_are_isolated() {
     // The default bridge has no embedded DNS: names do not resolve there.
     let (ok, o) = get_via(&d, &["run", "--rm", &img], "api", 80);
     assert!(!ok, "{o}");
+    // A legacy link on a user-defined network is a name for the linking container only.
+    let o = d.ok(&[
+        "run",
+        "--rm",
+        "--network",
+        &n1,
+        "--link",
+        "api:db",
+        &img,
+        "nslookup",
+        "db",
+    ]);
+    assert!(o.contains(&api_ip), "{o}");
+    let o = d.docker(&["run", "--rm", "--network", &n1, &img, "nslookup", "db"]);
+    assert!(!out_str(&o).contains(&api_ip), "{}", out_str(&o));
     // Connect the client's container to n1 as well: now it resolves, and disconnecting undoes it.
     run_d(
         &d,
