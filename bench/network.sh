@@ -100,6 +100,7 @@ cleanup() {
   sleep 1
   awk -v w="$work" '$5 == w || index($5, w "/") == 1 {print $5}' /proc/self/mountinfo | sort -r |
     while read -r m; do umount -l "$m"; done
+  [ -z "${BENCH_KEEP_LOG:-}" ] || cp "$work/berth.log" "$BENCH_KEEP_LOG"
   rm -rf "$work"
   if [ -n "$etc_docker_made" ]; then rmdir /etc/docker; fi
   for c in $(find /sys/fs/cgroup -depth -type d -name 'berth-bench-net-*' 2>/dev/null); do
