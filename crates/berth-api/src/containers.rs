@@ -130,6 +130,12 @@ pub(crate) async fn route(
                 .await?;
             Ok(http::empty(204))
         }
+        // `docker rm --link /parent/alias`: the legacy link goes, the containers stay.
+        (&Method::DELETE, [parent, alias]) if q.bool("link") => {
+            let (parent, alias) = (parent.to_string(), alias.to_string());
+            blocking(move || ctx.engine.remove_link(&ctx.who, &parent, &alias)).await?;
+            Ok(http::empty(204))
+        }
         (
             _,
             [

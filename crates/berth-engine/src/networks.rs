@@ -104,6 +104,9 @@ pub struct NetworkRecord {
     /// The bridge's IPv6 address, the containers' IPv6 gateway.
     #[serde(default)]
     pub gateway6: Option<Ipv6Addr>,
+    /// IPAM's auxiliary addresses (kept out of the containers' allocations).
+    #[serde(default)]
+    pub aux: BTreeMap<String, Ipv4Addr>,
 }
 
 impl NetworkRecord {
@@ -387,6 +390,7 @@ impl Engine {
                     builtin: true,
                     subnet6: None,
                     gateway6: None,
+                    aux: BTreeMap::new(),
                 };
                 self.put_network(&r)?;
                 recs.insert(r.id.clone(), r);
@@ -431,7 +435,10 @@ impl Engine {
         for r in recs.values() {
             if let (Some(subnet), true) = (r.subnet, r.is_bridge()) {
                 match Space::new(subnet, r.gateway, r.ip_range) {
-                    Ok(s) => {
+                    Ok(mut s) => {
+                        for ip in r.aux.values() {
+                            let _ = s.reserve(*ip);
+                        }
                         g.spaces.insert(r.id.clone(), s);
                     }
                     Err(e) => tracing::error!("network {}: {e}", r.name),
@@ -552,6 +559,7 @@ impl Engine {
             builtin: true,
             subnet6,
             gateway6,
+            aux: BTreeMap::new(),
         })
     }
 
@@ -669,9 +677,11 @@ impl Engine {
         if name.is_empty() {
             return Err(Error::Invalid("network name cannot be empty".into()));
         }
-        if !crate::names::valid(&name) {
+        // dockerd takes any name (spaces too); control characters and `/` (a name that
+        // could not be used in a URL) are refused.
+        if name.chars().any(|c| c.is_control() || c == '/') || name.len() > 255 {
             return Err(Error::Invalid(format!(
-                "invalid network name {name:?}: only [a-zA-Z0-9][a-zA-Z0-9_.-] are allowed"
+                "invalid network name {name:?}: no control characters or '/', at most 255 bytes"
             )));
         }
         let driver = req.driver.clone().filter(|d| !d.is_empty());
@@ -873,7 +883,19 @@ impl Engine {
                 (s, None, None, false)
             }
         };
-        let space = Space::new(subnet, gateway, range).map_err(ipam_error)?;
+        let mut space = Space::new(subnet, gateway, range).map_err(ipam_error)?;
+        let mut aux = BTreeMap::new();
+        for (k, v) in v4
+            .first()
+            .and_then(|c| c.auxiliary_addresses.clone())
+            .unwrap_or_default()
+        {
+            let ip: Ipv4Addr = v
+                .parse()
+                .map_err(|_| Error::Invalid(format!("invalid auxiliary address {k}={v}")))?;
+            space.reserve(ip).map_err(ipam_error)?;
+            aux.insert(k, ip);
+        }
         let rec = NetworkRecord {
             id: id.clone(),
             name: name.clone(),
@@ -902,6 +924,7 @@ impl Engine {
             builtin: false,
             subnet6: space6.as_ref().map(|s| s.subnet),
             gateway6: space6.as_ref().map(|s| s.gateway),
+            aux,
         };
         // Made on the host first, then recorded: a crash in between leaves a bridge that
         // the next start's reconcile removes (its name is ours, no record names it).
@@ -974,6 +997,9 @@ impl Engine {
             if let Some(gw) = r.gateway {
                 c.insert("Gateway".into(), json!(gw.to_string()));
             }
+            if !r.aux.is_empty() {
+                c.insert("AuxiliaryAddresses".into(), json!(r.aux));
+            }
             let mut v = vec![Value::Object(c)];
             if let Some(s6) = r.subnet6 {
                 v.push(json!({"Subnet": s6.to_string(), "Gateway": r.gateway6.map(|g| g.to_string()).unwrap_or_default()}));
@@ -992,7 +1018,7 @@ impl Engine {
             "EnableIPv6": r.subnet6.is_some(),
             "IPAM": {
                 "Driver": "default",
-                "Options": if r.builtin { Value::Null } else { json!(r.ipam_options) },
+                "Options": if r.ipam_options.is_empty() { Value::Null } else { json!(r.ipam_options) },
                 "Config": config,
             },
             "Internal": r.internal,
@@ -2325,7 +2351,12 @@ impl Engine {
                 "IPAMConfig": ep.requested.ipam_config,
                 "Links": ep.requested.links,
                 "Aliases": ep.requested.aliases,
-                "MacAddress": ep.mac,
+                // Before it runs, the address asked for (as dockerd shows it).
+                "MacAddress": if ep.mac.is_empty() {
+                    ep.requested.mac_address.clone().unwrap_or_default()
+                } else {
+                    ep.mac.clone()
+                },
                 "DriverOpts": ep.requested.driver_opts,
                 "GwPriority": ep.requested.gw_priority.unwrap_or(0),
                 "NetworkID": ep.network_id,
@@ -2582,6 +2613,48 @@ pub(crate) fn parse_link(l: &str) -> Result<(String, String)> {
 }
 
 impl Engine {
+    /// `DELETE /containers/{parent}/{alias}?link=1`: remove a legacy link (blocking).
+    pub fn remove_link(&self, who: &Subject, parent: &str, alias: &str) -> Result<()> {
+        let h = self.lookup(who, parent)?;
+        let c = h.get();
+        self.authorize(who, Action::Write, Some(&c.owner))?;
+        let links = c.host_config.links.clone().unwrap_or_default();
+        let keep: Vec<String> = links
+            .iter()
+            .filter(|l| parse_link(l).map(|(_, a)| a != alias).unwrap_or(true))
+            .cloned()
+            .collect();
+        if keep.len() == links.len() {
+            return Err(Error::NotFound(format!(
+                "Could not find link /{}/{alias}",
+                c.name
+            )));
+        }
+        self.update(&h, |r| {
+            r.host_config.links = (!keep.is_empty()).then(|| keep.clone());
+        });
+        Ok(())
+    }
+
+    /// The legacy link names of a container (`/PARENT/ALIAS`, as `docker ps` lists them).
+    pub(crate) fn link_names(&self, c: &Container) -> Vec<String> {
+        let map = self.containers.read().unwrap_or_else(|p| p.into_inner());
+        let mut out = Vec::new();
+        for h in map.values() {
+            // The record in place: no copy of every container for each one listed.
+            let p = h.rec.lock().unwrap_or_else(|p| p.into_inner());
+            for l in p.host_config.links.iter().flatten() {
+                if let Ok((target, alias)) = parse_link(l) {
+                    if target == c.name || target == c.id {
+                        out.push(format!("/{}/{alias}", p.name));
+                    }
+                }
+            }
+        }
+        out.sort();
+        out
+    }
+
     /// A running container by ID or name (internal: no tenant check).
     fn running_container(&self, key: &str) -> Option<Container> {
         let map = self.containers.read().unwrap_or_else(|p| p.into_inner());

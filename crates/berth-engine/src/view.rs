@@ -452,7 +452,7 @@ impl Engine {
             .join(" ");
         let mut v = json!({
             "Id": c.id,
-            "Names": [format!("/{}", c.name)],
+            "Names": std::iter::once(format!("/{}", c.name)).chain(self.link_names(c)).collect::<Vec<_>>(),
             "Image": c.image_name,
             "ImageID": c.image_id,
             "Command": command,

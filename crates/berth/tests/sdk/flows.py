@@ -187,9 +187,29 @@ try:
     raise AssertionError("removed a network in use")
 except docker.errors.APIError as e:
     assert e.status_code == 403, e
+# a legacy link removed with `rm --link` (the containers stay), and listed as the target's
+# name /PARENT/ALIAS until then
+linked = api.create_container(image, ["sleep", "300"], host_config=api.create_host_config(links={srv.name: "lnk"}),
+                              name=prefix + "-lk")
+assert any("/%s-lk/lnk" % prefix in c["Names"] for c in api.containers(all=True)), api.containers(all=True)
+api.remove_container("%s-lk/lnk" % prefix, link=True)
+assert api.inspect_container(linked)["HostConfig"]["Links"] in (None, []), api.inspect_container(linked)["HostConfig"]
+api.remove_container(linked, force=True)
 srv.remove(force=True)
 cli.remove(force=True)
 net.remove()
+# names with spaces; IPAM auxiliary addresses shown and kept out of allocations; no IPAM
+# options given: null
+ipam = docker.types.IPAMConfig(pool_configs=[docker.types.IPAMPool(subnet="10.124.0.0/29", aux_addresses={"r": "10.124.0.2"})])
+sp = api.create_network(prefix + " spaced", ipam=ipam)["Id"]
+info = api.inspect_network(prefix + " spaced")
+assert info["IPAM"]["Config"][0]["AuxiliaryAddresses"] == {"r": "10.124.0.2"}, info["IPAM"]
+assert info["IPAM"]["Options"] is None, info["IPAM"]
+c = client.containers.run(image, ["sleep", "300"], detach=True, network=prefix + " spaced")
+c.reload()
+assert c.attrs["NetworkSettings"]["Networks"][prefix + " spaced"]["IPAddress"] == "10.124.0.3", c.attrs["NetworkSettings"]
+c.remove(force=True)
+api.remove_network(sp)
 try:
     client.networks.get(prefix + "-net")
     raise AssertionError("still there")
