@@ -62,6 +62,8 @@ ip link set bench1 up
 ip addr add 10.99.99.1/32 dev bench0
 ip link set bench0 up
 HOSTIP=10.99.99.1
+# podman's CNI keeps its address leases in /var/lib/cni: a tmpfs there (this namespace only).
+if [ -d /var/lib/cni ]; then mount -t tmpfs tmpfs /var/lib/cni; else mount -t tmpfs tmpfs /var/lib; fi
 work=$(mktemp -d /var/tmp/berth-bench-network-XXXXXX)
 fs=$work/fs
 mkdir -p "$fs"

@@ -145,6 +145,11 @@ impl TestDaemon {
         PathBuf::from(format!("/proc/{}/ns/net", self.anchor.id()))
     }
 
+    /// The daemon's mount namespace (`/proc/<anchor>/ns/mnt`).
+    pub fn mntns(&self) -> PathBuf {
+        PathBuf::from(format!("/proc/{}/ns/mnt", self.anchor.id()))
+    }
+
     /// `prog` to run in the daemon's network namespace (the host its containers see).
     pub fn net_cmd(&self, prog: &str) -> Command {
         let mut c = Command::new("nsenter");

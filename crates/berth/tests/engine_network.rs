@@ -1079,23 +1079,117 @@ fn ipv6_networks_dual_stack() {
     assert_net_clean(&d);
 }
 
+/// A podman network on the same host (its CNI bridge and iptables-nft rules, in the daemon's
+/// namespace) keeps working while berth's networks and published ports come and go.
 #[test]
-#[ignore]
-fn scratch() {
-    let Some((d, _reg, img)) = daemon(&unique("scratch")) else {
+fn a_podman_network_beside_keeps_working() {
+    let Some((d, reg, img)) = daemon(&unique("podman")) else {
         return;
     };
-    for c in std::env::var("SCRATCH").unwrap_or_default().split(';') {
-        let c = c.replace("IMG", &img);
-        let args: Vec<&str> = c.split_whitespace().collect();
-        if args.is_empty() {
-            continue;
-        }
-        let o = if args[0] == "host" {
-            d.net_cmd(args[1]).args(&args[2..]).output().unwrap()
-        } else {
-            d.docker(&args)
-        };
-        eprintln!("$ {c}\n{}\n[{}]", out_str(&o), o.status);
+    if Command::new("podman").arg("--version").output().is_err() {
+        eprintln!("skipped: podman is not installed");
+        return;
     }
+    let dir = tempfile::tempdir().unwrap();
+    let cg = berth_testkit::CgroupParent::new(&unique("podman-net"));
+    std::fs::create_dir_all(dir.path().join("cni")).unwrap();
+    let conf = dir.path().join("containers.conf");
+    std::fs::write(
+        &conf,
+        format!(
+            "[containers]\ndefault_ulimits = [\"nofile=1024:1024\", \"nproc=1024:1024\"]\n[engine]\ncgroup_manager = \"cgroupfs\"\nevents_logger = \"file\"\nruntime = \"runc\"\n[network]\nnetwork_config_dir = \"{}\"\n",
+            dir.path().join("cni").display()
+        ),
+    )
+    .unwrap();
+    // podman's CNI keeps its address leases in /var/lib/cni: a tmpfs there, in the daemon's
+    // mount namespace, where podman runs, so nothing of it is left on the host.
+    let anchor_cmd = |prog: &str| {
+        let mut c = Command::new("nsenter");
+        c.arg(format!("--net={}", d.netns().display()))
+            .arg(format!("--mount={}", d.mntns().display()))
+            .arg("--")
+            .arg(prog);
+        c
+    };
+    let st = anchor_cmd("sh")
+        .args(["-ec", "if [ -d /var/lib/cni ]; then mount -t tmpfs tmpfs /var/lib/cni; else mount -t tmpfs tmpfs /var/lib; fi"])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let podman = |args: &[&str]| {
+        let o = anchor_cmd("podman")
+            .env("CONTAINERS_CONF", &conf)
+            .arg("--root")
+            .arg(dir.path().join("root"))
+            .arg("--runroot")
+            .arg(dir.path().join("run"))
+            .arg("--tmpdir")
+            .arg(dir.path().join("tmp"))
+            .args(["--storage-driver", "vfs", "--events-backend", "none"])
+            .args(args)
+            .output()
+            .unwrap();
+        assert!(o.status.success(), "podman {args:?}: {}", out_str(&o));
+        String::from_utf8_lossy(&o.stdout).to_string()
+    };
+    let _ = &reg;
+    podman(&["pull", "-q", "--tls-verify=false", &img]);
+    let pport = free_port(&d);
+    podman(&[
+        "run",
+        "-d",
+        "--name",
+        "pweb",
+        "--cgroup-parent",
+        &cg.path,
+        "-p",
+        &format!("{pport}:80"),
+        &img,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo from-podman > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    host_sees(&d, &format!("http://127.0.0.1:{pport}/"), "from-podman");
+    let outside = Outside::new(&d, 3);
+    let ocurl = |port: u16| {
+        let o = outside
+            .cmd("curl")
+            .args([
+                "-s",
+                "-m",
+                "5",
+                &format!("http://{}:{port}/", outside.host_ip),
+            ])
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    assert_eq!(ocurl(pport), "from-podman");
+    // berth's networks and ports come and go.
+    let n = unique("bn");
+    d.ok(&["network", "create", &n]);
+    let bport = free_port(&d);
+    run_d(
+        &d,
+        &[
+            "--name",
+            "bweb",
+            "--network",
+            &n,
+            "-p",
+            &format!("{bport}:80"),
+        ],
+        &img,
+        &httpd("from-berth"),
+    );
+    host_sees(&d, &format!("http://127.0.0.1:{bport}/"), "from-berth");
+    assert_eq!(ocurl(pport), "from-podman");
+    assert_eq!(ocurl(bport), "from-berth");
+    d.ok(&["rm", "-f", "bweb"]);
+    d.ok(&["network", "rm", &n]);
+    host_sees(&d, &format!("http://127.0.0.1:{pport}/"), "from-podman");
+    assert_eq!(ocurl(pport), "from-podman");
+    podman(&["rm", "-f", "-t", "0", "pweb"]);
+    assert_net_clean(&d);
 }
