@@ -144,6 +144,7 @@
 mod error;
 mod list;
 mod model;
+mod netlink;
 pub mod script;
 
 use std::io::Write;
@@ -281,6 +282,11 @@ impl Firewall {
     pub fn add_ports(&self, ports: &[PortMap]) -> Result<()> {
         let b = script::add_ports_batch(&self.table, ports)?;
         if b.is_empty() {
+            return Ok(());
+        }
+        // In-process first (no `nft` process on a container's start path); anything it
+        // cannot do — a missing table, a conflict to word — goes the `nft` way.
+        if self.netns.is_none() && netlink::add_ports(&self.table, ports).is_ok() {
             return Ok(());
         }
         self.apply_ensuring(&script::op_add_ports(ports), b)
