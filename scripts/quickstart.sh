@@ -12,9 +12,10 @@ cd "$(dirname "$0")/.."
 
 export DEBIAN_FRONTEND=noninteractive
 apt-get update -qq
-apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc git >/dev/null
+apt-get install -y -qq --no-install-recommends busybox-static libseccomp-dev pkg-config gcc git nftables >/dev/null
 
 bin=$(scripts/build-release.sh)
+# (nftables: the engine publishes ports and isolates networks with nft.)
 # berth-runc was once a link to berth: replace it, never write through it.
 rm -f /usr/local/bin/berth-runc
 install -m 0755 "$bin/berth" "$bin/berth-runc" "$bin/berth-shim" "$bin/berth-init" /usr/local/bin/
