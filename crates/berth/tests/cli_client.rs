@@ -948,3 +948,95 @@ fn a_daemon_is_started_when_none_answers() {
         "{out:?}"
     );
 }
+
+#[test]
+fn network_commands_and_published_ports() {
+    let Some((d, _reg, img)) = daemon(&unique("cnet")) else {
+        return;
+    };
+    let c = Cli { d: &d };
+    let n = unique("cn");
+    let id = c.ok(&[
+        "network",
+        "create",
+        "--subnet",
+        "10.91.0.0/24",
+        "--label",
+        "k=v",
+        &n,
+    ]);
+    assert_eq!(id.trim().len(), 64, "{id}");
+    let ls = c.ok(&["network", "ls"]);
+    assert!(ls.starts_with("NETWORK ID"), "{ls}");
+    assert!(
+        ls.contains(&n) && ls.contains("bridge") && ls.contains("null"),
+        "{ls}"
+    );
+    assert_eq!(
+        c.ok(&["network", "ls", "-q", "-f", "label=k=v"]).trim(),
+        &id.trim()[..12]
+    );
+    let ipam = c.ok(&["network", "inspect", "-f", "{{json .IPAM.Config}}", &n]);
+    assert!(ipam.contains("\"Subnet\":\"10.91.0.0/24\""), "{ipam}");
+    let port = d.in_net(|| {
+        std::net::TcpListener::bind("127.0.0.1:0")
+            .unwrap()
+            .local_addr()
+            .unwrap()
+            .port()
+    });
+    c.ok(&[
+        "run",
+        "-d",
+        "--name",
+        "cweb",
+        "--network",
+        &n,
+        "--network-alias",
+        "site",
+        "--ip",
+        "10.91.0.9",
+        "-p",
+        &format!("127.0.0.1:{port}:80"),
+        &img,
+        "sh",
+        "-c",
+        "mkdir -p /www && echo cli-web > /www/index.html && exec httpd -f -p 80 -h /www",
+    ]);
+    assert_eq!(
+        c.ok(&["port", "cweb"]).trim(),
+        format!("80/tcp -> 127.0.0.1:{port}")
+    );
+    let ps = c.ok(&["ps", "--format", "{{.Ports}}"]);
+    assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
+    loop {
+        let o = d
+            .net_cmd("curl")
+            .args(["-s", "-m", "2", &format!("http://127.0.0.1:{port}/")])
+            .output()
+            .unwrap();
+        if text(&o.stdout).trim() == "cli-web" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "{}", text(&o.stderr));
+        std::thread::sleep(std::time::Duration::from_millis(100));
+    }
+    let o = c.ok(&["run", "--rm", "--network", &n, &img, "nslookup", "site"]);
+    assert!(o.contains("10.91.0.9"), "{o}");
+    c.ok(&["run", "-d", "--name", "cother", &img, "sleep", "300"]);
+    c.ok(&["network", "connect", "--alias", "other", &n, "cother"]);
+    let o = c.ok(&["exec", "cweb", "nslookup", "other"]);
+    assert!(o.contains("10.91.0."), "{o}");
+    c.ok(&["network", "disconnect", &n, "cother"]);
+    let e = c.fails(&["network", "rm", &n]);
+    assert!(e.contains("active endpoints"), "{e}");
+    c.ok(&["rm", "-f", "cweb", "cother"]);
+    assert_eq!(c.ok(&["network", "rm", &n]).trim(), n);
+    let e = c.fails(&["network", "inspect", &n]);
+    assert!(e.contains("not found"), "{e}");
+    c.ok(&["network", "create", &unique("pr")]);
+    let o = c.ok(&["network", "prune", "-f"]);
+    assert!(o.contains("Deleted Networks"), "{o}");
+    d.assert_clean();
+}
