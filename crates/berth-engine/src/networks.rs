@@ -412,8 +412,14 @@ impl Engine {
             recs.insert(r.id.clone(), r);
         } else if let Some(o) = old {
             self.db.delete_network(&o.id)?;
-            if let Err(e) = self.net_host()?.remove_bridge(&o.bridge) {
+            let host = self.net_host()?;
+            if let Err(e) = host.remove_bridge(&o.bridge) {
                 tracing::warn!("removing the default bridge {}: {e}", o.bridge);
+            }
+            if !recs.values().any(|r| r.is_bridge()) {
+                if let Err(e) = host.clear() {
+                    tracing::warn!("clearing berth's networking from the host: {e}");
+                }
             }
         }
         // Without bridge networks the host is left alone (no table, no sysctl); a host
@@ -611,7 +617,7 @@ impl Engine {
         if let Some(h) = self.net_host.get() {
             return Ok(h);
         }
-        let h = berth_net::Host::new(berth_net::TABLE)
+        let h = berth_net::Host::new(berth_net::TABLE, &self.paths.exec_root.join("net"))
             .map_err(|e| net_error("setting up berth's firewall table", e))?;
         let _ = self.net_host.set(h);
         self.net_host
@@ -1151,8 +1157,15 @@ impl Engine {
             g.spaces.remove(&r.id);
             g.spaces6.remove(&r.id);
         }
-        if let Err(e) = self.net_host()?.remove_bridge(&r.bridge) {
+        let host = self.net_host()?;
+        if let Err(e) = host.remove_bridge(&r.bridge) {
             tracing::warn!("removing the bridge of network {}: {e}", r.name);
+        }
+        // The last bridge network gone (no default bridge): nothing of berth's is left.
+        if !self.net_lock().nets.values().any(|n| n.is_bridge()) {
+            if let Err(e) = host.clear() {
+                tracing::warn!("clearing berth's networking from the host: {e}");
+            }
         }
         self.network_event(r, "destroy", &[]);
         Ok(())
@@ -1224,7 +1237,11 @@ impl Engine {
         let primary = mode_network(mode);
         if primary.is_none() {
             let m = mode.unwrap_or_default();
-            if let Some(other) = configs.keys().find(|k| k.as_str() != m) {
+            // The docker CLI names the network it was not given `default`.
+            if let Some(other) = configs
+                .keys()
+                .find(|k| k.as_str() != m && k.as_str() != "default")
+            {
                 if !(m == "none" && other == "none") {
                     return Err(Error::Invalid(format!(
                         "container cannot be connected to network {other} with network mode {m}"

@@ -9,7 +9,7 @@
 
 use std::collections::HashSet;
 use std::net::{IpAddr, Ipv4Addr, Ipv6Addr, TcpListener, UdpSocket};
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, mpsc};
 
@@ -19,6 +19,9 @@ use ipnet::{IpNet, Ipv4Net, Ipv6Net};
 
 /// The name of berth's nftables table (family `inet`).
 pub const TABLE: &str = "berth";
+
+const FORWARD4: &str = "net/ipv4/ip_forward";
+const FORWARD6: &str = "net/ipv6/conf/all/forwarding";
 
 /// What went wrong on the host.
 #[derive(Debug, thiserror::Error)]
@@ -111,11 +114,15 @@ pub struct Host {
     nl: Mutex<Handle>,
     forwarding: AtomicBool,
     forwarding6: AtomicBool,
+    /// Where the sysctls berth changed are remembered (their values before), so that they go
+    /// back when berth's last network goes, also after a daemon restart.
+    state: PathBuf,
 }
 
 impl Host {
-    /// Open netlink and make sure berth's table exists (its base chains and maps).
-    pub fn new(table: &str) -> Result<Host> {
+    /// Open netlink and make sure berth's table exists (its base chains and maps); `state`
+    /// is a directory of the daemon's (the exec root's `net/`) for what berth changed.
+    pub fn new(table: &str, state: &Path) -> Result<Host> {
         let fw = Arc::new(Firewall::new(table));
         fw.ensure()?;
         let (tx, rx) = mpsc::channel();
@@ -130,6 +137,7 @@ impl Host {
             nl: Mutex::new(Handle::new()?),
             forwarding: AtomicBool::new(false),
             forwarding6: AtomicBool::new(false),
+            state: state.to_path_buf(),
         })
     }
 
@@ -220,10 +228,40 @@ impl Host {
         if self.forwarding.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if berth_netlink::sysctl("net/ipv4/ip_forward")?.trim() != "1" {
-            berth_netlink::set_sysctl("net/ipv4/ip_forward", "1")?;
-        }
+        self.set_remembered(FORWARD4, "1")?;
         self.forwarding.store(true, Ordering::Relaxed);
+        Ok(())
+    }
+
+    /// Set a sysctl, remembering its value before (once) if berth changes it.
+    fn set_remembered(&self, sysctl: &str, value: &str) -> Result<()> {
+        let old = berth_netlink::sysctl(sysctl)?;
+        if old.trim() == value {
+            return Ok(());
+        }
+        let file = self.state.join(sysctl.replace('/', "."));
+        if !file.exists() {
+            std::fs::create_dir_all(&self.state)
+                .and_then(|()| std::fs::write(&file, old.trim()))
+                .map_err(|e| Error::Other(format!("remembering {sysctl}: {e}")))?;
+        }
+        berth_netlink::set_sysctl(sysctl, value)?;
+        Ok(())
+    }
+
+    /// berth's last bridge network went: its table goes, and the sysctls it changed get
+    /// their values back.
+    pub fn clear(&self) -> Result<()> {
+        self.fw.delete_table()?;
+        for sysctl in [FORWARD4, FORWARD6] {
+            let file = self.state.join(sysctl.replace('/', "."));
+            if let Ok(old) = std::fs::read_to_string(&file) {
+                berth_netlink::set_sysctl(sysctl, old.trim())?;
+                let _ = std::fs::remove_file(&file);
+            }
+        }
+        self.forwarding.store(false, Ordering::Relaxed);
+        self.forwarding6.store(false, Ordering::Relaxed);
         Ok(())
     }
 
@@ -232,9 +270,7 @@ impl Host {
         if self.forwarding6.load(Ordering::Relaxed) {
             return Ok(());
         }
-        if berth_netlink::sysctl("net/ipv6/conf/all/forwarding")?.trim() != "1" {
-            berth_netlink::set_sysctl("net/ipv6/conf/all/forwarding", "1")?;
-        }
+        self.set_remembered(FORWARD6, "1")?;
         self.forwarding6.store(true, Ordering::Relaxed);
         Ok(())
     }

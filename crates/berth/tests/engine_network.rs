@@ -1193,3 +1193,56 @@ fn a_podman_network_beside_keeps_working() {
     podman(&["rm", "-f", "-t", "0", "pweb"]);
     assert_net_clean(&d);
 }
+
+/// Without the default bridge, the last network removed leaves the host as it was: no table,
+/// no bridge, IPv4 forwarding back off.
+#[test]
+fn the_host_is_left_as_it_was() {
+    let Some((mut d, _reg, img)) = daemon(&unique("asfound")) else {
+        return;
+    };
+    let sysctl = |d: &TestDaemon| {
+        let o = d
+            .net_cmd("cat")
+            .arg("/proc/sys/net/ipv4/ip_forward")
+            .output()
+            .unwrap();
+        String::from_utf8_lossy(&o.stdout).trim().to_string()
+    };
+    let table = |d: &TestDaemon| {
+        d.net_cmd("nft")
+            .args(["list", "table", "inet", "berth"])
+            .output()
+            .unwrap()
+            .status
+            .success()
+    };
+    assert_eq!(sysctl(&d), "1"); // the default bridge
+    d.reconfigure(serde_json::json!({"bridge": "none"}));
+    assert_eq!(
+        sysctl(&d),
+        "0",
+        "the default bridge gone, forwarding is back off"
+    );
+    assert!(!table(&d));
+    let links = d.net_cmd("ip").args(["-o", "link"]).output().unwrap();
+    assert!(!String::from_utf8_lossy(&links.stdout).contains("berth0"));
+    let n = unique("af");
+    d.ok(&["network", "create", &n]);
+    assert_eq!(sysctl(&d), "1");
+    assert!(table(&d));
+    run_d(
+        &d,
+        &["--name", "af1", "--network", &n, "-p", "80"],
+        &img,
+        &httpd("af"),
+    );
+    // Without --network, no network: loopback only.
+    let o = d.ok(&["run", "--rm", &img, "ip", "-o", "link"]);
+    assert_eq!(o.lines().count(), 1, "{o}");
+    d.ok(&["rm", "-f", "af1"]);
+    d.ok(&["network", "rm", &n]);
+    assert_eq!(sysctl(&d), "0");
+    assert!(!table(&d));
+    assert_net_clean(&d);
+}
