@@ -270,18 +270,27 @@ fi
 if part 4; then
 echo "== 4. 1,000 published ports"
 rss() { awk '/^VmRSS:/ {print $2}' "/proc/$berth_pid/status"; }
-# Processes, not kernel threads nor zombies (an exited shim waits for the host's init).
-procs() { ps -e -o ppid=,pid=,stat= | awk '$1 != 2 && $2 != 2 && $3 !~ /^Z/' | wc -l; }
+# Processes in the benchmark's network namespace (the daemon, shims, any proxy it would
+# start), not zombies (an exited shim waits for the host's init); others on the machine are
+# not counted.
+own_net=$(readlink /proc/self/ns/net)
+bench_procs() {
+  local p
+  for p in $(ps -e -o pid=,stat= | awk '$2 !~ /^Z/ {print $1}'); do
+    if [ "$(readlink "/proc/$p/ns/net" 2>/dev/null)" = "$own_net" ]; then cat "/proc/$p/comm" 2>/dev/null || true; fi
+  done | sort
+}
+procs() { bench_procs | wc -l; }
 t() { local s e; s=$(date +%s%N); "$@" >/dev/null; e=$(date +%s%N); echo $(( (e - s) / 1000000 )); }
 # The comparison is a running container without ports (its shim and process counted on both
 # sides), after one such container came and went (the daemon's first-use allocations).
 $bc run -d --name p0 "$IMG" sleep 1000 >/dev/null && $bc rm -f p0 >/dev/null
 base_run=$(t $bc run -d --name p0 "$IMG" sleep 1000)
-rss0=$(rss); procs0=$(procs); ps -e -o ppid=,stat=,comm= | awk '$1 != 2 && $2 !~ /^Z/ {print $3}' | sort >"$work/procs0"
+rss0=$(rss); bench_procs >"$work/procs0"; procs0=$(wc -l <"$work/procs0")
 base_rm=$(t $bc rm -f p0)
 run_ms=$(t $bc run -d --name p1000 -p 30000-30999:30000-30999 "$IMG" sleep 1000)
 sleep 1 # the first container's shim is gone
-rss1=$(rss); procs1=$(procs); ps -e -o ppid=,stat=,comm= | awk '$1 != 2 && $2 !~ /^Z/ {print $3}' | sort >"$work/procs1"
+rss1=$(rss); bench_procs >"$work/procs1"; procs1=$(wc -l <"$work/procs1")
 echo "processes that differ: $(diff "$work/procs0" "$work/procs1" | grep '^[<>]' | tr '\n' ' ')(none: nothing)"
 nports=$($db port p1000 | wc -l)
 elems=$(nft -j list map inet berth ports4 | jq '[.nftables[] | select(.map) | .map.elem // [] | length] | add')

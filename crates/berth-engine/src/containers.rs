@@ -556,6 +556,8 @@ impl Engine {
             c.sandbox = net.sandbox.clone();
             c.ports = net.ports.clone();
         });
+        // The record's JSON with many ports was large: its pages back to the kernel.
+        crate::networks::trim_after(net.ports.len());
         // The shim is up and the container created: attachers connect now, then it starts.
         h.shim_ready.send_replace(true);
         h.attach_notify.notify_waiters();

@@ -2533,7 +2533,7 @@ fn parse_port_range(s: &str) -> Result<(u16, u16)> {
 /// After publishing or unpublishing many ports, give the allocator's free memory back to the
 /// kernel (the nft script, the record's JSON and the like are freed, but glibc keeps the
 /// pages of each thread's arena; with 1,000 ports that is megabytes of RSS for nothing).
-fn trim_after(ports: usize) {
+pub(crate) fn trim_after(ports: usize) {
     if ports >= 64 {
         // SAFETY: malloc_trim only releases free memory of the allocator; no pointer held
         // anywhere is affected.
