@@ -5,6 +5,7 @@
 //! hijacked connections of attach and exec. Handlers only parse and shape: the work is the
 //! engine's, and anything that blocks runs on a blocking thread.
 
+mod build;
 mod containers;
 pub mod detach;
 pub mod http;
@@ -153,14 +154,9 @@ async fn route(ctx: Ctx, req: Request<Incoming>) -> Result<Resp, Error> {
         (_, ["session"]) | (_, ["grpc"]) => Err(Error::NotImplemented(
             "BuildKit sessions are not supported by berth".into(),
         )),
-        // No build cache until builds exist (`docker system prune` asks).
-        (&Method::POST, ["build", "prune"]) => Ok(http::json(
-            200,
-            &serde_json::json!({"CachesDeleted": null, "SpaceReclaimed": 0}),
-        )),
-        (_, ["build"]) | (_, ["build", ..]) => Err(Error::NotImplemented(
-            "builds are not supported by berth yet".into(),
-        )),
+        (&Method::POST, ["build", "prune"]) => build::prune(ctx, &q).await,
+        (&Method::POST, ["build"]) => build::build(ctx, req, &q).await,
+        (_, ["build", "cancel"]) => Ok(http::empty(200)),
         (_, ["networks", ..]) => networks::route(ctx, req, &m, &s[1..], &q).await,
         (_, ["volumes", ..]) => volumes::route(ctx, req, &m, &s[1..], &q).await,
         (&Method::POST, ["commit"]) => ops::commit(ctx, req, &q).await,

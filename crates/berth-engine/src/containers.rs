@@ -98,7 +98,18 @@ pub fn parse_signal(s: &str) -> Result<i32> {
 
 impl Engine {
     /// Create a container (blocking). Returns its ID and warnings.
-    pub fn create(&self, who: &Subject, mut req: CreateRequest) -> Result<(String, Vec<String>)> {
+    pub fn create(&self, who: &Subject, req: CreateRequest) -> Result<(String, Vec<String>)> {
+        self.create_from(who, req, None)
+    }
+
+    /// Create a container of `image` when given (a build step's state, which is no image
+    /// the store lists), else of the image the request names.
+    pub(crate) fn create_from(
+        &self,
+        who: &Subject,
+        mut req: CreateRequest,
+        image: Option<&berth_image::ImageRecord>,
+    ) -> Result<(String, Vec<String>)> {
         self.authorize(who, Action::Create, None)?;
         let hc = &req.host_config;
         if hc.privileged.unwrap_or(false)
@@ -117,12 +128,15 @@ impl Engine {
             .ok_or_else(|| {
                 Error::Invalid("config cannot be empty in order to create a container".into())
             })?;
-        let image = self.images.lookup(&image_name)?.ok_or_else(|| {
-            Error::NotFound(format!(
-                "No such image: {}",
-                normalize_for_message(&image_name)
-            ))
-        })?;
+        let image = match image {
+            Some(i) => i.clone(),
+            None => self.images.lookup(&image_name)?.ok_or_else(|| {
+                Error::NotFound(format!(
+                    "No such image: {}",
+                    normalize_for_message(&image_name)
+                ))
+            })?,
+        };
         // Validate what can be validated before anything is made.
         crate::spec::container_caps(hc)?;
         crate::spec::resources(hc, hc.privileged.unwrap_or(false))?;

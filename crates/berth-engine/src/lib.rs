@@ -22,6 +22,7 @@
 //!   was down.
 
 pub mod authz;
+pub mod build;
 pub mod cgroup;
 pub mod config;
 mod containers;

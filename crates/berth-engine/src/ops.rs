@@ -4,7 +4,7 @@
 //! Every method here blocks (cgroup files, `ps`, the root filesystem, the image store): the
 //! API calls them from blocking threads.
 
-mod archive;
+pub(crate) mod archive;
 mod stats;
 
 use std::io::Write;

@@ -52,7 +52,7 @@ pub struct CommitOptions {
 }
 
 /// A scratch path in `dir` unique to this process and call.
-fn scratch(dir: &Path, what: &str) -> PathBuf {
+pub(crate) fn scratch(dir: &Path, what: &str) -> PathBuf {
     static N: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
     dir.join(format!(
         ".{what}-{}-{}",
@@ -62,7 +62,7 @@ fn scratch(dir: &Path, what: &str) -> PathBuf {
 }
 
 /// Removes a scratch file or directory when dropped.
-struct Scratch(PathBuf);
+pub(crate) struct Scratch(pub(crate) PathBuf);
 
 impl Drop for Scratch {
     fn drop(&mut self) {

@@ -52,6 +52,7 @@
 //! for itself forever).
 
 pub mod archive;
+pub mod build;
 pub mod bundle;
 pub mod commit;
 pub mod config;
@@ -228,7 +229,7 @@ pub enum Error {
 /// Result with this crate's error.
 pub type Result<T, E = Error> = std::result::Result<T, E>;
 
-fn db_err(e: impl std::fmt::Display) -> Error {
+pub(crate) fn db_err(e: impl std::fmt::Display) -> Error {
     Error::Db(e.to_string())
 }
 

@@ -537,7 +537,7 @@ impl ImageStore {
         self.gc_locked()
     }
 
-    fn gc_locked(&self) -> Result<GcReport> {
+    pub(crate) fn gc_locked(&self) -> Result<GcReport> {
         // What the remaining images refer to. An unreadable manifest stops everything: its
         // layer blobs cannot be told from garbage.
         let mut keep_blobs = HashSet::new();
@@ -545,6 +545,11 @@ impl ImageStore {
         for root in self.forget_stale_roots()? {
             keep_blobs.insert(root.image.clone());
             keep_layers.extend(root.diff_ids);
+        }
+        // The build cache's layers (see `build`).
+        for l in self.cache_refs()? {
+            keep_blobs.insert(l.digest);
+            keep_layers.insert(l.diff_id);
         }
         for rec in self.images()? {
             let manifest: berth_registry::ImageManifest = self

@@ -322,3 +322,29 @@ fn sync(dir: &Path, whole: bool) -> Result<()> {
         d.sync_all().map_err(|e| io("syncing", e))
     }
 }
+
+impl ImageStore {
+    /// Unpack the layer blob `digest` (in the content store, `size` bytes) as the layer
+    /// `diff_id`, unless that layer is unpacked already (a build step's new layer).
+    pub(crate) fn unpack_blob(&self, digest: &Digest, size: u64, diff_id: &Digest) -> Result<()> {
+        if self.layer_path(&diff_id.to_string()).is_dir() {
+            return Ok(());
+        }
+        let layers_dir = self.root.join("layers");
+        let ctx = Ctx {
+            blobs: &self.blobs,
+            layers: &layers_dir,
+            remote: None,
+            on_event: &|_| {},
+        };
+        let jobs = [Job {
+            digest: digest.clone(),
+            size,
+            diff_id: diff_id.clone(),
+            fetch: false,
+            unpack: true,
+        }];
+        let staged = stream::run(&ctx, &jobs)?;
+        self.commit_staged(staged)
+    }
+}

@@ -270,7 +270,10 @@ impl ImageStore {
             let txn = db.begin_write().map_err(db_err)?;
             {
                 let images = txn.open_table(crate::IMAGES).map_err(db_err)?;
-                if get_record(&images, &image.id)?.is_none() {
+                // A build state (no manifest: see `build`) needs its config blob only.
+                let state = image.manifest.is_empty()
+                    && berth_store::Digest::parse(&image.id).is_ok_and(|d| self.blobs.contains(&d));
+                if !state && get_record(&images, &image.id)?.is_none() {
                     return Err(Error::NoSuchImage(image.id.clone()).into());
                 }
                 let mut roots = txn.open_table(ROOTS).map_err(db_err)?;

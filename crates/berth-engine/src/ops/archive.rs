@@ -32,7 +32,7 @@ use crate::{Error, Result};
 
 /// How paths are resolved inside a container: as if its root were `/`, `..` stopping there,
 /// absolute symlinks relative to it, magic links (`/proc/<pid>/root`) refused.
-const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
+pub(crate) const IN_ROOT: ResolveFlags = ResolveFlags::IN_ROOT.union(ResolveFlags::NO_MAGICLINKS);
 /// Beneath a directory, following nothing.
 const BENEATH: ResolveFlags = ResolveFlags::BENEATH
     .union(ResolveFlags::NO_SYMLINKS)

@@ -1,0 +1,274 @@
+//! `POST /build` (the classic builder's API, which the docker CLI uses with
+//! `DOCKER_BUILDKIT=0` or without buildx, and docker-compose and the Python SDK use) and
+//! `POST /build/prune`.
+
+use std::collections::{BTreeMap, HashMap};
+use std::sync::Arc;
+
+use berth_engine::build::{BuildMessage, BuildOptions, Puller};
+use berth_engine::{Action, Engine, Error};
+use berth_registry::{Client, Credentials, Options, Platform, PlatformExt as _, Reference};
+use bytes::Bytes;
+use hyper::Request;
+use hyper::body::Incoming;
+use serde_json::{Value, json};
+
+use crate::Ctx;
+use crate::http::{self, Query, Resp};
+
+/// The largest build context accepted (bytes, as sent).
+const MAX_CONTEXT: u64 = 16 << 30;
+
+fn line(v: Value) -> Bytes {
+    let mut b = serde_json::to_vec(&v).unwrap_or_default();
+    b.extend_from_slice(b"\r\n");
+    Bytes::from(b)
+}
+
+/// A JSON object parameter (`buildargs`, `labels`).
+fn json_param<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> Result<T, Error> {
+    match q.get(k).filter(|v| !v.is_empty()) {
+        Some(v) => serde_json::from_str(v)
+            .map_err(|e| Error::Invalid(format!("invalid {k} parameter: {e}"))),
+        None => Ok(T::default()),
+    }
+}
+
+/// X-Registry-Config: base64 JSON of registry to `{username, password}`.
+fn registry_config(h: Option<&str>) -> HashMap<String, Credentials> {
+    use base64::Engine as _;
+    let mut out = HashMap::new();
+    let Some(h) = h else { return out };
+    let h = h.trim();
+    let Ok(bytes) = base64::engine::general_purpose::URL_SAFE
+        .decode(h)
+        .or_else(|_| base64::engine::general_purpose::STANDARD.decode(h))
+        .or_else(|_| {
+            base64::engine::general_purpose::URL_SAFE_NO_PAD.decode(h.trim_end_matches('='))
+        })
+    else {
+        return out;
+    };
+    let Ok(Value::Object(m)) = serde_json::from_slice::<Value>(&bytes) else {
+        return out;
+    };
+    for (reg, v) in m {
+        let user = v["username"].as_str().unwrap_or_default();
+        let pass = v["password"].as_str().unwrap_or_default();
+        if user.is_empty() && pass.is_empty() {
+            continue;
+        }
+        let host = reg
+            .trim_start_matches("https://")
+            .trim_start_matches("http://")
+            .split('/')
+            .next()
+            .unwrap_or_default()
+            .to_string();
+        let host = if host == "index.docker.io" {
+            "docker.io".to_string()
+        } else {
+            host
+        };
+        out.insert(
+            host,
+            Credentials {
+                username: user.to_string(),
+                password: pass.to_string(),
+            },
+        );
+    }
+    out
+}
+
+pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::Create, None)?;
+    if q.get("version") == Some("2") {
+        return Err(Error::NotImplemented(
+            "BuildKit builds (version=2) are not supported by berth: its builder serves the classic API (DOCKER_BUILDKIT=0)".into(),
+        ));
+    }
+    if q.get("remote").is_some_and(|r| !r.is_empty()) {
+        return Err(Error::NotImplemented(
+            "builds from a remote context (a URL) are not supported by berth yet: send the context as the body".into(),
+        ));
+    }
+    let mut tags = Vec::new();
+    for t in q.all("t") {
+        if t.is_empty() {
+            continue;
+        }
+        Reference::parse(&t)
+            .map_err(|_| Error::Invalid(format!("invalid reference format: {t}")))?;
+        tags.push(t);
+    }
+    let build_args: BTreeMap<String, Option<String>> = json_param(q, "buildargs")?;
+    let labels: BTreeMap<String, String> = json_param(q, "labels")?;
+    let cache_from: Vec<String> = json_param(q, "cachefrom")?;
+    let mut extra_hosts = Vec::new();
+    for h in q.all("extrahosts") {
+        extra_hosts.extend(
+            h.split(',')
+                .map(str::trim)
+                .filter(|s| !s.is_empty())
+                .map(str::to_string),
+        );
+    }
+    let opts = BuildOptions {
+        tags,
+        dockerfile: q.get("dockerfile").unwrap_or_default().to_string(),
+        build_args,
+        no_cache: q.bool("nocache"),
+        pull: q.bool("pull"),
+        quiet: q.bool("q"),
+        labels,
+        target: q
+            .get("target")
+            .map(str::to_string)
+            .filter(|t| !t.is_empty()),
+        network_mode: q
+            .get("networkmode")
+            .map(str::to_string)
+            .filter(|t| !t.is_empty() && t != "default"),
+        extra_hosts,
+        platform: q
+            .get("platform")
+            .map(str::to_string)
+            .filter(|t| !t.is_empty()),
+        cache_from,
+        secrets: HashMap::new(),
+    };
+    let creds = registry_config(
+        req.headers()
+            .get("X-Registry-Config")
+            .and_then(|h| h.to_str().ok()),
+    );
+    let engine: Arc<Engine> = ctx.engine.clone();
+    let puller = puller(engine.clone(), creds);
+    let mut reader = http::BodyReader::new(req.into_body(), MAX_CONTEXT);
+    let (resp, tx) = http::stream(200, "application/json");
+    let (mtx, mut mrx) = tokio::sync::mpsc::channel::<BuildMessage>(256);
+    // Messages to JSON lines.
+    let fwd = tokio::spawn(async move {
+        while let Some(m) = mrx.recv().await {
+            let v = match m {
+                BuildMessage::Stream(s) => json!({"stream": s}),
+                BuildMessage::Aux(a) => json!({"aux": a}),
+                BuildMessage::Raw(v) => v,
+            };
+            if tx.send(line(v)).await.is_err() {
+                // The client went: the build goes on to its end (its containers go).
+                while mrx.recv().await.is_some() {}
+                return None;
+            }
+        }
+        Some(tx)
+    });
+    let who = ctx.who.clone();
+    tokio::task::spawn_blocking(move || {
+        let spool = (|| {
+            let dir = engine.paths().data_root.join("builds");
+            std::fs::create_dir_all(&dir)
+                .map_err(|e| Error::internal("making the builds directory", e))?;
+            let mut f = berth_engine::build::spool_file(&dir)?;
+            std::io::copy(&mut reader, &mut f)
+                .map_err(|e| Error::Invalid(format!("reading the build context: {e}")))?;
+            Ok::<_, Error>(f)
+        })();
+        let result = match spool {
+            Ok(f) => engine.build(&who, &opts, f, &puller, &mtx),
+            Err(e) => Err(berth_engine::build::BuildFailure {
+                message: e.to_string(),
+                code: None,
+            }),
+        };
+        drop(mtx);
+        let tx = tokio::runtime::Handle::current()
+            .block_on(fwd)
+            .ok()
+            .flatten();
+        if let (Err(f), Some(tx)) = (result, tx) {
+            let mut detail = json!({"message": f.message});
+            if let Some(c) = f.code {
+                detail["code"] = json!(c);
+            }
+            let _ = tx.blocking_send(line(json!({"errorDetail": detail, "error": f.message})));
+        }
+    });
+    Ok(resp)
+}
+
+/// Pulls for a build: the registry client with the client's credentials (X-Registry-Config),
+/// progress as the pull endpoint's JSON messages.
+fn puller(engine: Arc<Engine>, creds: HashMap<String, Credentials>) -> Puller {
+    Arc::new(move |name: &str, send: &(dyn Fn(Value) + Sync)| {
+        let r = Reference::parse(name)
+            .map_err(|_| Error::Invalid(format!("invalid reference format: {name}")))?;
+        let mut credentials = HashMap::new();
+        if let Some(c) = creds.get(&r.registry) {
+            credentials.insert(r.registry.clone(), c.clone());
+        }
+        let client = Client::new(Options {
+            insecure: engine.config().insecure_registries.clone(),
+            credentials,
+            chunk_size: None,
+        });
+        let shown = r
+            .tag_or_latest()
+            .map_or_else(|| r.manifest_ref(), str::to_string);
+        send(json!({"status": format!("Pulling from {}", r.familiar_name()), "id": shown}));
+        let on_event = |e: berth_image::PullEvent| {
+            use berth_image::PullEvent as P;
+            let short = |d: &dyn std::fmt::Display| {
+                let s = d.to_string();
+                s.trim_start_matches("sha256:")
+                    .chars()
+                    .take(12)
+                    .collect::<String>()
+            };
+            match e {
+                P::Exists { digest } => send(
+                    json!({"status": "Already exists", "progressDetail": {}, "id": short(&digest)}),
+                ),
+                P::Done { digest } => send(
+                    json!({"status": "Pull complete", "progressDetail": {}, "id": short(&digest)}),
+                ),
+                _ => {}
+            }
+        };
+        engine
+            .images()
+            .pull_with_progress(&client, &r, &Platform::host(), &on_event)
+            .map_err(Error::from)?;
+        send(json!({"status": format!("Status: Downloaded newer image for {}", r.familiar())}));
+        Ok(())
+    })
+}
+
+/// `POST /build/prune`: the build cache's entries (all, or those the filters pick), and
+/// what that reclaimed.
+pub(crate) async fn prune(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
+    ctx.engine.authorize(&ctx.who, Action::System, None)?;
+    let filters = q.filters()?;
+    let until = filters
+        .get("until")
+        .and_then(|v| v.first())
+        .map(|u| crate::system::parse_time(u))
+        .transpose()?;
+    let engine = ctx.engine.clone();
+    let (ids, reclaimed) = tokio::task::spawn_blocking(move || {
+        engine
+            .images()
+            .cache_prune(&|_, e| match until {
+                Some(cut) => humantime::parse_rfc3339_weak(&e.last_used).is_ok_and(|t| t < cut),
+                None => true,
+            })
+            .map_err(Error::from)
+    })
+    .await
+    .map_err(|e| Error::Internal(e.to_string()))??;
+    Ok(http::json(
+        200,
+        &json!({"CachesDeleted": if ids.is_empty() { Value::Null } else { json!(ids) }, "SpaceReclaimed": reclaimed}),
+    ))
+}

@@ -1,0 +1,252 @@
+//! Builds through the real docker CLI (the classic builder's API: `DOCKER_BUILDKIT=0`): a
+//! multi-stage Dockerfile with build args, heredocs, COPY --from and .dockerignore; the cache
+//! on an unchanged rebuild and after one late file changes; a failing step; bad input.
+
+use std::path::Path;
+
+use berth_testkit::daemon::{TestDaemon, with_busybox};
+use berth_testkit::unique;
+
+/// `docker build ARGS` with the legacy builder: (success, stdout, stderr, exit code).
+fn build(d: &TestDaemon, dir: &Path, args: &[&str]) -> (bool, String, String, i32) {
+    let out = d
+        .docker_cmd(&[&["build"], args, &[dir.to_str().unwrap()]].concat())
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::process::Stdio::null())
+        .output()
+        .expect("docker build");
+    (
+        out.status.success(),
+        String::from_utf8_lossy(&out.stdout).into_owned(),
+        String::from_utf8_lossy(&out.stderr).into_owned(),
+        out.status.code().unwrap_or(-1),
+    )
+}
+
+fn write(dir: &Path, name: &str, text: &str) {
+    let p = dir.join(name);
+    std::fs::create_dir_all(p.parent().unwrap()).unwrap();
+    std::fs::write(p, text).unwrap();
+}
+
+#[test]
+fn docker_build_multi_stage_with_cache() {
+    let Some((d, _reg, img)) = with_busybox(&unique("build")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            r#"# syntax=docker/dockerfile:1
+ARG BASE={img}
+FROM $BASE AS build
+ARG GREETING=hello
+WORKDIR /src
+COPY greet.sh ./
+RUN <<EOF
+set -e
+mkdir -p /out
+echo "$GREETING from build" > /out/msg
+cp greet.sh /out/
+EOF
+
+FROM ${{BASE}}
+LABEL org.test.kind=multi \
+      org.test.other="two words"
+ENV APP=/app
+COPY --from=build /out/ $APP/
+COPY docs/ /docs/
+COPY late.txt ${{APP}}/late.txt
+EXPOSE 8080 9000/udp
+VOLUME /data
+USER 1000:1000
+CMD ["sh", "-c", "cat /app/msg /app/late.txt"]
+"#
+        ),
+    );
+    write(dir, "greet.sh", "#!/bin/sh\necho greet\n");
+    write(dir, "late.txt", "late one\n");
+    write(dir, "secret.txt", "do not send\n");
+    write(dir, "docs/README.md", "ignored\n");
+    write(dir, "docs/KEEP.md", "kept\n");
+    write(dir, "docs/a.txt", "a\n");
+    write(dir, ".dockerignore", "secret.txt\n**/*.md\n!docs/KEEP.md\n");
+
+    let tag = unique("built");
+    let (ok, out, err, _) = build(&d, dir, &["-t", &tag, "--build-arg", "GREETING=hi"]);
+    assert!(ok, "build failed: {out}\n{err}\n--- daemon:\n{}", d.log());
+    assert!(out.contains("Step 1/"), "{out}");
+    assert!(out.contains("Successfully built"), "{out}");
+    assert!(
+        out.contains(&format!("Successfully tagged {tag}:latest")),
+        "{out}"
+    );
+    let run = d.ok(&["run", "--rm", &tag]);
+    assert_eq!(run, "hi from build\nlate one\n");
+    let files = d.ok(&[
+        "run",
+        "--rm",
+        "--entrypoint",
+        "sh",
+        &tag,
+        "-c",
+        "ls /docs; ls -ln /app",
+    ]);
+    assert!(
+        files.contains("KEEP.md") && files.contains("a.txt"),
+        "{files}"
+    );
+    assert!(!files.contains("README.md"), "{files}");
+    // The config as the Dockerfile set it.
+    let inspect: serde_json::Value =
+        serde_json::from_str(&d.ok(&["image", "inspect", &tag])).unwrap();
+    let cfg = &inspect[0]["Config"];
+    assert_eq!(cfg["User"], "1000:1000");
+    assert_eq!(cfg["Labels"]["org.test.kind"], "multi");
+    assert_eq!(cfg["Labels"]["org.test.other"], "two words");
+    assert!(cfg["ExposedPorts"]["8080/tcp"].is_object(), "{cfg}");
+    assert!(cfg["ExposedPorts"]["9000/udp"].is_object(), "{cfg}");
+    assert!(cfg["Volumes"]["/data"].is_object(), "{cfg}");
+    assert!(
+        cfg["Env"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .any(|e| e == "APP=/app"),
+        "{cfg}"
+    );
+    assert_eq!(cfg["Cmd"][0], "sh");
+    let id = inspect[0]["Id"].as_str().unwrap().to_string();
+    let history = d.ok(&["history", "--no-trunc", "--format", "{{.CreatedBy}}", &tag]);
+    assert!(history.contains("COPY late.txt"), "{history}");
+    assert!(history.contains("USER 1000:1000"), "{history}");
+
+    // Unchanged: every step from the cache, the same image.
+    let (ok, out, err, _) = build(&d, dir, &["-t", &tag, "--build-arg", "GREETING=hi"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(!out.contains("Running in"), "a step ran again:\n{out}");
+    assert!(out.contains("Using cache"), "{out}");
+    let id2 = d.ok(&["image", "inspect", "-f", "{{.Id}}", &tag]);
+    assert_eq!(id2.trim(), id, "an unchanged rebuild made another image");
+
+    // One late file changed (its time too): only what depends on it is done again.
+    write(dir, "late.txt", "late two\n");
+    let (ok, out, err, _) = build(&d, dir, &["-t", &tag, "--build-arg", "GREETING=hi"]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        !out.contains("Running in"),
+        "the build stage ran again:\n{out}"
+    );
+    assert_eq!(d.ok(&["run", "--rm", &tag]), "hi from build\nlate two\n");
+    // Only a touch: the content is the same, the cache holds.
+    let (ok, out, _, _) = build(&d, dir, &["-t", &tag, "--build-arg", "GREETING=hi"]);
+    assert!(ok);
+    let steps = out.matches("Step ").count();
+    let cached = out.matches("Using cache").count();
+    assert!(cached >= steps - 3, "{out}");
+    // Another build arg: the RUN that sees it runs again.
+    let (ok, out, _, _) = build(&d, dir, &["-t", &tag, "--build-arg", "GREETING=bye"]);
+    assert!(ok, "{out}");
+    assert!(out.contains("Running in"), "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &tag]), "bye from build\nlate two\n");
+
+    d.ok(&["rmi", &tag]);
+    d.assert_clean();
+}
+
+#[test]
+fn docker_build_failures() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildfail")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "ok.txt", "ok\n");
+    write(dir, "secret.txt", "no\n");
+    write(dir, ".dockerignore", "secret.txt\n");
+
+    // A failing RUN: its command and exit code; nothing left.
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY ok.txt /\nRUN echo before; exit 3\nRUN echo never\n"),
+    );
+    let (ok, out, err, code) = build(&d, dir, &["-t", &unique("fail")]);
+    assert!(!ok);
+    assert_eq!(code, 3, "{out}\n{err}");
+    assert!(out.contains("before"), "the step's output is shown: {out}");
+    assert!(
+        err.contains("The command '/bin/sh -c echo before; exit 3' returned a non-zero code: 3"),
+        "{err}"
+    );
+    assert!(!out.contains("never"));
+
+    // Unknown instruction, naming the line.
+    write(dir, "Dockerfile", &format!("FROM {img}\nFOO bar\n"));
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("unknown instruction") && err.contains("2"),
+        "{err}"
+    );
+
+    // A file excluded by .dockerignore, and one outside the context.
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY secret.txt /\n"),
+    );
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(
+        err.contains("secret.txt") && err.contains("excluded by .dockerignore"),
+        "{err}"
+    );
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY ../etc/passwd /\n"),
+    );
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("outside the build context"), "{err}");
+
+    // A symlink pointing out of the context is resolved inside it: not found.
+    std::os::unix::fs::symlink("/etc/passwd", dir.join("link")).unwrap();
+    write(dir, "Dockerfile", &format!("FROM {img}\nCOPY link /x\n"));
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok, "a link out of the context was followed");
+    assert!(err.contains("link"), "{err}");
+    std::fs::remove_file(dir.join("link")).unwrap();
+
+    // A missing stage or base image; a cycle between stages.
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY --from=nope /x /y\n"),
+    );
+    let (ok, _, _, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    write(
+        dir,
+        "Dockerfile",
+        "FROM b AS a\nRUN true\nFROM a AS b\nRUN true\n",
+    );
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("circular dependency"), "{err}");
+    write(dir, "Dockerfile", &format!("FROM {img}\nRUN true\n"));
+    let (ok, _, err, _) = build(&d, dir, &["--target", "nothere"]);
+    assert!(!ok);
+    assert!(err.contains("nothere"), "{err}");
+    let (ok, _, err, _) = build(&d, dir, &["--platform", "linux/s390x"]);
+    assert!(!ok);
+    assert!(err.contains("s390x"), "{err}");
+
+    d.assert_clean();
+    let ps = d.ok(&["ps", "-aq"]);
+    assert!(ps.trim().is_empty(), "containers left: {ps}");
+}
