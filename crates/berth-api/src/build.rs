@@ -88,11 +88,10 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
             "BuildKit builds (version=2) are not supported by berth: its builder serves the classic API (DOCKER_BUILDKIT=0)".into(),
         ));
     }
-    if q.get("remote").is_some_and(|r| !r.is_empty()) {
-        return Err(Error::NotImplemented(
-            "builds from a remote context (a URL) are not supported by berth yet: send the context as the body".into(),
-        ));
-    }
+    let remote = q
+        .get("remote")
+        .filter(|r| !r.is_empty())
+        .map(str::to_string);
     let mut tags = Vec::new();
     for t in q.all("t") {
         if t.is_empty() {
@@ -170,6 +169,9 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
             let dir = engine.paths().data_root.join("builds");
             std::fs::create_dir_all(&dir)
                 .map_err(|e| Error::internal("making the builds directory", e))?;
+            if let Some(url) = &remote {
+                return berth_engine::build::remote_context(url, &dir);
+            }
             let mut f = berth_engine::build::spool_file(&dir)?;
             std::io::copy(&mut reader, &mut f)
                 .map_err(|e| Error::Invalid(format!("reading the build context: {e}")))?;
@@ -255,18 +257,12 @@ pub(crate) async fn prune(ctx: Ctx, q: &Query) -> Result<Resp, Error> {
         .and_then(|v| v.first())
         .map(|u| crate::system::parse_time(u))
         .transpose()?;
+    let all = q.bool("all");
     let engine = ctx.engine.clone();
-    let (ids, reclaimed) = tokio::task::spawn_blocking(move || {
-        engine
-            .images()
-            .cache_prune(&|_, e| match until {
-                Some(cut) => humantime::parse_rfc3339_weak(&e.last_used).is_ok_and(|t| t < cut),
-                None => true,
-            })
-            .map_err(Error::from)
-    })
-    .await
-    .map_err(|e| Error::Internal(e.to_string()))??;
+    let (ids, reclaimed) =
+        tokio::task::spawn_blocking(move || engine.prune_build_cache(all, until))
+            .await
+            .map_err(|e| Error::Internal(e.to_string()))??;
     Ok(http::json(
         200,
         &json!({"CachesDeleted": if ids.is_empty() { Value::Null } else { json!(ids) }, "SpaceReclaimed": reclaimed}),

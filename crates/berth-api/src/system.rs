@@ -336,7 +336,7 @@ pub async fn df(ctx: &Ctx, _q: &Query) -> Result<Resp, Error> {
             "Images": images,
             "Containers": containers,
             "Volumes": engine.volume_usage(&who)?,
-            "BuildCache": [],
+            "BuildCache": engine.build_cache_usage()?,
         }))
     })
     .await?;

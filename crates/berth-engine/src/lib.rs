@@ -274,6 +274,7 @@ impl Engine {
         });
         engine.net_open()?;
         engine.recover()?;
+        engine.recover_builds();
         engine.net_reconcile()?;
         Ok(engine)
     }

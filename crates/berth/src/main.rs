@@ -123,6 +123,11 @@ enum Command {
     Load(cmd::archive::LoadArgs),
     /// Make an image from a root file system tarball.
     Import(cmd::archive::ImportArgs),
+    /// Build an image from a Dockerfile.
+    Build(cmd::build::BuildArgs),
+    /// Manage builds.
+    #[command(subcommand)]
+    Builder(cmd::build::BuilderCmd),
     /// Manage images.
     #[command(subcommand)]
     Image(ImageCmd),
@@ -191,6 +196,8 @@ enum ContainerCmd {
 
 #[derive(Subcommand, Debug)]
 enum ImageCmd {
+    /// Build an image from a Dockerfile.
+    Build(cmd::build::BuildArgs),
     /// List images.
     #[command(alias = "list")]
     Ls(cmd::image::ImagesArgs),
@@ -349,6 +356,10 @@ fn run_client(cli: &Cli, command: Command) -> Result<ExitCode> {
         Command::Info(a) | Command::System(SystemCmd::Info(a)) => info::info(&c, &a),
         Command::Events(a) | Command::System(SystemCmd::Events(a)) => info::events(&c, &a),
         Command::System(SystemCmd::Prune(a)) => info::prune(&c, &a),
+        Command::Build(a)
+        | Command::Image(ImageCmd::Build(a))
+        | Command::Builder(cmd::build::BuilderCmd::Build(a)) => cmd::build::build(&c, &a),
+        Command::Builder(cmd::build::BuilderCmd::Prune(a)) => cmd::build::prune(&c, &a),
         Command::Container(ContainerCmd::Inspect(a)) => ct::inspect(&c, &a, Some("container")),
         Command::Container(ContainerCmd::Prune(a)) => {
             ct::prune(&c, &a, false).map(|_| ExitCode::SUCCESS)
@@ -467,6 +478,9 @@ fn main() -> ExitCode {
         Command::Image(ImageCmd::Export(a)) => {
             let root = cmd::data_root(cli.data_root);
             report(cmd::bundle::export(&root, &a), "berth: ", 1)
+        }
+        c @ (Command::Build(_) | Command::Builder(_) | Command::Image(ImageCmd::Build(_))) => {
+            report(run_client(&cli, c), "", 1)
         }
         c @ (Command::Pull(_)
         | Command::Push(_)

@@ -100,6 +100,58 @@ pub fn spool_file(dir: &Path) -> Result<File> {
     context::spool(dir)
 }
 
+/// A build context from a URL (`remote=`): a tarball (plain, gzip or zstd), or a lone
+/// Dockerfile (anything else), downloaded into a scratch file in `dir`.
+pub fn remote_context(url: &str, dir: &Path) -> Result<File> {
+    use std::io::{Read, Seek, Write};
+    if !(url.starts_with("http://") || url.starts_with("https://")) {
+        return Err(Error::NotImplemented(format!(
+            "remote context {url}: only http and https URLs of a tarball or a Dockerfile are supported (not git)"
+        )));
+    }
+    let scratch = dir.join(format!("remote-{}", &crate::names::new_id()[..16]));
+    let name = download(url, &scratch, None)?;
+    let downloaded = scratch.join(&name);
+    let mut f = File::open(&downloaded).map_err(|e| Error::internal("reading a download", e))?;
+    let _ = std::fs::remove_dir_all(&scratch);
+    let mut head = Vec::new();
+    (&mut f)
+        .take(512)
+        .read_to_end(&mut head)
+        .map_err(|e| Error::internal("reading a download", e))?;
+    f.rewind()
+        .map_err(|e| Error::internal("reading a download", e))?;
+    let tarball = match berth_layer::Compression::detect(&head) {
+        berth_layer::Compression::None => head.len() >= 262 && &head[257..262] == b"ustar",
+        _ => true,
+    };
+    if tarball {
+        return Ok(f);
+    }
+    // A Dockerfile: the context is it alone.
+    let mut text = Vec::new();
+    f.take(16 << 20)
+        .read_to_end(&mut text)
+        .map_err(|e| Error::internal("reading a download", e))?;
+    let mut out = context::spool(dir)?;
+    {
+        let mut b = tar::Builder::new(&mut out);
+        let mut h = tar::Header::new_gnu();
+        h.set_size(text.len() as u64);
+        h.set_mode(0o644);
+        h.set_uid(0);
+        h.set_gid(0);
+        h.set_mtime(0);
+        b.append_data(&mut h, "Dockerfile", text.as_slice())
+            .map_err(|e| Error::internal("writing the context", e))?;
+        b.finish()
+            .map_err(|e| Error::internal("writing the context", e))?;
+    }
+    out.flush()
+        .map_err(|e| Error::internal("writing the context", e))?;
+    Ok(out)
+}
+
 /// The state between steps.
 #[derive(Clone)]
 struct State {
@@ -258,6 +310,114 @@ impl Engine {
         let _ = std::fs::remove_dir_all(&dir);
         result
     }
+}
+
+impl Engine {
+    /// At daemon start: what builds a daemon did not finish left (killed mid-build): their
+    /// roots, scratch directories and step containers go.
+    pub(crate) fn recover_builds(self: &Arc<Self>) {
+        if let Ok(roots) = self.images.roots() {
+            for r in roots.into_iter().filter(|r| r.id.starts_with("build:")) {
+                tracing::info!("removing the root {} of an unfinished build", r.id);
+                let _ = self.images.remove_root(&r.id, true);
+            }
+        }
+        let _ = std::fs::remove_dir_all(self.paths.data_root.join("builds"));
+        let steps: Vec<(String, String)> = self
+            .containers
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .values()
+            .map(|h| h.get())
+            .filter(|c| {
+                c.config
+                    .labels
+                    .as_ref()
+                    .is_some_and(|l| l.contains_key("berth.build"))
+            })
+            .map(|c| (c.id, c.owner))
+            .collect();
+        for (id, owner) in steps {
+            let me = self.clone();
+            self.rt.spawn(async move {
+                tracing::info!("removing the step container {id} of an unfinished build");
+                let who = Subject { tenant: owner };
+                let _ = me.remove(&who, &id, true, true).await;
+            });
+        }
+    }
+
+    /// `docker builder prune`: the cache entries last used before `until` (all when none),
+    /// of them only those whose layer no image has unless `all`; with `all` and no `until`
+    /// the RUN cache mounts go too. Returns the entries dropped and the bytes reclaimed.
+    pub fn prune_build_cache(
+        &self,
+        all: bool,
+        until: Option<std::time::SystemTime>,
+    ) -> Result<(Vec<String>, u64)> {
+        let used: HashSet<String> = if all {
+            HashSet::new()
+        } else {
+            self.images
+                .images()?
+                .into_iter()
+                .flat_map(|r| r.diff_ids)
+                .collect()
+        };
+        let (ids, mut reclaimed) = self.images.cache_prune(&|_, e| {
+            let old = until.is_none_or(|cut| {
+                humantime::parse_rfc3339_weak(&e.last_used).is_ok_and(|t| t < cut)
+            });
+            old && (all || e.layer.as_ref().is_none_or(|l| !used.contains(&l.diff_id)))
+        })?;
+        if all && until.is_none() {
+            let dir = self.paths.data_root.join("build-cache-mounts");
+            if dir.exists() {
+                reclaimed += berth_layer_usage(&dir);
+                let _ = std::fs::remove_dir_all(&dir);
+            }
+        }
+        Ok((ids, reclaimed))
+    }
+
+    /// `docker system df`'s build cache rows.
+    pub fn build_cache_usage(&self) -> Result<Vec<Value>> {
+        Ok(self
+            .images
+            .cache_entries()?
+            .into_iter()
+            .map(|(k, e)| {
+                json!({
+                    "ID": &k[..25.min(k.len())],
+                    "Parent": "",
+                    "Type": "regular",
+                    "Description": e.description,
+                    "InUse": false,
+                    "Shared": false,
+                    "Size": e.layer.as_ref().map_or(0, |l| l.size),
+                    "CreatedAt": e.created,
+                    "LastUsedAt": e.last_used,
+                    "UsageCount": e.usage_count,
+                })
+            })
+            .collect())
+    }
+}
+
+/// Bytes under `dir` (files' sizes).
+fn berth_layer_usage(dir: &Path) -> u64 {
+    let mut total = 0;
+    let mut todo = vec![dir.to_path_buf()];
+    while let Some(d) = todo.pop() {
+        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
+            match e.file_type() {
+                Ok(t) if t.is_dir() => todo.push(e.path()),
+                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
+                _ => {}
+            }
+        }
+    }
+    total
 }
 
 /// Refuse a platform that is not this machine's.
@@ -1069,26 +1229,40 @@ impl Build<'_> {
             };
             heredoc_files.push((h.name.clone(), content));
         }
-        let mut picked = Vec::new();
+        // URLs (ADD) are downloaded first, each into a directory of its own.
+        let mut url_sources: Vec<Source> = Vec::new();
+        let mut picked: Vec<(Option<usize>, context::Picked)> = Vec::new();
         for s in &c.sources {
             let s = self
                 .expand(s, &st.args, Some(&st.config), line)
                 .map_err(fail)?;
-            if add && (s.starts_with("http://") || s.starts_with("https://")) {
-                return Err(fail(Error::NotImplemented(format!(
-                    "ADD from a URL ({s}) is not supported by berth yet"
-                ))));
-            }
             if add && (s.starts_with("git@") || s.ends_with(".git")) {
                 return Err(fail(Error::NotImplemented(format!(
                     "ADD of a git repository ({s}) is not supported by berth"
                 ))));
             }
+            if add && (s.starts_with("http://") || s.starts_with("https://")) {
+                self.seq.set(self.seq.get() + 1);
+                let dir = self.dir.join(format!("url-{}", self.seq.get()));
+                let name = download(&s, &dir, c.checksum.as_deref()).map_err(fail)?;
+                url_sources.push(Source::tree(&dir, format!("URL {s}")).map_err(fail)?);
+                picked.push((
+                    Some(url_sources.len() - 1),
+                    context::Picked {
+                        rel: name,
+                        dir: false,
+                    },
+                ));
+                continue;
+            }
+            if !add && c.checksum.is_some() {
+                return Err(fail(Error::Invalid("COPY does not take --checksum".into())));
+            }
             for p in source
                 .pick(&s)
                 .map_err(|e| fail(Error::Invalid(format!("{verb} failed: {e}"))))?
             {
-                picked.push(p);
+                picked.push((None, p));
             }
         }
         let many = picked.len() + heredoc_files.len() > 1;
@@ -1097,17 +1271,21 @@ impl Build<'_> {
                 "When using {verb} with more than one source file, the destination must be a directory and end with a /"
             ))));
         }
-        // ADD of a local archive unpacks it.
+        // ADD of a local archive unpacks it (one from a URL is copied as it is).
         let mut archives = Vec::new();
         let mut plan: Vec<Planned<'_>> = Vec::new();
-        for p in picked {
-            if add && !p.dir && is_archive(source, &p.rel) {
+        for (from_url, p) in picked {
+            let src: &Source = match from_url {
+                Some(i) => &url_sources[i],
+                None => source,
+            };
+            if add && from_url.is_none() && !p.dir && is_archive(source, &p.rel) {
                 archives.push(p);
                 continue;
             }
             let base = p.rel.rsplit('/').next().unwrap_or_default().to_string();
             plan.push(Planned {
-                source,
+                source: src,
                 name: if p.dir { String::new() } else { base },
                 picked: p,
             });
@@ -1862,6 +2040,71 @@ fn unpack_archive(f: File, dir: &std::os::fd::OwnedFd) -> Result<()> {
     berth_layer::unpack(reader, Path::new(&path), berth_layer::Mode::Flatten)
         .map_err(|e| Error::Invalid(e.to_string().replacen("layer entry", "archive entry", 1)))?;
     Ok(())
+}
+
+/// ADD's download of `url` into `dir` (made here): the file's name (from the URL's path).
+/// With `checksum` (`sha256:…`), the content must match it.
+fn download(url: &str, dir: &Path, checksum: Option<&str>) -> Result<String> {
+    use std::io::{Read, Write};
+    use std::os::unix::fs::OpenOptionsExt;
+    const MAX: u64 = 8 << 30;
+    std::fs::create_dir_all(dir).map_err(|e| Error::internal("making a download directory", e))?;
+    let path_part = url
+        .split(['?', '#'])
+        .next()
+        .unwrap_or_default()
+        .splitn(4, '/')
+        .nth(3)
+        .unwrap_or_default();
+    let name = path_part
+        .rsplit('/')
+        .find(|s| !s.is_empty() && *s != "." && *s != "..")
+        .unwrap_or("__unnamed__")
+        .to_string();
+    let agent = ureq::AgentBuilder::new()
+        .timeout_connect(std::time::Duration::from_secs(30))
+        .build();
+    let resp = agent.get(url).call().map_err(|e| match e {
+        ureq::Error::Status(code, _) => {
+            Error::Invalid(format!("failed to GET {url} with status {code}"))
+        }
+        e => Error::Invalid(format!("failed to GET {url}: {e}")),
+    })?;
+    let file = dir.join(&name);
+    let mut f = std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&file)
+        .map_err(|e| Error::internal("writing a download", e))?;
+    let mut h = Sha256::new();
+    let mut r = resp.into_reader().take(MAX + 1);
+    let mut buf = vec![0u8; 64 * 1024];
+    let mut total = 0u64;
+    loop {
+        let n = r
+            .read(&mut buf)
+            .map_err(|e| Error::Invalid(format!("failed to GET {url}: {e}")))?;
+        if n == 0 {
+            break;
+        }
+        total += n as u64;
+        if total > MAX {
+            return Err(Error::Invalid(format!("{url}: larger than {MAX} bytes")));
+        }
+        h.update(&buf[..n]);
+        f.write_all(&buf[..n])
+            .map_err(|e| Error::internal("writing a download", e))?;
+    }
+    if let Some(want) = checksum {
+        let got = format!("sha256:{:x}", h.finalize());
+        if !want.eq_ignore_ascii_case(&got) {
+            return Err(Error::Invalid(format!(
+                "digest mismatch for {url}: {got}, expected {want}"
+            )));
+        }
+    }
+    Ok(name)
 }
 
 /// `--chown`'s user and group, looked up in the root's own /etc/passwd and /etc/group.
