@@ -437,3 +437,37 @@ fn berth_cli_build_add_url_and_remote_context() {
     d.ok(&["rmi", &tag, &rtag]);
     d.assert_clean();
 }
+
+#[test]
+fn independent_stages_run_together_and_unneeded_ones_not_at_all() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildpar")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    // Each of a and b waits (up to 60 s) for the other to have started: only stages run at
+    // the same time finish. The cache mount is shared by id.
+    let sync = unique("sync");
+    let wait = |me: &str, other: &str| {
+        format!(
+            "RUN --mount=type=cache,id={sync},target=/sync touch /sync/{me}; i=0; while [ ! -f /sync/{other} ]; do i=$((i+1)); [ $i -gt 600 ] && exit 9; sleep 0.1; done; echo {me} > /{me}"
+        )
+    };
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            "FROM {img} AS a\n{}\nFROM {img} AS b\n{}\nFROM {img} AS unused\nRUN exit 7\nFROM {img}\nCOPY --from=a /a /\nCOPY --from=b /b /\nCMD cat /a /b\n",
+            wait("a", "b"),
+            wait("b", "a")
+        ),
+    );
+    let tag = unique("par");
+    let (ok, out, err, _) = build(&d, dir, &["-t", &tag]);
+    assert!(ok, "{out}\n{err}\n--- daemon:\n{}", d.log());
+    assert!(!out.contains("exit 7"), "an unneeded stage ran:\n{out}");
+    assert_eq!(d.ok(&["run", "--rm", &tag]), "a\nb\n");
+    d.ok(&["rmi", &tag]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.assert_clean();
+}

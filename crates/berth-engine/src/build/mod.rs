@@ -21,11 +21,12 @@
 mod context;
 mod imgconfig;
 
-use std::cell::{Cell, RefCell};
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fs::File;
 use std::path::{Path, PathBuf};
 use std::sync::Arc;
+use std::sync::Mutex;
+use std::sync::atomic::{AtomicUsize, Ordering};
 
 use berth_dockerfile::{Dockerfile, Instruction, Kind, ShellOrExec, Stage};
 use berth_image::ImageRecord;
@@ -183,15 +184,15 @@ struct Build<'a> {
     context_dir: PathBuf,
     escape: char,
     /// Stage results by index.
-    done: HashMap<usize, State>,
+    done: Mutex<HashMap<usize, State>>,
     /// Roots made for the build (removed at its end): stage and image roots by name.
-    roots: RefCell<Vec<String>>,
-    trees: RefCell<HashMap<String, PathBuf>>,
-    step: usize,
+    roots: Mutex<Vec<String>>,
+    trees: Mutex<HashMap<String, PathBuf>>,
+    step: AtomicUsize,
     steps: usize,
-    used_args: HashSet<String>,
-    hits: RefCell<Vec<String>>,
-    seq: Cell<usize>,
+    used_args: Mutex<HashSet<String>>,
+    hits: Mutex<Vec<String>>,
+    seq: AtomicUsize,
 }
 
 /// The paths the engine mounts over in a container: empty files made for them are not the
@@ -294,14 +295,14 @@ impl Engine {
                 context: source,
                 context_dir,
                 escape: '\\',
-                done: HashMap::new(),
-                roots: RefCell::new(Vec::new()),
-                trees: RefCell::new(HashMap::new()),
-                step: 0,
+                done: Mutex::new(HashMap::new()),
+                roots: Mutex::new(Vec::new()),
+                trees: Mutex::new(HashMap::new()),
+                step: AtomicUsize::new(0),
                 steps: 0,
-                used_args: HashSet::new(),
-                hits: RefCell::new(Vec::new()),
-                seq: Cell::new(0),
+                used_args: Mutex::new(HashSet::new()),
+                hits: Mutex::new(Vec::new()),
+                seq: AtomicUsize::new(0),
             };
             let r = b.run();
             b.cleanup();
@@ -450,7 +451,7 @@ impl Build<'_> {
         for a in &df.meta_args {
             let v = match self.opts.build_args.get(&a.name) {
                 Some(v) => {
-                    self.used_args.insert(a.name.clone());
+                    lock(&self.used_args).insert(a.name.clone());
                     self.arg_value(&a.name, v)
                 }
                 None => match &a.default {
@@ -467,26 +468,24 @@ impl Build<'_> {
             .iter()
             .map(|i| df.stages[*i].instructions.len() + 1)
             .sum();
-        let mut last = None;
-        for i in order {
-            let st = self.stage(&df, i, &meta)?;
-            self.done.insert(i, st);
-            last = Some(i);
-        }
-        let Some(last) = last else {
+        let Some(&last) = order.last() else {
             return Err(BuildFailure::from(Error::Invalid(
                 "the Dockerfile has no stage (no FROM)".into(),
             )));
         };
-        let mut st = self.done.remove(&last).expect("built above");
+        self.run_stages(&df, &order, &meta)?;
+        let mut st = lock(&self.done).remove(&last).ok_or_else(|| {
+            BuildFailure::from(Error::Internal("the target was not built".into()))
+        })?;
         for (k, v) in &self.opts.labels {
             st.config.map_insert("Labels", k, json!(v));
         }
+        let used = lock(&self.used_args).clone();
         let unused: Vec<&String> = self
             .opts
             .build_args
             .keys()
-            .filter(|k| !self.used_args.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
+            .filter(|k| !used.contains(*k) && !PROXY_ARGS.contains(&k.as_str()))
             .collect();
         if !unused.is_empty() {
             let names: Vec<&str> = unused.iter().map(|s| s.as_str()).collect();
@@ -520,7 +519,7 @@ impl Build<'_> {
             .images
             .build_image(st.base.as_ref(), &bytes, &st.layers, &tags)
             .map_err(|e| BuildFailure::from(Error::from(e)))?;
-        let _ = self.engine.images.cache_touch(&self.hits.borrow());
+        let _ = self.engine.images.cache_touch(&lock(&self.hits));
         let _ = self
             .out
             .blocking_send(BuildMessage::Aux(json!({"ID": rec.id})));
@@ -548,6 +547,72 @@ impl Build<'_> {
                 .blocking_send(BuildMessage::Stream(format!("{}\n", rec.id)));
         }
         Ok(rec.id)
+    }
+
+    /// Run the stages of `order` (dependencies first), those that do not depend on each
+    /// other at the same time; the first failure stops starting more and is returned once
+    /// the running ones end.
+    fn run_stages(
+        &self,
+        df: &Dockerfile,
+        order: &[usize],
+        meta: &BTreeMap<String, String>,
+    ) -> std::result::Result<(), BuildFailure> {
+        let deps: HashMap<usize, Vec<usize>> = order
+            .iter()
+            .map(|&i| {
+                let d = self
+                    .deps(df, meta, i)
+                    .into_iter()
+                    .filter(|d| *d != i && order.contains(d))
+                    .collect();
+                (i, d)
+            })
+            .collect();
+        let (tx, rx) =
+            std::sync::mpsc::channel::<(usize, std::result::Result<State, BuildFailure>)>();
+        let mut failure = None;
+        std::thread::scope(|scope| {
+            let mut started: HashSet<usize> = HashSet::new();
+            let mut finished: HashSet<usize> = HashSet::new();
+            let mut running = 0usize;
+            loop {
+                if failure.is_none() {
+                    for &i in order {
+                        if started.contains(&i) || !deps[&i].iter().all(|d| finished.contains(d)) {
+                            continue;
+                        }
+                        started.insert(i);
+                        running += 1;
+                        let tx = tx.clone();
+                        scope.spawn(move || {
+                            let r = self.stage(df, i, meta);
+                            let _ = tx.send((i, r));
+                        });
+                    }
+                }
+                if running == 0 {
+                    break;
+                }
+                let Ok((i, r)) = rx.recv() else { break };
+                running -= 1;
+                match r {
+                    Ok(st) => {
+                        lock(&self.done).insert(i, st);
+                        finished.insert(i);
+                    }
+                    Err(e) => {
+                        if failure.is_none() {
+                            failure = Some(e);
+                        }
+                    }
+                }
+            }
+        });
+        match failure {
+            Some(e) => Err(e),
+            None => Ok(()),
+        }
     }
 
     fn read_dockerfile(&self) -> Result<Dockerfile> {
@@ -699,17 +764,14 @@ impl Build<'_> {
     }
 
     fn stage(
-        &mut self,
+        &self,
         df: &Dockerfile,
         i: usize,
         meta: &BTreeMap<String, String>,
     ) -> std::result::Result<State, BuildFailure> {
         let s: &Stage = &df.stages[i];
-        self.step += 1;
-        self.say(format!(
-            "Step {}/{} : {}\n",
-            self.step, self.steps, s.original
-        ));
+        let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+        self.say(format!("Step {n}/{} : {}\n", self.steps, s.original));
         let base = self
             .expand(&s.base, meta, None, s.line)
             .map_err(BuildFailure::from)?;
@@ -730,7 +792,7 @@ impl Build<'_> {
                 last_created: None,
             }
         } else if let Some(d) = stage_ref(df, &base, i, true) {
-            let mut st = self.done.get(&d).cloned().ok_or_else(|| {
+            let mut st = lock(&self.done).get(&d).cloned().ok_or_else(|| {
                 BuildFailure::from(Error::Invalid(format!("stage {base} was not built")))
             })?;
             st.args = BTreeMap::new();
@@ -772,11 +834,8 @@ impl Build<'_> {
             }
         }
         for ins in &s.instructions {
-            self.step += 1;
-            self.say(format!(
-                "Step {}/{} : {}\n",
-                self.step, self.steps, ins.original
-            ));
+            let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
+            self.say(format!("Step {n}/{} : {}\n", self.steps, ins.original));
             self.instruction(df, i, &mut st, ins, meta)?;
             self.say(format!(" ---> {}\n", short(&st.key)));
         }
@@ -806,7 +865,7 @@ impl Build<'_> {
     }
 
     fn instruction(
-        &mut self,
+        &self,
         df: &Dockerfile,
         stage: usize,
         st: &mut State,
@@ -832,7 +891,7 @@ impl Build<'_> {
                 for a in decls {
                     let v = match self.opts.build_args.get(&a.name) {
                         Some(v) => {
-                            self.used_args.insert(a.name.clone());
+                            lock(&self.used_args).insert(a.name.clone());
                             self.arg_value(&a.name, v)
                         }
                         None => match &a.default {
@@ -1024,11 +1083,7 @@ impl Build<'_> {
     }
 
     /// A step that changes the config only.
-    fn meta_step(
-        &mut self,
-        st: &mut State,
-        created_by: &str,
-    ) -> std::result::Result<(), BuildFailure> {
+    fn meta_step(&self, st: &mut State, created_by: &str) -> std::result::Result<(), BuildFailure> {
         let key = sha(&[&st.key, created_by]);
         let entry = match self.cached(&key) {
             Some(e) => {
@@ -1064,7 +1119,7 @@ impl Build<'_> {
             return None;
         }
         let e = self.engine.images.cache_get(key).ok().flatten()?;
-        self.hits.borrow_mut().push(key.to_string());
+        lock(&self.hits).push(key.to_string());
         Some(e)
     }
 
@@ -1128,11 +1183,11 @@ impl Build<'_> {
 
     /// A root filesystem of the state, for one step.
     fn state_root(&self, st: &State) -> Result<berth_image::rootfs::Rootfs> {
-        self.seq.set(self.seq.get() + 1);
+        let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
         let bytes = st.config.to_bytes(&st.diff_ids, None);
         let rec = self.engine.images.state_record(&bytes, &st.diff_ids)?;
-        let dir = self.dir.join(format!("root-{}", self.seq.get()));
-        let id = format!("build:{}:{}", &self.id[..16], self.seq.get());
+        let dir = self.dir.join(format!("root-{n}"));
+        let id = format!("build:{}:{n}", &self.id[..16]);
         Ok(self.engine.images.create_root(
             &rec,
             &id,
@@ -1145,12 +1200,11 @@ impl Build<'_> {
 
     /// The files of `from` (a stage's name or index, or an image) as a copy source.
     fn tree_of(&self, df: &Dockerfile, stage: usize, from: &str) -> Result<PathBuf> {
-        if let Some(p) = self.trees.borrow().get(from) {
+        if let Some(p) = lock(&self.trees).get(from) {
             return Ok(p.clone());
         }
         let st = match stage_ref(df, from, stage, false) {
-            Some(d) => self
-                .done
+            Some(d) => lock(&self.done)
                 .get(&d)
                 .cloned()
                 .ok_or_else(|| Error::Invalid(format!("stage {from} was not built")))?,
@@ -1168,15 +1222,15 @@ impl Build<'_> {
             }
         };
         let root = self.state_root(&st)?;
-        self.roots.borrow_mut().push(root.id.clone());
+        lock(&self.roots).push(root.id.clone());
         let p = root.merged();
-        self.trees.borrow_mut().insert(from.to_string(), p.clone());
+        lock(&self.trees).insert(from.to_string(), p.clone());
         Ok(p)
     }
 
     #[allow(clippy::too_many_arguments)]
     fn copy_step(
-        &mut self,
+        &self,
         df: &Dockerfile,
         stage: usize,
         st: &mut State,
@@ -1242,8 +1296,8 @@ impl Build<'_> {
                 ))));
             }
             if add && (s.starts_with("http://") || s.starts_with("https://")) {
-                self.seq.set(self.seq.get() + 1);
-                let dir = self.dir.join(format!("url-{}", self.seq.get()));
+                let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+                let dir = self.dir.join(format!("url-{n}"));
                 let name = download(&s, &dir, c.checksum.as_deref()).map_err(fail)?;
                 url_sources.push(Source::tree(&dir, format!("URL {s}")).map_err(fail)?);
                 picked.push((
@@ -1423,7 +1477,7 @@ impl Build<'_> {
 
     #[allow(clippy::too_many_arguments)]
     fn run_step(
-        &mut self,
+        &self,
         _df: &Dockerfile,
         _stage: usize,
         st: &mut State,
@@ -1517,7 +1571,7 @@ impl Build<'_> {
 
     #[allow(clippy::too_many_arguments)]
     fn run_container(
-        &mut self,
+        &self,
         st: &State,
         argv: Vec<String>,
         env: Vec<String>,
@@ -1640,7 +1694,7 @@ impl Build<'_> {
 
     /// A RUN --mount as the container's bind or tmpfs.
     fn mount_for(
-        &mut self,
+        &self,
         m: &berth_dockerfile::Mount,
         binds: &mut Vec<String>,
         tmpfs: &mut HashMap<String, String>,
@@ -1680,7 +1734,7 @@ impl Build<'_> {
             MountKind::Bind => {
                 let src = m.source.clone().unwrap_or_default();
                 let base = match &m.from {
-                    Some(f) => self.trees.borrow().get(f).cloned().ok_or_else(|| {
+                    Some(f) => lock(&self.trees).get(f).cloned().ok_or_else(|| {
                         Error::Invalid(format!("RUN --mount from={f}: no such stage or image"))
                     })?,
                     None => self.context_dir.clone(),
@@ -1733,10 +1787,15 @@ impl Build<'_> {
     }
 
     fn cleanup(&mut self) {
-        for id in self.roots.borrow_mut().drain(..) {
+        for id in lock(&self.roots).drain(..) {
             let _ = self.engine.images.remove_root(&id, true);
         }
     }
+}
+
+/// A lock, even if a stage's thread panicked holding it.
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|p| p.into_inner())
 }
 
 fn single_heredoc_file(dest_dir_form: bool, many: bool) -> bool {
