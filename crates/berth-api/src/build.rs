@@ -34,6 +34,24 @@ fn json_param<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> R
     }
 }
 
+/// X-Berth-Build-Secrets (berth's own; the classic API has no way for secrets): base64 JSON
+/// of id → base64 content.
+fn secrets(h: Option<&str>) -> Result<HashMap<String, Vec<u8>>, Error> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut out = HashMap::new();
+    let Some(h) = h.filter(|h| !h.is_empty()) else {
+        return Ok(out);
+    };
+    let bad = || Error::Invalid("invalid X-Berth-Build-Secrets header".into());
+    let bytes = b64.decode(h.trim()).map_err(|_| bad())?;
+    let m: HashMap<String, String> = serde_json::from_slice(&bytes).map_err(|_| bad())?;
+    for (k, v) in m {
+        out.insert(k, b64.decode(v).map_err(|_| bad())?);
+    }
+    Ok(out)
+}
+
 /// X-Registry-Config: base64 JSON of registry to `{username, password}`.
 fn registry_config(h: Option<&str>) -> HashMap<String, Credentials> {
     use base64::Engine as _;
@@ -135,7 +153,11 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
             .map(str::to_string)
             .filter(|t| !t.is_empty()),
         cache_from,
-        secrets: HashMap::new(),
+        secrets: secrets(
+            req.headers()
+                .get("X-Berth-Build-Secrets")
+                .and_then(|h| h.to_str().ok()),
+        )?,
     };
     let creds = registry_config(
         req.headers()

@@ -405,6 +405,65 @@ fn berth_cli_build_add_url_and_remote_context() {
     assert!(text.contains("Successfully built"), "{text}\n{}", d.log());
     assert_eq!(d.ok(&["run", "--rm", &rtag]), "remote\n");
 
+    // berth build of a URL: the daemon fetches it.
+    let utag = unique("urlctx");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "-t", &utag])
+        .arg(format!("http://127.0.0.1:{port}/remote.Dockerfile"))
+        .env("BERTH_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(d.ok(&["run", "--rm", &utag]), "remote\n");
+
+    // A secret: seen by the RUN that mounts it, not kept in the image.
+    let secret = other.path().join("tok");
+    std::fs::write(&secret, "s3cret").unwrap();
+    std::fs::write(
+        &dockerfile,
+        format!(
+            "FROM {img}\nRUN --mount=type=secret,id=tok test \"$(cat /run/secrets/tok)\" = s3cret && echo ok > /ok\n"
+        ),
+    )
+    .unwrap();
+    let stag = unique("secret");
+    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
+        .arg("-H")
+        .arg(d.host())
+        .args(["build", "--progress", "plain", "-t", &stag, "--secret"])
+        .arg(format!("id=tok,src={}", secret.display()))
+        .arg("-f")
+        .arg(&dockerfile)
+        .arg(dir)
+        .env("BERTH_NO_AUTOSTART", "1")
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}\n{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let seen = d.ok(&[
+        "run",
+        "--rm",
+        &stag,
+        "sh",
+        "-c",
+        "cat /ok; ls /run/secrets 2>&1; true",
+    ]);
+    assert!(seen.starts_with("ok\n"), "{seen}");
+    assert!(
+        !seen.contains("tok"),
+        "the secret's mount point was kept: {seen}"
+    );
+
     // The docker CLI without DOCKER_BUILDKIT (no buildx here): the legacy builder.
     let out = d
         .docker_cmd(&["build", "-q", "-f"])
@@ -434,7 +493,7 @@ fn berth_cli_build_add_url_and_remote_context() {
     assert!(pruned.contains("Total"), "{pruned}");
     let df = d.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
     assert!(df.contains("Build Cache 0"), "{df}");
-    d.ok(&["rmi", &tag, &rtag]);
+    d.ok(&["rmi", &tag, &rtag, &utag, &stag]);
     d.assert_clean();
 }
 

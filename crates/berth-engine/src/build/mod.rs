@@ -1587,12 +1587,23 @@ impl Build<'_> {
             .images
             .state_record(&bytes, &st.diff_ids)
             .map_err(|e| BuildFailure::from(Error::from(e)))?;
-        let mut binds = Vec::new();
+        let mut binds: Vec<String> = Vec::new();
         let mut tmpfs = HashMap::new();
         for m in mounts {
             self.mount_for(m, &mut binds, &mut tmpfs)
                 .map_err(|e| BuildFailure::from(Error::Invalid(at_err(line, e))))?;
         }
+        // Empty files made to mount over are not the step's work: /etc/hosts and kin, and
+        // the targets of file mounts (secrets).
+        let mount_points: Vec<String> = MOUNT_POINTS
+            .iter()
+            .map(|p| p.to_string())
+            .chain(
+                binds
+                    .iter()
+                    .filter_map(|b| b.split(':').nth(1).map(str::to_string)),
+            )
+            .collect();
         let config = bollard_stubs::models::ContainerConfig {
             image: Some(rec.id.clone()),
             cmd: Some(argv.clone()),
@@ -1656,7 +1667,7 @@ impl Build<'_> {
                             .record_step(
                                 key,
                                 Some(&root),
-                                MOUNT_POINTS,
+                                &mount_points.iter().map(String::as_str).collect::<Vec<_>>(),
                                 CacheEntry {
                                     layer: None,
                                     created: now(),

@@ -54,7 +54,7 @@ pub enum ProgressMode {
     Tty,
 }
 
-/// A `--secret` (parsed, not sent yet).
+/// A `--secret` (sent in berth's own header, `X-Berth-Build-Secrets`).
 #[derive(Clone, Debug, PartialEq, Eq, Default)]
 pub struct Secret {
     /// `id=`.
@@ -154,7 +154,7 @@ pub struct BuildArgs {
     /// Images to consider as cache sources; repeatable.
     #[arg(long = "cache-from", value_name = "IMAGE")]
     pub cache_from: Vec<String>,
-    /// A secret to expose to the build (`id=ID,src=FILE`); not supported through the API yet.
+    /// A secret for `RUN --mount=type=secret` (`id=ID,src=FILE` or `id=ID,env=VAR`).
     #[arg(long = "secret", value_name = "id=ID,src=FILE", value_parser = parse_secret)]
     pub secrets: Vec<Secret>,
     /// How to show the progress.
@@ -1184,19 +1184,53 @@ fn follow<W: Write>(
     Ok(Outcome::Built(id.or(built)))
 }
 
+/// `--secret`s for the daemon (berth's own header; the classic API has no way for them):
+/// base64 JSON of id → base64 content.
+fn secrets_header(secrets: &[Secret]) -> Result<String> {
+    use base64::Engine as _;
+    let b64 = base64::engine::general_purpose::STANDARD;
+    let mut m = serde_json::Map::new();
+    for sec in secrets {
+        let content = match (&sec.src, &sec.env) {
+            (Some(p), _) => std::fs::read(p)
+                .with_context(|| format!("reading secret {} from {}", sec.id, p.display()))?,
+            (None, Some(e)) => std::env::var(e)
+                .map(String::into_bytes)
+                .map_err(|_| anyhow!("secret {}: environment variable {e} is not set", sec.id))?,
+            (None, None) => bail!("secret {} has no source", sec.id),
+        };
+        m.insert(sec.id.clone(), Value::String(b64.encode(content)));
+    }
+    Ok(b64.encode(Value::Object(m).to_string()))
+}
+
 /// `berth build`.
 pub fn build(c: &Client, a: &BuildArgs) -> Result<ExitCode> {
-    if !a.secrets.is_empty() {
-        bail!("--secret is not supported through the API yet");
-    }
     if let Some(f) = &a.iidfile
         && let Err(e) = std::fs::remove_file(f)
         && e.kind() != io::ErrorKind::NotFound
     {
         return Err(anyhow!(e).context(format!("Removing image ID file {}", f.display())));
     }
-    let prepared = prepare(a)?;
-    let req = build_request(a, &prepared.dockerfile)?;
+    let remote = (std::fs::metadata(&a.context).is_err()
+        && (a.context.starts_with("http://") || a.context.starts_with("https://")))
+    .then(|| a.context.clone());
+    let prepared = match &remote {
+        // A URL of a tarball or a Dockerfile: the daemon fetches it (`remote=`).
+        Some(_) => Prepared {
+            body: Box::new(io::empty()),
+            dockerfile: a.file.clone().unwrap_or_else(|| "Dockerfile".into()),
+            sent: Arc::new(AtomicU64::new(0)),
+        },
+        None => prepare(a)?,
+    };
+    let mut req = build_request(a, &prepared.dockerfile)?;
+    if let Some(url) = &remote {
+        req = req.q("remote", url);
+    }
+    if !a.secrets.is_empty() {
+        req = req.header("X-Berth-Build-Secrets", secrets_header(&a.secrets)?);
+    }
     let started = Instant::now();
     let resp = c.call(req.stream(prepared.body, "application/x-tar"))?;
     let sent = prepared.sent.load(Ordering::Relaxed);
