@@ -530,3 +530,125 @@ fn independent_stages_run_together_and_unneeded_ones_not_at_all() {
     d.ok(&["builder", "prune", "-af"]);
     d.assert_clean();
 }
+
+/// POST /build with `body` as the context; the response text.
+fn post_build(d: &TestDaemon, query: &str, body: &[u8]) -> String {
+    let dir = tempfile::tempdir().unwrap();
+    let f = dir.path().join("ctx.tar");
+    std::fs::write(&f, body).unwrap();
+    let out = std::process::Command::new("curl")
+        .args(["-sS", "--unix-socket"])
+        .arg(d.socket())
+        .args([
+            "-X",
+            "POST",
+            "-H",
+            "Content-Type: application/x-tar",
+            "--data-binary",
+        ])
+        .arg(format!("@{}", f.display()))
+        .arg(format!("http://localhost/build?{query}"))
+        .output()
+        .unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+#[test]
+fn hostile_contexts() {
+    use berth_testkit::tar::Layer;
+    use tar::EntryType;
+    let Some((d, _reg, img)) = with_busybox(&unique("buildhostile")) else {
+        return;
+    };
+    let dockerfile = format!("FROM {img}\nCOPY . /ctx/\n");
+    let victim = tempfile::tempdir().unwrap();
+    let v = victim.path().display().to_string();
+    // Names climbing out, absolute names, a link out and a write through it, a hard link to
+    // a host file: each refused, nothing written outside.
+    let cases: Vec<(&str, Vec<u8>)> = vec![
+        (
+            "dotdot",
+            Layer::new()
+                .file("Dockerfile", 0o644, dockerfile.as_bytes())
+                .raw(
+                    format!("../../../../..{v}/evil").as_bytes(),
+                    EntryType::Regular,
+                    b"",
+                    b"x",
+                )
+                .tar(),
+        ),
+        (
+            "absolute",
+            Layer::new()
+                .file("Dockerfile", 0o644, dockerfile.as_bytes())
+                .raw(
+                    format!("{v}/evil").as_bytes(),
+                    EntryType::Regular,
+                    b"",
+                    b"x",
+                )
+                .tar(),
+        ),
+        (
+            "through a link",
+            Layer::new()
+                .file("Dockerfile", 0o644, dockerfile.as_bytes())
+                .link(EntryType::Symlink, "out", &v)
+                .file("out/evil", 0o644, b"x")
+                .tar(),
+        ),
+        (
+            "hard link",
+            Layer::new()
+                .file("Dockerfile", 0o644, dockerfile.as_bytes())
+                .link(EntryType::Link, "shadow", "/etc/shadow")
+                .tar(),
+        ),
+        ("truncated", {
+            let mut t = Layer::new()
+                .file("Dockerfile", 0o644, dockerfile.as_bytes())
+                .file("big", 0o644, &[7u8; 100_000])
+                .tar();
+            t.truncate(40_000);
+            t
+        }),
+        (
+            "garbage",
+            b"this is not a tar at all, not even close".repeat(100),
+        ),
+    ];
+    for (what, body) in cases {
+        let tag = unique("hostile");
+        let out = post_build(&d, &format!("t={tag}"), &body);
+        assert!(
+            !std::fs::exists(victim.path().join("evil")).unwrap(),
+            "{what}: a file was written outside the context"
+        );
+        // The build may refuse the context or succeed without the bad entry; it never
+        // copies a host file in.
+        if out.contains("Successfully built") {
+            let seen = d.ok(&[
+                "run",
+                "--rm",
+                &tag,
+                "sh",
+                "-c",
+                "cat /ctx/shadow 2>/dev/null; true",
+            ]);
+            assert!(!seen.contains("root:"), "{what}: a host file was copied in");
+        } else {
+            assert!(out.contains("errorDetail"), "{what}: {out}");
+        }
+    }
+    // Whatever the builds made goes with the images and the cache.
+    for id in d.ok(&["images", "-q"]).lines() {
+        let _ = d.docker(&["rmi", "-f", id]);
+    }
+    d.ok(&["builder", "prune", "-af"]);
+    d.assert_clean();
+    let left: Vec<_> = std::fs::read_dir(d.data_root().join("builds"))
+        .map(|r| r.flatten().map(|e| e.path()).collect())
+        .unwrap_or_default();
+    assert!(left.is_empty(), "build directories left: {left:?}");
+}
