@@ -652,3 +652,71 @@ fn hostile_contexts() {
         .unwrap_or_default();
     assert!(left.is_empty(), "build directories left: {left:?}");
 }
+
+#[test]
+fn copy_flags_and_dockerfile_specific_ignore() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildcopy")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "logs/keep.txt", "keep\n");
+    write(dir, "logs/x.log", "drop\n");
+    write(dir, "a/b/f.txt", "f\n");
+    write(dir, "c/d.txt", "d\n");
+    write(dir, "f.txt", "owned\n");
+    write(dir, "secret.key", "no\n");
+    write(
+        dir,
+        "sub/My.Dockerfile",
+        &format!(
+            "FROM {img}\nCOPY --exclude=*.log logs/ /l/\nCOPY --parents a/b/f.txt c/d.txt /p/\nCOPY --chown=1:2 --chmod=640 f.txt /o/\nWORKDIR /w/x\nCOPY f.txt rel.txt\nCOPY *.key /k/\n"
+        ),
+    );
+    write(dir, "sub/My.Dockerfile.dockerignore", "secret.key\n");
+    let tag = unique("copyflags");
+    let (ok, out, err, _) = build(
+        &d,
+        dir,
+        &[
+            "-t",
+            &tag,
+            "-f",
+            dir.join("sub/My.Dockerfile").to_str().unwrap(),
+        ],
+    );
+    assert!(!ok, "the ignored *.key was copied: {out}");
+    assert!(
+        err.contains("no source files") || err.contains("excluded"),
+        "{err}"
+    );
+    write(
+        dir,
+        "sub/My.Dockerfile",
+        &format!(
+            "FROM {img}\nCOPY --exclude=*.log logs/ /l/\nCOPY --parents a/b/f.txt c/d.txt /p/\nCOPY --chown=1:2 --chmod=640 f.txt /o/\nWORKDIR /w/x\nCOPY f.txt rel.txt\n"
+        ),
+    );
+    let (ok, out, err, _) = build(
+        &d,
+        dir,
+        &[
+            "-t",
+            &tag,
+            "-f",
+            dir.join("sub/My.Dockerfile").to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}\n{err}\n--- daemon:\n{}", d.log());
+    let seen = d.ok(&[
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        "ls /l; cat /p/a/b/f.txt /p/c/d.txt; stat -c '%u:%g %a' /o/f.txt; cat /w/x/rel.txt; pwd",
+    ]);
+    assert_eq!(seen, "keep.txt\nf\nd\n1:2 640\nowned\n/w/x\n");
+    d.ok(&["rmi", &tag]);
+    d.assert_clean();
+}

@@ -225,8 +225,10 @@ pub(crate) fn glob_match(pat: &str, name: &str) -> bool {
 
 impl Source {
     /// The build context at `dir`, with its `.dockerignore` (if any).
-    pub(crate) fn context(dir: &Path) -> Result<Source> {
-        let ignore = read_file(dir, ".dockerignore", 1 << 20)
+    pub(crate) fn context(dir: &Path, dockerfile: &str) -> Result<Source> {
+        // `<Dockerfile>.dockerignore` beside the Dockerfile first, as BuildKit reads it.
+        let ignore = read_file(dir, &format!("{dockerfile}.dockerignore"), 1 << 20)
+            .or_else(|_| read_file(dir, ".dockerignore", 1 << 20))
             .ok()
             .map(|b| Ignore::parse(&String::from_utf8_lossy(&b)));
         Ok(Source {
@@ -453,6 +455,18 @@ pub(crate) struct Planned<'a> {
     pub(crate) source: &'a Source,
     pub(crate) picked: Picked,
     pub(crate) name: String,
+    /// `--exclude` patterns: paths (below the picked root, or from the source's root) they
+    /// match are not copied.
+    pub(crate) exclude: Option<&'a Ignore>,
+}
+
+impl Planned<'_> {
+    fn excluded(&self, rel: &str) -> bool {
+        !rel.is_empty()
+            && self
+                .exclude
+                .is_some_and(|x| x.matches(rel) || x.matches(&join(&self.picked.rel, rel)))
+    }
 }
 
 /// Hash what the plan copies (names, kinds, modes, contents, link targets: not times nor the
@@ -462,6 +476,9 @@ pub(crate) fn hash(plan: &[Planned<'_>], h: &mut Sha256) -> Result<()> {
         h.update(b"\0src\0");
         h.update(p.name.as_bytes());
         p.source.walk(&p.picked, &mut |rel, fd, st| {
+            if p.excluded(rel) {
+                return Ok(());
+            }
             h.update(b"\0e\0");
             h.update(rel.as_bytes());
             h.update(st.st_mode.to_le_bytes());
@@ -507,6 +524,9 @@ pub(crate) fn write_tar(plan: &[Planned<'_>], attrs: Attrs, out: &mut File) -> R
     b.mode(tar::HeaderMode::Complete);
     for p in plan {
         p.source.walk(&p.picked, &mut |rel, fd, st| {
+            if p.excluded(rel) {
+                return Ok(());
+            }
             let name = join(&p.name, rel);
             if name.is_empty() {
                 return Ok(()); // the destination directory itself
@@ -622,7 +642,7 @@ mod tests {
             read_file(&d.path().join("ctx"), "Dockerfile", 100).unwrap(),
             b"FROM x\n"
         );
-        let s = Source::context(&d.path().join("ctx")).unwrap();
+        let s = Source::context(&d.path().join("ctx"), "Dockerfile").unwrap();
         let p = s.pick("sub/*.txt").unwrap();
         assert_eq!(p[0].rel, "sub/a.txt");
         assert!(s.pick("../x").is_err());

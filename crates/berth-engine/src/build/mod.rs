@@ -283,7 +283,12 @@ impl Engine {
             let context_dir = dir.join("context");
             context::unpack(&context, &context_dir)?;
             drop(context);
-            let source = Source::context(&context_dir)?;
+            let dockerfile = context::clean_rel(if opts.dockerfile.is_empty() {
+                "Dockerfile"
+            } else {
+                &opts.dockerfile
+            });
+            let source = Source::context(&context_dir, &dockerfile)?;
             let mut b = Build {
                 engine: self,
                 who,
@@ -1325,6 +1330,17 @@ impl Build<'_> {
                 "When using {verb} with more than one source file, the destination must be a directory and end with a /"
             ))));
         }
+        let exclude = (!c.exclude.is_empty()).then(|| {
+            let pats: Vec<String> = c
+                .exclude
+                .iter()
+                .map(|x| {
+                    self.expand(x, &st.args, Some(&st.config), line)
+                        .unwrap_or_else(|_| x.clone())
+                })
+                .collect();
+            berth_dockerfile::Ignore::from_patterns(&pats)
+        });
         // ADD of a local archive unpacks it (one from a URL is copied as it is).
         let mut archives = Vec::new();
         let mut plan: Vec<Planned<'_>> = Vec::new();
@@ -1338,10 +1354,18 @@ impl Build<'_> {
                 continue;
             }
             let base = p.rel.rsplit('/').next().unwrap_or_default().to_string();
+            let name = if c.parents && from_url.is_none() {
+                p.rel.clone()
+            } else if p.dir {
+                String::new()
+            } else {
+                base
+            };
             plan.push(Planned {
                 source: src,
-                name: if p.dir { String::new() } else { base },
+                name,
                 picked: p,
+                exclude: exclude.as_ref(),
             });
         }
         // The key: the files' content, where they go, how they are owned.
@@ -1350,7 +1374,13 @@ impl Build<'_> {
         h.update(verb.as_bytes());
         h.update(dest_abs.as_bytes());
         h.update([dest_dir_form as u8]);
-        h.update(format!("{:?}|{:?}|{:?}", c.chown, c.chmod, from).as_bytes());
+        h.update(
+            format!(
+                "{:?}|{:?}|{:?}|{}|{:?}",
+                c.chown, c.chmod, from, c.parents, c.exclude
+            )
+            .as_bytes(),
+        );
         context::hash(&plan, &mut h).map_err(fail)?;
         for a in &archives {
             h.update(b"\0archive\0");
@@ -1359,6 +1389,7 @@ impl Build<'_> {
                     source,
                     picked: a.clone(),
                     name: String::new(),
+                    exclude: None,
                 }],
                 &mut h,
             )
@@ -1395,6 +1426,7 @@ impl Build<'_> {
             // Where the files go: a directory (made as needed), or a file's path.
             let single_file = !many
                 && !dest_dir_form
+                && !c.parents
                 && plan.len() == 1
                 && !plan[0].picked.dir
                 && archives.is_empty();
@@ -1697,7 +1729,7 @@ impl Build<'_> {
         let who = self.who.clone();
         let _ = engine.rt.block_on(engine.remove(&who, &id, true, true));
         self.say(format!(
-            " ---> Removed intermediate container {}\n",
+            "Removing intermediate container {}\n",
             &id[..12]
         ));
         result
