@@ -31,7 +31,7 @@ apt-get update -qq
 apt-get install -y -qq --no-install-recommends \
   busybox-static libseccomp-dev pkg-config iproute2 procps util-linux nftables iperf3 \
   runc crun podman containerd docker.io protobuf-compiler \
-  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils docker-compose >/dev/null
+  qemu-system-x86 cpio gzip jq xz-utils skopeo docker-registry debootstrap openssl curl python3-cryptography python3-venv bsdutils docker-compose buildah >/dev/null
 
 log "policy: formatting, lints, the release build as installed"
 cargo fmt --all --check
@@ -42,7 +42,7 @@ log "building"
 cargo build --workspace --all-targets
 cargo test --workspace --no-run 2>&1 | tail -n 3
 
-log "Debian test image (debootstrap, cached in /var/cache/berth-test; needs the mirror, so before the private network)"
+log "Debian test images: the base and the gcc root (debootstrap, cached in /var/cache/berth-test; needs the mirror, so before the private network)"
 cargo run -q -p berth-testkit --example debian-base
 
 log "the Python docker SDK (7.1, from PyPI) for the engine's SDK tests"

@@ -250,6 +250,68 @@ pub fn fuzz_reference(s: &str) {
     let _ = (r.api_host(), r.manifest_ref(), r.familiar_name());
 }
 
+/// A Dockerfile as a build reads it: parsing never panics, an error names a line of the
+/// file, and every word an instruction holds expands (or fails) without panicking, with
+/// either escape character. The same text as a `.dockerignore` matches paths without
+/// panicking.
+pub fn fuzz_dockerfile(text: &str) {
+    use berth_dockerfile::{Ignore, Kind, expand, expand_words};
+    let lines = text.lines().count().max(1);
+    let vars = |n: &str| (n.len() % 3 == 0).then(|| format!("v-{n}"));
+    match berth_dockerfile::parse(text) {
+        Ok(df) => {
+            for a in &df.meta_args {
+                if let Some(d) = &a.default {
+                    let _ = expand(d, df.escape, &vars);
+                }
+            }
+            for st in &df.stages {
+                assert!(st.line >= 1 && st.line <= lines, "stage line {}", st.line);
+                let _ = expand(&st.base, df.escape, &vars);
+                for ins in &st.instructions {
+                    assert!(ins.line >= 1 && ins.line <= lines, "{:?}", ins.original);
+                    let words: Vec<&str> = match &ins.kind {
+                        Kind::Env(p) | Kind::Label(p) => p
+                            .iter()
+                            .flat_map(|(k, v)| [k.as_str(), v.as_str()])
+                            .collect(),
+                        Kind::Copy(c) | Kind::Add(c) => c
+                            .sources
+                            .iter()
+                            .map(String::as_str)
+                            .chain([c.dest.as_str()])
+                            .collect(),
+                        Kind::Workdir(w) | Kind::User(w) | Kind::Stopsignal(w) => vec![w.as_str()],
+                        Kind::Expose(v) | Kind::Volume(v) => v.iter().map(String::as_str).collect(),
+                        _ => Vec::new(),
+                    };
+                    for w in words {
+                        let _ = expand(w, df.escape, &vars);
+                        let _ = expand_words(w, df.escape, &vars);
+                    }
+                }
+            }
+        }
+        Err(e) => {
+            if let Some(l) = e.line() {
+                assert!(l >= 1 && l <= lines + 1, "error line {l} of {lines}: {e}");
+            }
+        }
+    }
+    let ig = Ignore::parse(text);
+    for p in [
+        "a",
+        "a/b/c.txt",
+        "Dockerfile",
+        ".dockerignore",
+        "x/../y",
+        "",
+    ] {
+        let _ = ig.matches(p);
+        let _ = ig.may_include_below(p);
+    }
+}
+
 /// A platform string: parsing never panics, and what parses prints back to itself.
 pub fn fuzz_platform(s: &str) {
     use berth_registry::{Platform, PlatformExt};

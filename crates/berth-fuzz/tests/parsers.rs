@@ -2,7 +2,9 @@
 //! group files), against known odd inputs and generated ones (see `berth_fuzz`).
 
 use berth_fuzz::runner::{config, with_deadline};
-use berth_fuzz::{fuzz_image_config, fuzz_manifest, fuzz_platform, fuzz_reference, inputs, seeds};
+use berth_fuzz::{
+    fuzz_dockerfile, fuzz_image_config, fuzz_manifest, fuzz_platform, fuzz_reference, inputs, seeds,
+};
 use proptest::prelude::*;
 
 #[test]
@@ -12,6 +14,26 @@ fn known_odd_references_and_platforms() {
     }
     for p in seeds::platforms() {
         fuzz_platform(&p);
+    }
+}
+
+#[test]
+fn known_odd_dockerfiles() {
+    for t in [
+        "",
+        "FROM",
+        "FROM a\nRUN <<A <<B\nx\nA\ny\nB\n",
+        "FROM a\nRUN <<EOF",
+        "# escape=`\nFROM a\nRUN echo `\n  hi",
+        "FROM a\nENV ${",
+        "FROM a\nCOPY --from= x y",
+        "FROM a\nONBUILD ONBUILD RUN x",
+        "ARG A\nFROM ${A:?no}\n",
+        "\u{feff}FROM a\r\nRUN x\r\n",
+        "FROM a\nHEALTHCHECK --interval=-1s CMD x",
+        "FROM a\nRUN --mount=type=cache,target=/x,uid=99999999999999 x",
+    ] {
+        fuzz_dockerfile(t);
     }
 }
 
@@ -102,6 +124,22 @@ proptest! {
     #[test]
     fn platforms(s in "[a-z0-9/]{0,20}|.{0,10}") {
         fuzz_platform(&s);
+    }
+
+    #[test]
+    fn dockerfiles(lines in prop::collection::vec(prop_oneof![
+        Just("FROM busybox AS b".to_string()),
+        Just("ARG A=${B:-x}".to_string()),
+        Just("RUN <<EOF".to_string()),
+        Just("EOF".to_string()),
+        Just("COPY --from=b --chown=1:1 [\"a\", \"b\"] /c/".to_string()),
+        Just("# escape=`".to_string()),
+        Just("ENV a=\"b c\" d=${a:+e} \\".to_string()),
+        "[A-Z]{2,10} [ -~]{0,30}",
+        "[ -~]{0,40}",
+        ".{0,20}",
+    ], 0..12)) {
+        fuzz_dockerfile(&lines.join("\n"));
     }
 
     #[test]

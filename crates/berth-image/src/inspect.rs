@@ -61,6 +61,13 @@ impl ImageStore {
         let _lock = self.lock_shared()?;
         let repo_tags: Vec<String> = rec.repo_tags.iter().map(|t| familiar(t)).collect();
         let repo_digests: Vec<String> = rec.repo_digests.iter().map(|d| familiar(d)).collect();
+        let empty = json!({
+            "Hostname": "", "Domainname": "", "User": "",
+            "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
+            "Tty": false, "OpenStdin": false, "StdinOnce": false,
+            "Env": null, "Cmd": null, "Image": "", "Volumes": null, "WorkingDir": "",
+            "Entrypoint": null, "OnBuild": null, "Labels": null
+        });
         let mut config = json!({
             "Hostname": "", "Domainname": "", "User": "",
             "AttachStdin": false, "AttachStdout": false, "AttachStderr": false,
@@ -112,6 +119,16 @@ impl ImageStore {
         );
         out.insert("Author".into(), json!(str_field(&cfg, "author")));
         out.insert("Config".into(), config);
+        // Dropped from Docker's API in 1.45; docker-compose 1.29 (API 1.38) reads it when it
+        // recreates a container.
+        out.insert("Container".into(), json!(str_field(&cfg, "container")));
+        out.insert(
+            "ContainerConfig".into(),
+            match cfg.get("container_config") {
+                Some(c @ Value::Object(_)) => c.clone(),
+                _ => empty,
+            },
+        );
         out.insert(
             "Architecture".into(),
             json!(str_field(&cfg, "architecture")),

@@ -1,12 +1,13 @@
 //! Debian image fixtures: a minbase bookworm root filesystem made by `debootstrap` (cached once
-//! per machine), multi-layer OCI image layouts built from it (a package installed in a layer
-//! of its own, whiteouts and an opaque directory in another), and the benchmark images.
+//! per machine) and one with a C compiler ([`debian_gcc`], for build tests), multi-layer OCI
+//! image layouts built from it (a package installed in a layer of its own, whiteouts and an
+//! opaque directory in another), and the benchmark images.
 //!
-//! The base is built once per machine into [`cache_dir`] (`/var/cache/berth-test` unless
+//! The roots are built once per machine into [`cache_dir`] (`/var/cache/berth-test` unless
 //! `$BERTH_TEST_CACHE` says otherwise), under a file lock so parallel test processes wait for
 //! one build (debootstrap takes half a minute to a few minutes). Building needs
 //! deb.debian.org: where the tests run without a network (`scripts/test.sh` runs them in a
-//! network namespace of their own), build it first with
+//! network namespace of their own), build them first with
 //! `cargo run -p berth-testkit --example debian-base`.
 //!
 //! Layers are written with the system's `tar`, `gzip`/`zstd` and `sha256sum` (fast in debug
@@ -20,7 +21,7 @@ use std::process::Command;
 
 use serde_json::{Value, json};
 
-use crate::images::{Registry, skopeo_copy};
+use crate::images::{Registry, skopeo_copy_in};
 use crate::{build_once, fixtures_dir};
 
 /// The Debian mirror debootstrap uses.
@@ -87,13 +88,35 @@ fn try_run(cmd: &mut Command) -> Result<(), String> {
 }
 
 fn make_debian_base(dir: &Path) {
+    debootstrap_tar(dir, &[], "debian-base.tar");
+    // The package for the second layer, downloaded as the host's apt knows it (the host is
+    // Debian 12 too); the lists are refreshed if apt does not know it.
+    let download = || {
+        Command::new("apt-get")
+            .args(["download", "-q", PACKAGE])
+            .current_dir(dir)
+            .env("PATH", PATH)
+            .output()
+            .is_ok_and(|o| o.status.success())
+    };
+    if !download() {
+        run(Command::new("apt-get").args(["update", "-qq"]));
+        assert!(download(), "apt-get download {PACKAGE} failed");
+    }
+}
+
+/// `debootstrap --variant=minbase [--include=…] bookworm` into `dir/rootfs`, emptied of
+/// what Debian's container images leave out (apt's lists and caches, device nodes), tarred
+/// into `dir/<name>` ([`tar_dir_to`]); the tree is removed.
+fn debootstrap_tar(dir: &Path, include: &[&str], name: &str) {
     fs::create_dir_all(dir).expect("mkdir cache");
     let rootfs = dir.join("rootfs");
     let mut debootstrap = Command::new("debootstrap");
-    debootstrap
-        .args(["--variant=minbase", SUITE])
-        .arg(&rootfs)
-        .arg(MIRROR);
+    debootstrap.arg("--variant=minbase");
+    if !include.is_empty() {
+        debootstrap.arg(format!("--include={}", include.join(",")));
+    }
+    debootstrap.arg(SUITE).arg(&rootfs).arg(MIRROR);
     if let Err(why) = try_run(&mut debootstrap) {
         panic!(
             "building the Debian fixture needs {MIRROR} (once per machine; without a network, \
@@ -114,24 +137,50 @@ fn make_debian_base(dir: &Path) {
             fs::remove_file(&p).expect("rm dev node");
         }
     }
-    let tmp = dir.join("debian-base.tar.tmp");
+    let tmp = dir.join(format!("{name}.tmp"));
     tar_dir_to(&rootfs, &tmp);
-    fs::rename(&tmp, dir.join("debian-base.tar")).expect("rename");
+    fs::rename(&tmp, dir.join(name)).expect("rename");
     fs::remove_dir_all(&rootfs).expect("rm rootfs");
-    // The package for the second layer, downloaded as the host's apt knows it (the host is
-    // Debian 12 too); the lists are refreshed if apt does not know it.
-    let download = || {
-        Command::new("apt-get")
-            .args(["download", "-q", PACKAGE])
-            .current_dir(dir)
-            .env("PATH", PATH)
-            .output()
-            .is_ok_and(|o| o.status.success())
-    };
-    if !download() {
-        run(Command::new("apt-get").args(["update", "-qq"]));
-        assert!(download(), "apt-get download {PACKAGE} failed");
-    }
+}
+
+/// The packages the compiler image ([`debian_gcc`]) has beyond minbase.
+pub const GCC_PACKAGES: &[&str] = &["gcc", "libc6-dev"];
+
+/// A Debian root with a C compiler: `debootstrap --variant=minbase --include=gcc,libc6-dev
+/// bookworm`, as a tar (as [`DebianBase::tar`] is made), built on first use under the same
+/// lock as the base and cached in [`cache_dir`] (`debian-bookworm-gcc/debian-gcc.tar`;
+/// needs deb.debian.org, see the module docs).
+pub fn debian_gcc() -> PathBuf {
+    let dir = cache_dir().join(format!("debian-{SUITE}-gcc"));
+    build_once(&dir, |d| debootstrap_tar(d, GCC_PACKAGES, "debian-gcc.tar"));
+    dir.join("debian-gcc.tar")
+}
+
+/// The compiler image ([`debian_gcc`], one gzip layer, `Cmd ["bash"]`, Debian's PATH) as an
+/// OCI layout, built once per run into the fixtures directory; the layout directory.
+pub fn debian_gcc_layout() -> PathBuf {
+    let dir = fixtures_dir().join("debian-gcc-layout");
+    build_once(&dir, |d| {
+        let tar = debian_gcc();
+        let mut lb = LayoutBuilder::new(d);
+        lb.add_tar(
+            &tar,
+            Compression::Gzip,
+            &format!(
+                "debootstrap --variant=minbase --include={} bookworm",
+                GCC_PACKAGES.join(",")
+            ),
+        );
+        lb.finish("latest", &["bash"]);
+    });
+    dir
+}
+
+/// Push the compiler image ([`debian_gcc_layout`]) to `reg` as `repo_tag`; its reference
+/// (`ADDR/REPO:TAG`).
+pub fn push_debian_gcc(reg: &Registry, repo_tag: &str) -> String {
+    push_layout(reg, &debian_gcc_layout(), repo_tag);
+    format!("{}/{repo_tag}", reg.addr)
 }
 
 /// A tar of the tree at `root` (entries `./…`, sorted, numeric owners, xattrs) into `out`,
@@ -565,9 +614,11 @@ pub fn debian_layout() -> (PathBuf, String) {
 
 /// Push the OCI layout at `layout` (tag `latest`) to `reg` as `repo_tag`.
 pub fn push_layout(reg: &Registry, layout: &Path, repo_tag: &str) {
-    skopeo_copy(
+    skopeo_copy_in(
+        reg.netns.as_deref(),
         &format!("oci:{}:latest", layout.display()),
         &format!("docker://{}/{repo_tag}", reg.addr),
+        &[],
     );
 }
 

@@ -1728,10 +1728,7 @@ impl Build<'_> {
         };
         let who = self.who.clone();
         let _ = engine.rt.block_on(engine.remove(&who, &id, true, true));
-        self.say(format!(
-            "Removing intermediate container {}\n",
-            &id[..12]
-        ));
+        self.say(format!("Removing intermediate container {}\n", &id[..12]));
         result
     }
 
