@@ -40,6 +40,9 @@ pub struct LayerRef {
     pub digest: String,
     /// The blob's size.
     pub size: u64,
+    /// The blob's media type when not gzip (a layer taken from an image, `--cache-from`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub media_type: Option<String>,
 }
 
 /// What a build step made, as the cache keeps it.
@@ -87,6 +90,28 @@ impl ImageStore {
             return Ok(None);
         }
         Ok(Some(e))
+    }
+
+    /// The layers of image `rec` as build-step layers (for `--cache-from`): one per layer of
+    /// its manifest, bottom first.
+    pub fn image_layers(&self, rec: &ImageRecord) -> Result<Vec<LayerRef>> {
+        let m: ImageManifest =
+            serde_json::from_slice(&self.read_blob(&rec.manifest)?).map_err(|e| {
+                Error::BadConfig {
+                    digest: rec.manifest.clone(),
+                    why: format!("manifest: {e}"),
+                }
+            })?;
+        Ok(m.layers()
+            .iter()
+            .zip(&rec.diff_ids)
+            .map(|(l, d)| LayerRef {
+                diff_id: d.clone(),
+                digest: l.digest().to_string(),
+                size: l.size(),
+                media_type: Some(l.media_type().to_string()),
+            })
+            .collect())
     }
 
     /// Mark the entries `keys` used now (one transaction for a whole build).
@@ -259,6 +284,7 @@ impl ImageStore {
             diff_id: packed.diff_id,
             digest: packed.digest,
             size: packed.size,
+            media_type: None,
         }))
     }
 
@@ -293,7 +319,11 @@ impl ImageStore {
         };
         for l in layers {
             let d = Digest::parse(&l.digest)?;
-            descs.push(descriptor(MediaType::ImageLayerGzip, &d, l.size)?);
+            let mt = match &l.media_type {
+                Some(m) => berth_registry::media::oci_layer(&MediaType::from(m.as_str())),
+                None => MediaType::ImageLayerGzip,
+            };
+            descs.push(descriptor(mt, &d, l.size)?);
         }
         let config_digest = self.blobs.put_bytes(config)?;
         let (manifest_bytes, parsed) = make_manifest(&config_digest, config.len() as u64, descs)?;

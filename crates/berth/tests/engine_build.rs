@@ -720,3 +720,50 @@ fn copy_flags_and_dockerfile_specific_ignore() {
     d.ok(&["rmi", &tag]);
     d.assert_clean();
 }
+
+#[test]
+fn cache_from_a_pushed_image() {
+    let Some((d, reg, img)) = with_busybox(&unique("buildcf")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "a.txt", "a\n");
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            "FROM {img}\nRUN echo one > /one\nCOPY a.txt /\nENV K=v\nRUN cat /one /a.txt > /both\n"
+        ),
+    );
+    let remote = format!("{}/{}:v1", reg.addr, unique("cached"));
+    let (ok, out, err, _) = build(&d, dir, &["-t", &remote]);
+    assert!(ok, "{out}\n{err}");
+    let id = d.ok(&["image", "inspect", "-f", "{{.Id}}", &remote]);
+    d.ok(&["push", &remote]);
+    // The cache and the image gone: only the registry has it.
+    d.ok(&["rmi", &remote]);
+    d.ok(&["builder", "prune", "-af"]);
+    let (ok, out, _, _) = build(&d, dir, &["-t", &remote]);
+    assert!(ok);
+    assert!(out.contains("Running in"), "nothing cached, it runs: {out}");
+    d.ok(&["rmi", &remote]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.ok(&["pull", "-q", &remote]);
+    let (ok, out, err, _) = build(&d, dir, &["-t", &remote, "--cache-from", &remote]);
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        !out.contains("Running in"),
+        "--cache-from was not used: {out}"
+    );
+    assert_eq!(d.ok(&["image", "inspect", "-f", "{{.Id}}", &remote]), id);
+    // A changed file: the steps after it run.
+    write(dir, "a.txt", "b\n");
+    let (ok, out, _, _) = build(&d, dir, &["-t", &remote, "--cache-from", &remote]);
+    assert!(ok);
+    assert_eq!(out.matches("Running in").count(), 1, "{out}");
+    assert_eq!(d.ok(&["run", "--rm", &remote, "cat", "/both"]), "one\nb\n");
+    d.ok(&["rmi", &remote]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.assert_clean();
+}

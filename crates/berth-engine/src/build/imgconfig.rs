@@ -126,6 +126,23 @@ impl ImageConfig {
         self.list("OnBuild").unwrap_or_default()
     }
 
+    pub(crate) fn history_count(&self) -> usize {
+        self.top
+            .get("history")
+            .and_then(Value::as_array)
+            .map_or(0, Vec::len)
+    }
+
+    /// Append to a list at the top of the config (made if missing).
+    pub(crate) fn push_top_list(&mut self, field: &str, entry: Value) {
+        if !self.top.get(field).is_some_and(Value::is_array) {
+            self.top.insert(field.into(), json!([]));
+        }
+        if let Some(Value::Array(h)) = self.top.get_mut(field) {
+            h.push(entry);
+        }
+    }
+
     pub(crate) fn push_history(&mut self, entry: Value) {
         if !self.top.get("history").is_some_and(Value::is_array) {
             self.top.insert("history".into(), json!([]));

@@ -204,6 +204,9 @@ const MOUNT_POINTS: &[&str] = &[
     "/.dockerenv",
 ];
 
+/// The image config's field with the step keys (see `Build::import_cache`).
+const CACHE_FIELD: &str = "berth.cache.v0";
+
 /// The build args every build knows without an ARG (and does not record in history).
 const PROXY_ARGS: &[&str] = &[
     "HTTP_PROXY",
@@ -468,6 +471,7 @@ impl Build<'_> {
                 meta.insert(a.name.clone(), v);
             }
         }
+        self.import_cache();
         let order = self.plan(&df, &meta).map_err(BuildFailure::from)?;
         self.steps = order
             .iter()
@@ -1142,8 +1146,68 @@ impl Build<'_> {
             None => h["empty_layer"] = json!(true),
         }
         st.config.push_history(h);
+        // The step's key beside its history entry and layer: what `--cache-from` this image
+        // reads back (BuildKit's inline cache, berth's way).
+        let entry = json!({
+            "key": key,
+            "history": st.config.history_count().saturating_sub(1),
+            "layer": e.layer.as_ref().map(|_| st.diff_ids.len() - 1),
+        });
+        st.config.push_top_list(CACHE_FIELD, entry);
         st.last_created = Some(e.created.clone());
         st.key = key;
+    }
+
+    /// `--cache-from`: the step keys images built by berth carry, taken into the build cache
+    /// (with the images' layers and history times) where it lacks them.
+    fn import_cache(&self) {
+        for name in &self.opts.cache_from {
+            let Ok(Some(rec)) = self.engine.images.lookup(name) else {
+                self.say(format!("[Warning] cache source {name} not found\n"));
+                continue;
+            };
+            let Ok(bytes) = self.engine.images.read_blob(&rec.id) else {
+                continue;
+            };
+            let Ok(layers) = self.engine.images.image_layers(&rec) else {
+                continue;
+            };
+            let cfg: Value = serde_json::from_slice(&bytes).unwrap_or_default();
+            let history = cfg["history"].as_array().cloned().unwrap_or_default();
+            for e in cfg[CACHE_FIELD].as_array().into_iter().flatten() {
+                let Some(key) = e["key"].as_str() else {
+                    continue;
+                };
+                let Some(h) = e["history"].as_u64().and_then(|i| history.get(i as usize)) else {
+                    continue;
+                };
+                let layer = match e["layer"].as_u64() {
+                    Some(j) => match layers.get(j as usize) {
+                        Some(l) => Some(l.clone()),
+                        None => continue,
+                    },
+                    None => None,
+                };
+                if self.engine.images.cache_get(key).ok().flatten().is_some() {
+                    continue;
+                }
+                let created_by = h["created_by"].as_str().unwrap_or_default().to_string();
+                let _ = self.engine.images.record_step(
+                    key,
+                    None,
+                    &[],
+                    CacheEntry {
+                        layer,
+                        created: h["created"].as_str().unwrap_or_default().to_string(),
+                        description: created_by.clone(),
+                        created_by,
+                        comment: h["comment"].as_str().map(str::to_string),
+                        last_used: String::new(),
+                        usage_count: 0,
+                    },
+                );
+            }
+        }
     }
 
     /// A step done in a root filesystem of the state: `work` changes it; the changes become
