@@ -44,10 +44,12 @@ fn docker_build_multi_stage_with_cache() {
 ARG BASE={img}
 FROM $BASE AS build
 ARG GREETING=hello
+ARG UNSET
 WORKDIR /src
 COPY greet.sh ./
 RUN <<EOF
 set -e
+[ "${{UNSET-unset}}" = unset ]
 mkdir -p /out
 echo "$GREETING from build" > /out/msg
 cp greet.sh /out/

@@ -916,7 +916,11 @@ impl Build<'_> {
                         Some(v) => shown.push(format!("{}={v}", a.name)),
                         None => shown.push(a.name.clone()),
                     }
-                    st.args.insert(a.name.clone(), v.unwrap_or_default());
+                    // Declared without a value: in scope but unset (not in RUN's environment).
+                    match v {
+                        Some(v) => st.args.insert(a.name.clone(), v),
+                        None => st.args.remove(&a.name),
+                    };
                 }
                 self.meta_step(st, &format!("ARG {}", shown.join(" ")))
             }
