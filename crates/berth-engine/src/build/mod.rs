@@ -7,7 +7,8 @@
 //! sees, for COPY and ADD the content of the files it copies, not their times). A step whose
 //! key is in the build cache (berth-image's `build`) is not run: its layer and history entry
 //! are taken from there, so that a rebuild of an unchanged Dockerfile and context makes the
-//! same image. A step that is run:
+//! same image. Keys start from the tenant: tenants never share cache entries (a step's
+//! output need not be a function of its key: a RUN may fetch). A step that is run:
 //! - RUN: in a container the engine creates of the state so far, its way (networking,
 //!   default security), attached to the build's output; what it changed becomes a layer;
 //!   the container goes, whatever its end;
@@ -796,7 +797,7 @@ impl Build<'_> {
                 config: ImageConfig::scratch(),
                 diff_ids: Vec::new(),
                 layers: Vec::new(),
-                key: sha(&["scratch"]),
+                key: sha(&["scratch", &self.who.tenant]),
                 args: BTreeMap::new(),
                 last_created: None,
             }
@@ -819,7 +820,7 @@ impl Build<'_> {
                 )))
             })?;
             State {
-                key: sha(&["from", &rec.id]),
+                key: sha(&["from", &rec.id, &self.who.tenant]),
                 diff_ids: rec.diff_ids.clone(),
                 base: Some(rec),
                 config,
