@@ -188,9 +188,7 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
     let who = ctx.who.clone();
     tokio::task::spawn_blocking(move || {
         let spool = (|| {
-            let dir = engine.paths().data_root.join("builds");
-            std::fs::create_dir_all(&dir)
-                .map_err(|e| Error::internal("making the builds directory", e))?;
+            let dir = engine.builds_dir()?;
             if let Some(url) = &remote {
                 return berth_engine::build::remote_context(url, &dir);
             }

@@ -86,6 +86,17 @@ CMD ["sh", "-c", "cat /app/msg /app/late.txt"]
         out.contains(&format!("Successfully tagged {tag}:latest")),
         "{out}"
     );
+    // The last arrow is the image's ID, as the classic builder prints it.
+    let last_arrow = out
+        .lines()
+        .filter(|l| l.starts_with(" ---> "))
+        .next_back()
+        .unwrap();
+    let built = out
+        .lines()
+        .find_map(|l| l.strip_prefix("Successfully built "))
+        .unwrap();
+    assert_eq!(last_arrow, format!(" ---> {built}"), "{out}");
     let run = d.ok(&["run", "--rm", &tag]);
     assert_eq!(run, "hi from build\nlate one\n");
     let files = d.ok(&[
@@ -649,6 +660,14 @@ fn hostile_contexts() {
     }
     d.ok(&["builder", "prune", "-af"]);
     d.assert_clean();
+    if let Ok(m) = std::fs::metadata(d.data_root().join("builds")) {
+        use std::os::unix::fs::PermissionsExt;
+        assert_eq!(
+            m.permissions().mode() & 0o077,
+            0,
+            "the builds directory is not root's only"
+        );
+    }
     let left: Vec<_> = std::fs::read_dir(d.data_root().join("builds"))
         .map(|r| r.flatten().map(|e| e.path()).collect())
         .unwrap_or_default();
@@ -768,4 +787,54 @@ fn cache_from_a_pushed_image() {
     d.ok(&["rmi", &remote]);
     d.ok(&["builder", "prune", "-af"]);
     d.assert_clean();
+}
+
+#[test]
+fn daemon_killed_mid_build_leaves_nothing_after_restart() {
+    let Some((mut d, _reg, img)) = with_busybox(&unique("buildkill")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path().to_path_buf();
+    write(&dir, "f.txt", "f\n");
+    write(
+        &dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY f.txt /\nRUN echo started; sleep 600\n"),
+    );
+    let mut child = d
+        .docker_cmd(&["build", "-t", &unique("killed"), dir.to_str().unwrap()])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    // Wait for the RUN step to be running.
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("started") {
+        use std::io::Read;
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the build ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    d.kill();
+    let _ = child.kill();
+    let _ = child.wait();
+    // The step's container outlived the daemon (its shim); the next start removes it, its
+    // root, the build's roots and directory.
+    d.launch();
+    berth_testkit::daemon::wait_for("the step container to go", || {
+        d.ok(&["ps", "-aq"]).trim().is_empty()
+    });
+    d.assert_clean();
+    assert!(
+        !d.data_root().join("builds").exists()
+            || std::fs::read_dir(d.data_root().join("builds"))
+                .unwrap()
+                .next()
+                .is_none(),
+        "the build's directory is left"
+    );
 }

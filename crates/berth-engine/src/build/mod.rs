@@ -390,6 +390,13 @@ impl Engine {
         Ok((ids, reclaimed))
     }
 
+    /// Where builds keep their scratch files (root's only), made if missing.
+    pub fn builds_dir(&self) -> Result<PathBuf> {
+        let dir = self.paths.data_root.join("builds");
+        crate::private_dir(&dir)?;
+        Ok(dir)
+    }
+
     /// `docker system df`'s build cache rows.
     pub fn build_cache_usage(&self) -> Result<Vec<Value>> {
         Ok(self
@@ -534,6 +541,7 @@ impl Build<'_> {
             .out
             .blocking_send(BuildMessage::Aux(json!({"ID": rec.id})));
         let short = rec.id.trim_start_matches("sha256:");
+        self.say(format!(" ---> {}\n", &short[..12.min(short.len())]));
         self.say(format!(
             "Successfully built {}\n",
             &short[..12.min(short.len())]
@@ -596,7 +604,7 @@ impl Build<'_> {
                         running += 1;
                         let tx = tx.clone();
                         scope.spawn(move || {
-                            let r = self.stage(df, i, meta);
+                            let r = self.stage(df, i, meta, Some(&i) == order.last());
                             let _ = tx.send((i, r));
                         });
                     }
@@ -773,11 +781,14 @@ impl Build<'_> {
         out
     }
 
+    /// Build stage `i`. The target's last arrow (` ---> ID`) is the image's, said once it is
+    /// recorded.
     fn stage(
         &self,
         df: &Dockerfile,
         i: usize,
         meta: &BTreeMap<String, String>,
+        target: bool,
     ) -> std::result::Result<State, BuildFailure> {
         let s: &Stage = &df.stages[i];
         let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
@@ -829,7 +840,9 @@ impl Build<'_> {
                 last_created: None,
             }
         };
-        self.say(format!(" ---> {}\n", short(&st.key)));
+        if !(target && s.instructions.is_empty()) {
+            self.say(format!(" ---> {}\n", short(&st.key)));
+        }
         // The base image's ONBUILD triggers run first.
         let triggers = st.config.onbuild();
         if !triggers.is_empty() {
@@ -847,7 +860,10 @@ impl Build<'_> {
             let n = self.step.fetch_add(1, Ordering::Relaxed) + 1;
             self.say(format!("Step {n}/{} : {}\n", self.steps, ins.original));
             self.instruction(df, i, &mut st, ins, meta)?;
-            self.say(format!(" ---> {}\n", short(&st.key)));
+            let last = std::ptr::eq(ins, s.instructions.last().expect("in the loop"));
+            if !(target && last) {
+                self.say(format!(" ---> {}\n", short(&st.key)));
+            }
         }
         Ok(st)
     }
@@ -1823,14 +1839,15 @@ impl Build<'_> {
                     return Err(Error::Invalid("cache mount needs a target".into()));
                 }
                 let id = m.id.clone().unwrap_or_else(|| target.clone());
-                let dir = self
-                    .engine
-                    .paths
-                    .data_root
-                    .join("build-cache-mounts")
-                    .join(sha(&[&id]));
-                std::fs::create_dir_all(&dir)
-                    .map_err(|e| Error::internal("making a cache mount", e))?;
+                let parent = self.engine.paths.data_root.join("build-cache-mounts");
+                crate::private_dir(&parent)?;
+                let dir = parent.join(sha(&[&self.who.tenant, &id]));
+                match std::fs::create_dir(&dir) {
+                    Err(e) if e.kind() != std::io::ErrorKind::AlreadyExists => {
+                        return Err(Error::internal("making a cache mount", e));
+                    }
+                    _ => {}
+                }
                 if let (Some(u), Some(g)) = (m.uid, m.gid) {
                     let _ = std::os::unix::fs::chown(&dir, Some(u), Some(g));
                 }
