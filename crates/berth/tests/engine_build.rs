@@ -87,11 +87,7 @@ CMD ["sh", "-c", "cat /app/msg /app/late.txt"]
         "{out}"
     );
     // The last arrow is the image's ID, as the classic builder prints it.
-    let last_arrow = out
-        .lines()
-        .filter(|l| l.starts_with(" ---> "))
-        .next_back()
-        .unwrap();
+    let last_arrow = out.lines().rfind(|l| l.starts_with(" ---> ")).unwrap();
     let built = out
         .lines()
         .find_map(|l| l.strip_prefix("Successfully built "))
