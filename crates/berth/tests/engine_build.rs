@@ -834,3 +834,92 @@ fn daemon_killed_mid_build_leaves_nothing_after_restart() {
         "the build's directory is left"
     );
 }
+
+#[test]
+fn instructions_as_docker_records_them() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildins")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "trigger.txt", "triggered\n");
+    // A base with ONBUILD triggers, a HEALTHCHECK, a SHELL, a STOPSIGNAL and a CMD that the
+    // child's ENTRYPOINT clears.
+    write(
+        dir,
+        "Base.Dockerfile",
+        &format!(
+            "FROM {img}\nCMD [\"from-base\"]\nONBUILD COPY trigger.txt /t.txt\nONBUILD RUN echo onbuild-ran > /ob\nHEALTHCHECK --interval=5s --timeout=2s --retries=4 CMD true\nSTOPSIGNAL SIGUSR1\n"
+        ),
+    );
+    let base = unique("obbase");
+    let (ok, out, err, _) = build(
+        &d,
+        dir,
+        &[
+            "-t",
+            &base,
+            "-f",
+            dir.join("Base.Dockerfile").to_str().unwrap(),
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&d.ok(&["image", "inspect", "-f", "{{json .Config}}", &base]))
+            .unwrap();
+    assert_eq!(cfg["OnBuild"].as_array().unwrap().len(), 2, "{cfg}");
+    assert_eq!(cfg["Healthcheck"]["Test"][0], "CMD-SHELL", "{cfg}");
+    assert_eq!(cfg["Healthcheck"]["Interval"], 5_000_000_000u64, "{cfg}");
+    assert_eq!(cfg["Healthcheck"]["Retries"], 4, "{cfg}");
+    assert_eq!(cfg["StopSignal"], "SIGUSR1");
+    // The child: triggers run first; the escape directive; SHELL; exec-form RUN; COPY heredoc;
+    // ENTRYPOINT clears the base's CMD.
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            "# escape=`\nFROM {base}\nSHELL [\"/bin/sh\", \"-e\", \"-c\"]\nRUN echo a `\n  b > /ab\nRUN [\"/bin/sh\", \"-c\", \"echo exec > /exec\"]\nARG WHO=world\nCOPY <<EOF /here.txt\nhello ${{WHO}}\nEOF\nENTRYPOINT [\"cat\"]\n"
+        ),
+    );
+    let child = unique("obchild");
+    let (ok, out, err, _) = build(&d, dir, &["-t", &child]);
+    assert!(ok, "{out}\n{err}\n--- daemon:\n{}", d.log());
+    assert!(out.contains("Executing"), "{out}");
+    let seen = d.ok(&[
+        "run",
+        "--rm",
+        &child,
+        "/t.txt",
+        "/ob",
+        "/ab",
+        "/exec",
+        "/here.txt",
+    ]);
+    assert_eq!(seen, "triggered\nonbuild-ran\na b\nexec\nhello world\n");
+    let cfg: serde_json::Value =
+        serde_json::from_str(&d.ok(&["image", "inspect", "-f", "{{json .Config}}", &child]))
+            .unwrap();
+    assert!(
+        cfg["Cmd"].is_null(),
+        "ENTRYPOINT kept the base's CMD: {cfg}"
+    );
+    assert!(
+        cfg["OnBuild"].is_null() || cfg["OnBuild"].as_array().unwrap().is_empty(),
+        "{cfg}"
+    );
+    assert_eq!(cfg["Shell"][2], "-c");
+    // History: one entry per instruction, empty_layer where none was made.
+    let hist = d.ok(&[
+        "history",
+        "--no-trunc",
+        "--format",
+        "{{.CreatedBy}}|{{.Size}}",
+        &child,
+    ]);
+    let first: Vec<&str> = hist.lines().take(3).collect();
+    assert!(first[0].starts_with("ENTRYPOINT"), "{hist}");
+    assert!(first[0].ends_with("|0B"), "{hist}");
+    assert!(first[1].starts_with("COPY"), "{hist}");
+    d.ok(&["rmi", &child, &base]);
+    d.assert_clean();
+}
