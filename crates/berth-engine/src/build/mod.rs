@@ -841,7 +841,13 @@ impl Build<'_> {
             }
         };
         if !(target && s.instructions.is_empty()) {
-            self.say(format!(" ---> {}\n", short(&st.key)));
+            // The base image's ID, as the classic builder shows it (a stage's or scratch's
+            // state by its key).
+            let shown = match (&st.base, st.layers.is_empty()) {
+                (Some(b), true) => b.id.trim_start_matches("sha256:").to_string(),
+                _ => st.key.clone(),
+            };
+            self.say(format!(" ---> {}\n", short(&shown)));
         }
         // The base image's ONBUILD triggers run first.
         let triggers = st.config.onbuild();
