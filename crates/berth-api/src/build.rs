@@ -34,6 +34,28 @@ fn json_param<T: serde::de::DeserializeOwned + Default>(q: &Query, k: &str) -> R
     }
 }
 
+/// The classic API's limits for RUN containers.
+fn resources(q: &Query) -> Result<bollard_stubs::models::HostConfig, Error> {
+    let int = |k: &str| -> Result<Option<i64>, Error> { Ok(q.int(k)?.filter(|v| *v != 0)) };
+    let ulimits: Vec<bollard_stubs::models::ResourcesUlimits> = json_param(q, "ulimits")?;
+    Ok(bollard_stubs::models::HostConfig {
+        memory: int("memory")?,
+        memory_swap: int("memswap")?,
+        cpu_shares: int("cpushares")?,
+        cpu_period: int("cpuperiod")?,
+        cpu_quota: int("cpuquota")?,
+        shm_size: int("shmsize")?,
+        cpuset_cpus: q.get("cpusetcpus").filter(|v| !v.is_empty()).map(str::to_string),
+        cpuset_mems: q.get("cpusetmems").filter(|v| !v.is_empty()).map(str::to_string),
+        cgroup_parent: q
+            .get("cgroupparent")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        ulimits: Some(ulimits).filter(|u| !u.is_empty()),
+        ..Default::default()
+    })
+}
+
 /// X-Berth-Build-Secrets (berth's own; the classic API has no way for secrets): base64 JSON
 /// of id → base64 content.
 fn secrets(h: Option<&str>) -> Result<HashMap<String, Vec<u8>>, Error> {
@@ -153,6 +175,7 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
             .map(str::to_string)
             .filter(|t| !t.is_empty()),
         cache_from,
+        resources: resources(q)?,
         secrets: secrets(
             req.headers()
                 .get("X-Berth-Build-Secrets")

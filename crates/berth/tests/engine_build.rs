@@ -923,3 +923,27 @@ fn instructions_as_docker_records_them() {
     d.ok(&["rmi", &child, &base]);
     d.assert_clean();
 }
+
+#[test]
+fn run_steps_get_the_limits_asked_for() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildlim")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            "FROM {img}\nRUN echo limit=$(cat /sys/fs/cgroup/memory/memory.limit_in_bytes 2>/dev/null || cat /sys/fs/cgroup/memory.max)\n"
+        ),
+    );
+    let (ok, out, err, _) = build(&d, dir, &["-m", "64m", "--no-cache"]);
+    assert!(ok, "{out}\n{err}\n--- daemon:\n{}", d.log());
+    assert!(out.contains("limit=67108864"), "{out}");
+    d.ok(&["builder", "prune", "-af"]);
+    for id in d.ok(&["images", "-q", "--filter", "dangling=true"]).lines() {
+        d.ok(&["rmi", id]);
+    }
+    d.assert_clean();
+}

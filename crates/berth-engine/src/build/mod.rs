@@ -71,6 +71,10 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// Secrets (`--secret id=…`): id to content.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// What RUN containers get of a HostConfig (`memory`, `memswap`, `cpushares`,
+    /// `cpusetcpus`, `cpusetmems`, `cpuperiod`, `cpuquota`, `shmsize`, `ulimits`,
+    /// `cgroupparent`).
+    pub resources: bollard_stubs::models::HostConfig,
 }
 
 /// A line of the build's output, as the classic builder's JSON stream has them.
@@ -1748,7 +1752,7 @@ impl Build<'_> {
             }),
             binds: Some(binds).filter(|b| !b.is_empty()),
             tmpfs: Some(tmpfs).filter(|t| !t.is_empty()),
-            ..Default::default()
+            ..self.opts.resources.clone()
         };
         let req = CreateRequest {
             name: None,
