@@ -947,3 +947,123 @@ fn run_steps_get_the_limits_asked_for() {
     }
     d.assert_clean();
 }
+
+#[test]
+fn run_mounts_networks_targets_and_stdin_contexts() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildmix")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    write(dir, "data/in.txt", "bound\n");
+    write(
+        dir,
+        "Dockerfile",
+        &format!(
+            r#"FROM {img} AS tools
+RUN echo tool > /tool
+FROM {img} AS other
+RUN exit 5
+FROM {img} AS main
+ARG TARGETPLATFORM
+RUN --mount=type=bind,source=data,target=/mnt cat /mnt/in.txt > /copied && echo "$TARGETPLATFORM" > /platform
+RUN --mount=type=bind,from=tools,source=/tool,target=/t cp /t /tool-copy
+RUN --mount=type=tmpfs,target=/scratch touch /scratch/x && [ ! -e /x ]
+RUN --network=none cat /proc/net/dev | grep -c : > /ifaces
+RUN grep -c buildhost.test /etc/hosts > /hosts-seen || true
+COPY --from={img} /bin/busybox /copied-busybox
+CMD cat /copied /tool-copy /platform /ifaces /hosts-seen
+"#
+        ),
+    );
+    let tag = unique("mix");
+    let (ok, out, err, _) = build(
+        &d,
+        dir,
+        &[
+            "-t",
+            &tag,
+            "--target",
+            "main",
+            "--add-host",
+            "buildhost.test:10.1.2.3",
+            "--pull",
+        ],
+    );
+    assert!(ok, "{out}\n{err}\n--- daemon:\n{}", d.log());
+    assert!(
+        !out.contains("exit 5"),
+        "a stage the target does not need ran: {out}"
+    );
+    let seen = d.ok(&["run", "--rm", &tag]);
+    let lines: Vec<&str> = seen.lines().collect();
+    assert_eq!(lines[0], "bound");
+    assert_eq!(lines[1], "tool");
+    assert_eq!(lines[2], "linux/amd64");
+    assert_eq!(lines[3], "1", "--network=none: only lo ({seen})");
+    assert_eq!(lines[4], "1", "--add-host reached RUN ({seen})");
+    let mnt = d.ok(&[
+        "run",
+        "--rm",
+        &tag,
+        "sh",
+        "-c",
+        "ls -A /mnt /scratch 2>&1; ls /copied-busybox",
+    ]);
+    assert!(mnt.contains("/copied-busybox"), "{mnt}");
+    assert!(
+        !mnt.contains("in.txt"),
+        "a bind mount's files were kept: {mnt}"
+    );
+
+    // What a bind mount shows is part of the step's key.
+    write(dir, "data/in.txt", "bound again\n");
+    let (ok, out, err, _) = build(
+        &d,
+        dir,
+        &[
+            "-t",
+            &tag,
+            "--target",
+            "main",
+            "--add-host",
+            "buildhost.test:10.1.2.3",
+        ],
+    );
+    assert!(ok, "{out}\n{err}");
+    assert!(
+        d.ok(&["run", "--rm", &tag]).starts_with("bound again\n"),
+        "{out}"
+    );
+
+    // A tar context on stdin, the Dockerfile inside it.
+    let tarball = ctx.path().join("../ctx-stdin.tar");
+    let st = std::process::Command::new("tar")
+        .args([
+            "-cf",
+            tarball.to_str().unwrap(),
+            "-C",
+            dir.to_str().unwrap(),
+            ".",
+        ])
+        .status()
+        .unwrap();
+    assert!(st.success());
+    let out = d
+        .docker_cmd(&["build", "-q", "--target", "tools", "-"])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdin(std::fs::File::open(&tarball).unwrap())
+        .output()
+        .unwrap();
+    std::fs::remove_file(&tarball).unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let id = String::from_utf8_lossy(&out.stdout).trim().to_string();
+    assert_eq!(d.ok(&["run", "--rm", &id, "cat", "/tool"]), "tool\n");
+    d.ok(&["rmi", &tag, &id]);
+    d.ok(&["builder", "prune", "-af"]);
+    d.assert_clean();
+}

@@ -1605,8 +1605,8 @@ impl Build<'_> {
     #[allow(clippy::too_many_arguments)]
     fn run_step(
         &self,
-        _df: &Dockerfile,
-        _stage: usize,
+        df: &Dockerfile,
+        stage: usize,
         st: &mut State,
         ins: &Instruction,
         cmd: &ShellOrExec,
@@ -1672,11 +1672,51 @@ impl Build<'_> {
             .map(str::to_string)
             .or_else(|| self.opts.network_mode.clone())
             .filter(|n| !n.is_empty());
+        // What bind mounts show the command is part of the key: the files of the context,
+        // the state of a stage, the image.
+        let mut bound = Vec::new();
+        for m in mounts
+            .iter()
+            .filter(|m| m.kind == berth_dockerfile::MountKind::Bind)
+        {
+            let what = match &m.from {
+                Some(f) => {
+                    self.tree_of(df, stage, f)
+                        .map_err(|e| BuildFailure::from(Error::Invalid(at_err(line, e))))?;
+                    match stage_ref(df, f, stage, false) {
+                        Some(d) => lock(&self.done).get(&d).map(|s| s.key.clone()),
+                        None => self.engine.images.lookup(f).ok().flatten().map(|r| r.id),
+                    }
+                    .unwrap_or_default()
+                }
+                None => {
+                    let src = m.source.clone().unwrap_or_default();
+                    let picked = self
+                        .context
+                        .pick(if src.is_empty() { "." } else { &src })
+                        .map_err(|e| BuildFailure::from(Error::Invalid(at_err(line, e))))?;
+                    let plan: Vec<Planned<'_>> = picked
+                        .into_iter()
+                        .map(|p| Planned {
+                            source: &self.context,
+                            picked: p,
+                            name: String::new(),
+                            exclude: None,
+                        })
+                        .collect();
+                    let mut h = Sha256::new();
+                    context::hash(&plan, &mut h)
+                        .map_err(|e| BuildFailure::from(Error::Invalid(at_err(line, e))))?;
+                    format!("{:x}", h.finalize())
+                }
+            };
+            bound.push(what);
+        }
         let key = sha(&[
             &st.key,
             &created_by,
             &format!(
-                "{net:?}|{:?}",
+                "{net:?}|{:?}|{bound:?}",
                 mounts.iter().map(|m| format!("{m:?}")).collect::<Vec<_>>()
             ),
         ]);
