@@ -1067,3 +1067,78 @@ CMD cat /copied /tool-copy /platform /ifaces /hosts-seen
     d.ok(&["builder", "prune", "-af"]);
     d.assert_clean();
 }
+
+#[test]
+fn cache_survives_restarts_and_goes_with_system_prune_and_more_bad_input() {
+    let Some((mut d, _reg, img)) = with_busybox(&unique("buildrestart")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path();
+    // A large context (a 96 MiB sparse file): streamed through, not held in memory.
+    let big = std::fs::File::create(dir.join("big")).unwrap();
+    big.set_len(96 << 20).unwrap();
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY big /big\nRUN wc -c < /big > /size\n"),
+    );
+    let tag = unique("restart");
+    let (ok, out, err, _) = build(&d, dir, &["-t", &tag]);
+    assert!(ok, "{out}\n{err}");
+    assert_eq!(
+        d.ok(&["run", "--rm", &tag, "cat", "/size"]).trim(),
+        "100663296"
+    );
+    let hwm = std::fs::read_to_string(format!("/proc/{}/status", d.pid().unwrap()))
+        .unwrap()
+        .lines()
+        .find_map(|l| {
+            l.strip_prefix("VmHWM:").map(|v| {
+                v.trim()
+                    .trim_end_matches(" kB")
+                    .trim()
+                    .parse::<u64>()
+                    .unwrap()
+            })
+        })
+        .unwrap();
+    eprintln!("daemon peak RSS after a 96 MiB context: {hwm} kB");
+    assert!(
+        hwm < 96 * 1024,
+        "the daemon's peak memory grew with the context: {hwm} kB"
+    );
+    // The cache outlives the daemon.
+    d.stop();
+    d.launch();
+    let (ok, out, _, _) = build(&d, dir, &["-t", &tag]);
+    assert!(ok);
+    assert!(
+        !out.contains("Running in"),
+        "the cache did not survive a restart: {out}"
+    );
+    // system prune -a takes the build cache too.
+    d.ok(&["rmi", &tag]);
+    d.ok(&["system", "prune", "-af"]);
+    let df = d.ok(&["system", "df", "--format", "{{.Type}} {{.TotalCount}}"]);
+    assert!(df.contains("Build Cache 0"), "{df}");
+
+    // A missing base image; a bad flag; an unknown instruction: Docker's messages, the line.
+    write(
+        dir,
+        "Dockerfile",
+        "FROM 127.0.0.1:1/nothing/here:latest\nRUN true\n",
+    );
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("nothing/here"), "{err}");
+    write(
+        dir,
+        "Dockerfile",
+        &format!("FROM {img}\nCOPY --bogus=1 a /b\n"),
+    );
+    let (ok, _, err, _) = build(&d, dir, &[]);
+    assert!(!ok);
+    assert!(err.contains("line 2") && err.contains("bogus"), "{err}");
+    d.assert_clean();
+}
