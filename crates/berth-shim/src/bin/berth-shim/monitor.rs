@@ -483,7 +483,7 @@ impl Monitor {
                 next = Some(next.map_or(d, |n| n.min(d)));
             }
         };
-        if self.init.exit.is_some() && !self.finished {
+        if self.init.exit.is_some() && !self.finished && !self.starting() {
             consider(self.init.drain_until);
         }
         for e in &self.execs {
@@ -1166,7 +1166,10 @@ impl Monitor {
                 e.proc.drain_until = Some(now + DRAIN);
             }
         }
-        if !self.finished && self.init.drained(now) {
+        // Not while a start is still being done: its runtime writes the container's state
+        // after the init has exec'd, and an init that exits at once must not have that state
+        // deleted under it (the start would fail with ENOENT).
+        if !self.finished && !self.starting() && self.init.drained(now) {
             self.finish();
         }
         if self.closing_deadline.is_some_and(|d| now >= d) {
@@ -1174,6 +1177,13 @@ impl Monitor {
                 c.dead = true;
             }
         }
+    }
+
+    /// Whether a start job has not been seen through (reported and reaped).
+    fn starting(&self) -> bool {
+        self.jobs
+            .iter()
+            .any(|j| matches!(j.kind, JobKind::Start) && !(j.handled && j.reaped))
     }
 
     /// The init is gone and its output drained: log, exit record, then delete the runtime's
