@@ -1376,10 +1376,17 @@ impl Build<'_> {
         let mut heredoc_files = Vec::new();
         for h in &c.heredocs {
             let content = if h.expand {
-                self.expand(&h.content, &st.args, Some(&st.config), line)
-                    .unwrap_or_else(|_| h.content.clone())
+                // Variables only: quotes and backslashes are the file's.
+                let esc = self.escape.to_string();
+                let guarded = h
+                    .body()
+                    .replace(self.escape, &format!("{esc}{esc}"))
+                    .replace('"', &format!("{esc}\""))
+                    .replace('\'', &format!("{esc}'"));
+                self.expand(&guarded, &st.args, Some(&st.config), line)
+                    .unwrap_or_else(|_| h.body())
             } else {
-                h.content.clone()
+                h.body()
             };
             heredoc_files.push((h.name.clone(), content));
         }
@@ -1495,7 +1502,12 @@ impl Build<'_> {
             h.update(content.as_bytes());
         }
         let key = format!("{:x}", h.finalize());
-        let srcs: Vec<String> = c.sources.clone();
+        let srcs: Vec<String> = c
+            .sources
+            .iter()
+            .cloned()
+            .chain(c.heredocs.iter().map(|h| format!("<<{}", h.name)))
+            .collect();
         let created_by = format!("{verb} {} {} # buildkit", srcs.join(" "), c.dest);
         let chown = match &c.chown {
             Some(u) => Some(
@@ -1615,12 +1627,24 @@ impl Build<'_> {
         network: Option<&str>,
     ) -> std::result::Result<(), BuildFailure> {
         let line = ins.line;
+        // A heredoc alone with a `#!` line is a script run by its interpreter (mounted at
+        // /dev/pipes/NAME, as BuildKit does); alone without one, the shell's script.
+        let mut script_file: Option<(String, String)> = None;
         let argv = match cmd {
             ShellOrExec::Exec(v) => v.clone(),
+            ShellOrExec::Shell(s)
+                if heredocs.len() == 1
+                    && is_bare_heredoc(s)
+                    && heredocs[0].body().starts_with("#!") =>
+            {
+                let name = heredocs[0].name.clone();
+                script_file = Some((name.clone(), heredocs[0].body()));
+                vec![format!("/dev/pipes/{name}")]
+            }
             ShellOrExec::Shell(s) => {
                 let mut v = st.config.shell();
                 let script = if heredocs.len() == 1 && is_bare_heredoc(s) {
-                    heredocs[0].content.clone()
+                    heredocs[0].body()
                 } else if heredocs.is_empty() {
                     s.clone()
                 } else {
@@ -1655,9 +1679,10 @@ impl Build<'_> {
             .filter_map(|(k, v)| Some((k.clone(), self.arg_value(k, v)?)))
             .collect();
         let shown_args: Vec<String> = args_env.iter().map(|(k, v)| format!("{k}={v}")).collect();
-        let shown = match cmd {
-            ShellOrExec::Exec(v) => format!("{}", json!(v)),
-            ShellOrExec::Shell(_) => argv.join(" "),
+        let shown = match (cmd, &script_file) {
+            (_, Some((name, body))) => format!("<<{name}\n{body}{name}"),
+            (ShellOrExec::Exec(v), _) => format!("{}", json!(v)),
+            (ShellOrExec::Shell(_), _) => argv.join(" "),
         };
         let created_by = if shown_args.is_empty() {
             format!("RUN {shown} # buildkit")
@@ -1731,7 +1756,33 @@ impl Build<'_> {
             .map(|(k, v)| format!("{k}={v}"))
             .collect();
         env.dedup();
-        let entry = self.run_container(st, argv, env, net, mounts, &key, &created_by, line)?;
+        let mut extra_binds = Vec::new();
+        if let Some((name, body)) = &script_file {
+            use std::os::unix::fs::PermissionsExt;
+            let n = self.seq.fetch_add(1, Ordering::Relaxed) + 1;
+            let file = self.dir.join(format!("heredoc-{n}"));
+            crate::containers::write_private(&file, body.as_bytes()).map_err(BuildFailure::from)?;
+            std::fs::set_permissions(&file, std::fs::Permissions::from_mode(0o755))
+                .map_err(|e| BuildFailure::from(Error::internal("writing a heredoc", e)))?;
+            if name.contains('/') || name.contains(':') {
+                return Err(BuildFailure::from(Error::Invalid(at(
+                    line,
+                    &format!("invalid heredoc name {name:?}"),
+                ))));
+            }
+            extra_binds.push(format!("{}:/dev/pipes/{name}:ro", file.display()));
+        }
+        let entry = self.run_container(
+            st,
+            argv,
+            env,
+            net,
+            mounts,
+            extra_binds,
+            &key,
+            &created_by,
+            line,
+        )?;
         self.apply(st, key, &entry);
         Ok(())
     }
@@ -1744,6 +1795,7 @@ impl Build<'_> {
         env: Vec<String>,
         network: Option<String>,
         mounts: &[berth_dockerfile::Mount],
+        extra_binds: Vec<String>,
         key: &str,
         created_by: &str,
         line: usize,
@@ -1754,7 +1806,7 @@ impl Build<'_> {
             .images
             .state_record(&bytes, &st.diff_ids)
             .map_err(|e| BuildFailure::from(Error::from(e)))?;
-        let mut binds: Vec<String> = Vec::new();
+        let mut binds: Vec<String> = extra_binds;
         let mut tmpfs = HashMap::new();
         for m in mounts {
             self.mount_for(m, &mut binds, &mut tmpfs)
