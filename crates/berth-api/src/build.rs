@@ -45,8 +45,14 @@ fn resources(q: &Query) -> Result<bollard_stubs::models::HostConfig, Error> {
         cpu_period: int("cpuperiod")?,
         cpu_quota: int("cpuquota")?,
         shm_size: int("shmsize")?,
-        cpuset_cpus: q.get("cpusetcpus").filter(|v| !v.is_empty()).map(str::to_string),
-        cpuset_mems: q.get("cpusetmems").filter(|v| !v.is_empty()).map(str::to_string),
+        cpuset_cpus: q
+            .get("cpusetcpus")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
+        cpuset_mems: q
+            .get("cpusetmems")
+            .filter(|v| !v.is_empty())
+            .map(str::to_string),
         cgroup_parent: q
             .get("cgroupparent")
             .filter(|v| !v.is_empty())
