@@ -182,6 +182,7 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
             .filter(|t| !t.is_empty()),
         cache_from,
         resources: resources(q)?,
+        cancel: Default::default(),
         secrets: secrets(
             req.headers()
                 .get("X-Berth-Build-Secrets")
@@ -198,16 +199,26 @@ pub(crate) async fn build(ctx: Ctx, req: Request<Incoming>, q: &Query) -> Result
     let mut reader = http::BodyReader::new(req.into_body(), MAX_CONTEXT);
     let (resp, tx) = http::stream(200, "application/json");
     let (mtx, mut mrx) = tokio::sync::mpsc::channel::<BuildMessage>(256);
-    // Messages to JSON lines.
+    // Messages to JSON lines; the client gone, the build is canceled.
+    let cancel = opts.cancel.clone();
     let fwd = tokio::spawn(async move {
-        while let Some(m) = mrx.recv().await {
+        loop {
+            let m = tokio::select! {
+                m = mrx.recv() => m,
+                _ = tx.closed() => {
+                    cancel.store(true, std::sync::atomic::Ordering::Relaxed);
+                    while mrx.recv().await.is_some() {}
+                    return None;
+                }
+            };
+            let Some(m) = m else { break };
             let v = match m {
                 BuildMessage::Stream(s) => json!({"stream": s}),
                 BuildMessage::Aux(a) => json!({"aux": a}),
                 BuildMessage::Raw(v) => v,
             };
             if tx.send(line(v)).await.is_err() {
-                // The client went: the build goes on to its end (its containers go).
+                cancel.store(true, std::sync::atomic::Ordering::Relaxed);
                 while mrx.recv().await.is_some() {}
                 return None;
             }

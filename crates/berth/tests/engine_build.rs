@@ -1147,3 +1147,42 @@ fn cache_survives_restarts_and_goes_with_system_prune_and_more_bad_input() {
     assert!(err.contains("line 2") && err.contains("bogus"), "{err}");
     d.assert_clean();
 }
+
+#[test]
+fn a_build_whose_client_goes_is_stopped() {
+    let Some((d, _reg, img)) = with_busybox(&unique("buildcancel")) else {
+        return;
+    };
+    let ctx = tempfile::tempdir().unwrap();
+    let dir = ctx.path().to_path_buf();
+    write(
+        &dir,
+        "Dockerfile",
+        &format!("FROM {img}\nRUN echo started; sleep 600\nRUN echo never\n"),
+    );
+    let mut child = d
+        .docker_cmd(&["build", dir.to_str().unwrap()])
+        .env("DOCKER_BUILDKIT", "0")
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let mut stdout = child.stdout.take().unwrap();
+    let mut seen = String::new();
+    let mut buf = [0u8; 4096];
+    while !seen.contains("started") {
+        use std::io::Read;
+        let n = stdout.read(&mut buf).unwrap();
+        assert!(n > 0, "the build ended early: {seen}");
+        seen.push_str(&String::from_utf8_lossy(&buf[..n]));
+    }
+    // Ctrl-C: the client goes; the step is killed and its container removed.
+    let _ = child.kill();
+    let _ = child.wait();
+    berth_testkit::daemon::wait_for("the step container to go", || {
+        d.ok(&["ps", "-aq"]).trim().is_empty()
+    });
+    d.assert_clean();
+    let log = d.log();
+    assert!(!log.contains("never"), "{log}");
+}

@@ -71,6 +71,8 @@ pub struct BuildOptions {
     pub cache_from: Vec<String>,
     /// Secrets (`--secret id=…`): id to content.
     pub secrets: HashMap<String, Vec<u8>>,
+    /// Set when the client has gone: the build stops (its running step is killed).
+    pub cancel: Arc<std::sync::atomic::AtomicBool>,
     /// What RUN containers get of a HostConfig (`memory`, `memswap`, `cpushares`,
     /// `cpusetcpus`, `cpusetmems`, `cpuperiod`, `cpuquota`, `shmsize`, `ulimits`,
     /// `cgroupparent`).
@@ -910,6 +912,11 @@ impl Build<'_> {
     ) -> std::result::Result<(), BuildFailure> {
         let line = ins.line;
         let fail = |e: Error| BuildFailure::from(Error::Invalid(at_err(line, e)));
+        if self.opts.cancel.load(Ordering::Relaxed) {
+            return Err(BuildFailure::from(Error::Conflict(
+                "the build was canceled".into(),
+            )));
+        }
         match &ins.kind {
             Kind::Env(pairs) => {
                 let mut shown = Vec::new();
@@ -1862,18 +1869,31 @@ impl Build<'_> {
         let run = engine.rt.block_on({
             let engine = engine.clone();
             let id = id.clone();
+            let cancel = self.opts.cancel.clone();
             async move {
                 let attach = engine.attach(&who, &id, false, true, true)?;
                 let waiter = engine.waiter(&who, &id, WaitCondition::NextExit)?;
-                let pump = async {
-                    let s = attach.fut.await?;
-                    pump_frames(s.stream, s.tty, &out, quiet).await;
-                    Ok::<(), Error>(())
+                let pump = tokio::spawn(async move {
+                    if let Ok(s) = attach.fut.await {
+                        pump_frames(s.stream, s.tty, &out, quiet).await;
+                    }
+                });
+                engine.start(&who, &id).await?;
+                // The client gone (Ctrl-C on `docker build`): the step is stopped (the
+                // container is removed below, which kills it).
+                let canceled = async {
+                    while !cancel.load(Ordering::Relaxed) {
+                        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+                    }
                 };
-                let (p, started) = tokio::join!(pump, engine.start(&who, &id));
-                started?;
-                p?;
-                Ok::<(i64, Option<String>), Error>(waiter.await)
+                let r = tokio::select! {
+                    r = waiter => Ok::<(i64, Option<String>), Error>(r),
+                    _ = canceled => Err(Error::Conflict("the build was canceled".into())),
+                };
+                if r.is_ok() {
+                    let _ = pump.await;
+                }
+                r
             }
         });
         let result = match run {
