@@ -112,7 +112,8 @@ fn parse_secret(s: &str) -> Result<Secret, String> {
 /// `berth build`.
 #[derive(Args, Debug, Default)]
 pub struct BuildArgs {
-    /// The context: a directory, `-` for a tar (or a Dockerfile) on stdin.
+    /// The context: a directory, a URL of a tarball or a Dockerfile, or `-` for a tar (or a
+    /// Dockerfile) on stdin.
     #[arg(value_name = "PATH | URL | -")]
     pub context: String,
     /// Name and optionally a tag (`name:tag`); repeatable.
