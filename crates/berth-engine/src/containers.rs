@@ -1403,7 +1403,12 @@ impl Engine {
     /// The daemon starts: load every container, finish or undo what a crash interrupted,
     /// re-adopt running containers, record the exits that happened while it was down, apply
     /// restart policies (blocking).
-    pub(crate) fn recover(self: &Arc<Self>) -> Result<()> {
+    ///
+    /// The restarts are returned, not started: the caller starts them once the network is
+    /// put right, so that the reconciliation cannot take a restarted container's new
+    /// namespace or veth for a leftover.
+    pub(crate) fn recover(self: &Arc<Self>) -> Result<Vec<Deferred>> {
+        let mut later: Vec<Deferred> = Vec::new();
         let records = self.db.containers()?;
         let mut known = std::collections::HashSet::new();
         for c in records {
@@ -1495,7 +1500,7 @@ impl Engine {
                 }
                 let me = self.clone();
                 let h2 = h.clone();
-                self.rt.spawn(async move { me.maybe_restart(h2, c) });
+                later.push(Box::pin(async move { me.maybe_restart(h2, c) }));
             } else if c.state.status == Status::Exited
                 && match c.host_config.restart_policy.as_ref().and_then(|p| p.name) {
                     // Docker: `always` comes back with the daemon even after a manual stop;
@@ -1507,12 +1512,12 @@ impl Engine {
             {
                 let me = self.clone();
                 let h2 = h.clone();
-                self.rt.spawn(async move {
+                later.push(Box::pin(async move {
                     let _op = h2.op.lock().await;
                     if let Err(e) = me.start_locked(&h2).await {
                         tracing::warn!("restarting {} with the daemon: {e}", h2.id());
                     }
-                });
+                }));
             } else if c.state.status == Status::Removing {
                 let me = self.clone();
                 let id = c.id.clone();
@@ -1546,9 +1551,12 @@ impl Engine {
                 }
             }
         }
-        Ok(())
+        Ok(later)
     }
 }
+
+/// Work the daemon's start defers until the network is put right (restarts).
+pub(crate) type Deferred = std::pin::Pin<Box<dyn std::future::Future<Output = ()> + Send>>;
 
 /// A start's failure as dockerd words it: the runtime's message after "OCI runtime create
 /// failed", with the system's error in Go's words (lower case), which clients read: the docker

@@ -273,9 +273,12 @@ impl Engine {
             dns_serving: Mutex::new(HashMap::new()),
         });
         engine.net_open()?;
-        engine.recover()?;
+        let restarts = engine.recover()?;
         engine.recover_builds();
         engine.net_reconcile()?;
+        for r in restarts {
+            engine.rt.spawn(r);
+        }
         Ok(engine)
     }
 

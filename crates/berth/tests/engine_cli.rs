@@ -523,9 +523,16 @@ fn without_live_restore_containers_stop_with_the_daemon_and_come_back() {
         "not stopped with the daemon"
     );
     d.launch();
-    wait_for("the always container back", || {
-        d.ok(&["inspect", "-f", "{{.State.Status}}", &a]).trim() == "running"
-    });
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(20);
+    while d.ok(&["inspect", "-f", "{{.State.Status}}", &a]).trim() != "running" {
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the always container did not come back: {}\n--- daemon:\n{}",
+            d.ok(&["inspect", &a]),
+            d.log()
+        );
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    }
     assert_eq!(
         d.ok(&["inspect", "-f", "{{.State.Status}}", &b]).trim(),
         "exited"
