@@ -1009,6 +1009,34 @@ fn network_commands_and_published_ports() {
     );
     let ps = c.ok(&["ps", "--format", "{{.Ports}}"]);
     assert!(ps.contains(&format!("127.0.0.1:{port}->80/tcp")), "{ps}");
+    // Go's control flow in --format, as the docker CLI takes it.
+    let ip = c.ok(&[
+        "inspect",
+        "-f",
+        "{{range $name, $ep := .NetworkSettings.Networks}}{{$name}}={{$ep.IPAddress}}{{end}}",
+        "cweb",
+    ]);
+    assert_eq!(ip.trim(), format!("{n}=10.91.0.9"));
+    assert_eq!(
+        c.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "cweb"
+        ]),
+        d.ok(&[
+            "inspect",
+            "-f",
+            "{{range .NetworkSettings.Networks}}{{.IPAddress}}{{end}}",
+            "cweb"
+        ])
+    );
+    let running = c.ok(&[
+        "ps",
+        "--format",
+        "{{if eq .Names \"cweb\"}}{{.Names}} is up{{end}}",
+    ]);
+    assert!(running.contains("cweb is up"), "{running}");
     let deadline = std::time::Instant::now() + std::time::Duration::from_secs(10);
     loop {
         let o = d

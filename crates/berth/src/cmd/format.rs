@@ -4,8 +4,9 @@
 //! `truncate`, `pad`, `index`, `len`, `print`, `println`, `printf` with `%s`/`%d`/`%v`/`%q`),
 //! `.Label "key"` on list rows, `{{- -}}` trimming, `\t` and `\n` as docker replaces them, the
 //! `table` prefix (a header row, columns aligned as Docker's tables) and `json` alone for
-//! `{{json .}}`. Not Go's whole language: `if`, `range`, `with` and variables are refused with
-//! a clear message.
+//! `{{json .}}`; and of Go's language `if`/`else if`/`else`, `range` (lists in order, maps in
+//! key order, `$k, $v :=`), `with`, variables (`$`, `$x := …`), parentheses and `eq`, `ne`,
+//! `lt`, `le`, `gt`, `ge`, `and`, `or`, `not`. Not `define`/`template`/`block`.
 
 use anyhow::{Result, bail};
 use serde_json::{Map, Value};
@@ -21,7 +22,22 @@ pub struct Template {
 #[derive(Debug, Clone)]
 enum Node {
     Text(String),
-    Action(Vec<Cmd>),
+    /// `{{pipeline}}`, or `{{$x := pipeline}}` (prints nothing).
+    Action(Option<String>, Vec<Cmd>),
+    /// `{{if p}}…{{else}}…{{end}}` (`{{else if q}}` nests another).
+    If(Vec<Cmd>, Vec<Node>, Vec<Node>),
+    /// `{{range [$k, $v :=] p}}…{{else}}…{{end}}`.
+    Range(Vec<String>, Vec<Cmd>, Vec<Node>, Vec<Node>),
+    /// `{{with p}}…{{else}}…{{end}}`.
+    With(Vec<Cmd>, Vec<Node>, Vec<Node>),
+}
+
+/// What the flat parse finds before the tree is built.
+#[derive(Debug, Clone)]
+enum Item {
+    Node(Node),
+    /// `if`, `range`, `with`, `else`, `else if`, `end` and what follows the keyword.
+    Control(&'static str, String),
 }
 
 #[derive(Debug, Clone)]
@@ -34,11 +50,17 @@ enum Arg {
     Str(String),
     Num(i64),
     Func(String),
+    /// `$` or `$name`, then a field path.
+    Var(String, Vec<String>),
+    /// `( pipeline )`, then a field path.
+    Sub(Vec<Cmd>, Vec<String>),
+    Bool(bool),
 }
 
-const KEYWORDS: &[&str] = &[
-    "if", "range", "with", "else", "end", "define", "template", "block", "break", "continue",
-];
+const KEYWORDS: &[&str] = &["define", "template", "block", "break", "continue"];
+
+/// Variables in scope: `$` (the data) first, then those the template declared.
+type Vars = Vec<(String, Value)>;
 
 impl Template {
     /// Parse `format`; `default_table` is what `table` alone (and no format) means.
@@ -64,15 +86,8 @@ impl Template {
     /// Evaluate against `data`.
     pub fn eval(&self, data: &Value) -> Result<String> {
         let mut out = String::new();
-        for n in &self.nodes {
-            match n {
-                Node::Text(t) => out.push_str(t),
-                Node::Action(p) => {
-                    let v = eval_pipeline(p, data)?;
-                    out.push_str(&go_fmt(v.as_ref()));
-                }
-            }
-        }
+        let mut vars: Vars = vec![(String::new(), data.clone())];
+        eval_nodes(&self.nodes, data, &mut vars, &mut out)?;
         Ok(out)
     }
 
@@ -104,8 +119,189 @@ impl Template {
     }
 }
 
-fn parse_nodes(s: &str) -> Result<Vec<Node>> {
+fn eval_nodes(nodes: &[Node], dot: &Value, vars: &mut Vars, out: &mut String) -> Result<()> {
+    for n in nodes {
+        match n {
+            Node::Text(t) => out.push_str(t),
+            Node::Action(None, p) => {
+                let v = eval_pipeline(p, dot, vars)?;
+                out.push_str(&go_fmt(v.as_ref()));
+            }
+            Node::Action(Some(name), p) => {
+                let v = eval_pipeline(p, dot, vars)?.unwrap_or(Value::Null);
+                vars.push((name.clone(), v));
+            }
+            Node::If(c, then, els) => {
+                let v = eval_pipeline(c, dot, vars)?;
+                let depth = vars.len();
+                eval_nodes(if truthy(&v) { then } else { els }, dot, vars, out)?;
+                vars.truncate(depth);
+            }
+            Node::With(c, body, els) => {
+                let v = eval_pipeline(c, dot, vars)?;
+                let depth = vars.len();
+                if truthy(&v) {
+                    eval_nodes(body, &v.unwrap_or(Value::Null), vars, out)?;
+                } else {
+                    eval_nodes(els, dot, vars, out)?;
+                }
+                vars.truncate(depth);
+            }
+            Node::Range(names, p, body, els) => {
+                let v = eval_pipeline(p, dot, vars)?;
+                let items: Vec<(Value, Value)> = match v {
+                    Some(Value::Array(a)) => a
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, x)| (Value::from(i as i64), x))
+                        .collect(),
+                    Some(Value::Object(m)) => {
+                        // Go ranges over a map in key order.
+                        let mut kv: Vec<(String, Value)> = m.into_iter().collect();
+                        kv.sort_by(|a, b| a.0.cmp(&b.0));
+                        kv.into_iter().map(|(k, x)| (Value::String(k), x)).collect()
+                    }
+                    Some(Value::Number(n)) => (0..n.as_i64().unwrap_or(0))
+                        .map(|i| (Value::from(i), Value::from(i)))
+                        .collect(),
+                    None | Some(Value::Null) => Vec::new(),
+                    Some(other) => bail!(
+                        "template: range can't iterate over {}",
+                        go_fmt(Some(&other))
+                    ),
+                };
+                if items.is_empty() {
+                    let depth = vars.len();
+                    eval_nodes(els, dot, vars, out)?;
+                    vars.truncate(depth);
+                }
+                for (k, x) in items {
+                    let depth = vars.len();
+                    match names.as_slice() {
+                        [] => {}
+                        [v] => vars.push((v.clone(), x.clone())),
+                        [kn, vn, ..] => {
+                            vars.push((kn.clone(), k));
+                            vars.push((vn.clone(), x.clone()));
+                        }
+                    }
+                    eval_nodes(body, &x, vars, out)?;
+                    vars.truncate(depth);
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// Go's truth: false, 0, nil and empty strings, lists and maps are false.
+fn truthy(v: &Option<Value>) -> bool {
+    match v {
+        None | Some(Value::Null) => false,
+        Some(Value::Bool(b)) => *b,
+        Some(Value::Number(n)) => n.as_f64().is_some_and(|f| f != 0.0),
+        Some(Value::String(s)) => !s.is_empty(),
+        Some(Value::Array(a)) => !a.is_empty(),
+        Some(Value::Object(m)) => !m.is_empty(),
+    }
+}
+
+/// What ended a run of nodes: `else`, `else if` (with its condition) or `end`.
+type Stop = (&'static str, String);
+
+/// The tree of the flat items: nodes until an `else` or `end` (returned), or the end.
+fn build_tree(
+    items: &mut std::iter::Peekable<std::vec::IntoIter<Item>>,
+) -> Result<(Vec<Node>, Option<Stop>)> {
     let mut nodes = Vec::new();
+    while let Some(it) = items.next() {
+        match it {
+            Item::Node(n) => nodes.push(n),
+            Item::Control(k @ ("end" | "else" | "else if"), rest) => {
+                return Ok((nodes, Some((k, rest))));
+            }
+            Item::Control(kw, rest) => nodes.push(control(kw, &rest, items)?),
+        }
+    }
+    Ok((nodes, None))
+}
+
+/// An `if`/`range`/`with` and its branches, up to its `end`.
+fn control(
+    kw: &'static str,
+    rest: &str,
+    items: &mut std::iter::Peekable<std::vec::IntoIter<Item>>,
+) -> Result<Node> {
+    let (names, pipe) = if kw == "range" {
+        match rest.split_once(":=") {
+            Some((vars, p)) => (
+                vars.split(',')
+                    .map(|v| v.trim().trim_start_matches('$').to_string())
+                    .collect::<Vec<_>>(),
+                p,
+            ),
+            None => (Vec::new(), rest),
+        }
+    } else {
+        (Vec::new(), rest)
+    };
+    let cond = parse_pipeline(pipe.trim())?;
+    let (body, stop) = build_tree(items)?;
+    let els = match stop {
+        Some(("end", _)) => Vec::new(),
+        Some(("else", _)) => {
+            let (els, stop) = build_tree(items)?;
+            if !matches!(stop, Some(("end", _))) {
+                bail!("template: {kw} without its end");
+            }
+            els
+        }
+        Some(("else if", r)) => vec![control("if", &r, items)?],
+        _ => bail!("template: {kw} without its end"),
+    };
+    Ok(match kw {
+        "if" => Node::If(cond, body, els),
+        "with" => Node::With(cond, body, els),
+        _ => Node::Range(names, cond, body, els),
+    })
+}
+
+/// `{{inner}}` as an item: a control keyword, a declaration, or a pipeline.
+fn item(inner: &str) -> Result<Item> {
+    let t = inner.trim();
+    let word = t.split_whitespace().next().unwrap_or_default();
+    let rest = t[word.len()..].trim().to_string();
+    Ok(match word {
+        "if" => Item::Control("if", rest),
+        "range" => Item::Control("range", rest),
+        "with" => Item::Control("with", rest),
+        "end" => Item::Control("end", rest),
+        "else" => match rest.strip_prefix("if ") {
+            Some(r) => Item::Control("else if", r.to_string()),
+            None => Item::Control("else", rest),
+        },
+        w if w.starts_with('$') && t.contains(":=") => {
+            let (name, p) = t.split_once(":=").expect("checked");
+            Item::Node(Node::Action(
+                Some(name.trim().trim_start_matches('$').to_string()),
+                parse_pipeline(p.trim())?,
+            ))
+        }
+        _ => Item::Node(Node::Action(None, parse_pipeline(t)?)),
+    })
+}
+
+fn parse_nodes(s: &str) -> Result<Vec<Node>> {
+    let mut items = parse_items(s)?.into_iter().peekable();
+    let (nodes, stop) = build_tree(&mut items)?;
+    if let Some((k, _)) = stop {
+        bail!("template: unexpected {{{{{k}}}}}");
+    }
+    Ok(nodes)
+}
+
+fn parse_items(s: &str) -> Result<Vec<Item>> {
+    let mut nodes: Vec<Item> = Vec::new();
     let mut rest = s;
     let mut trim_next = false;
     while let Some(start) = rest.find("{{") {
@@ -122,7 +318,7 @@ fn parse_nodes(s: &str) -> Result<Vec<Node>> {
             text = text.trim_end();
         }
         if !text.is_empty() {
-            nodes.push(Node::Text(text.to_string()));
+            nodes.push(Item::Node(Node::Text(text.to_string())));
         }
         let Some(end) = find_close(after) else {
             bail!("template: unclosed action: {{{{{after}");
@@ -133,12 +329,12 @@ fn parse_nodes(s: &str) -> Result<Vec<Node>> {
             inner = i;
             trim_next = true;
         }
-        nodes.push(Node::Action(parse_pipeline(inner)?));
+        nodes.push(item(inner)?);
         rest = &after[end + 2..];
     }
     let text = if trim_next { rest.trim_start() } else { rest };
     if !text.is_empty() {
-        nodes.push(Node::Text(text.to_string()));
+        nodes.push(Item::Node(Node::Text(text.to_string())));
     }
     Ok(nodes)
 }
@@ -210,10 +406,48 @@ fn parse_pipeline(s: &str) -> Result<Vec<Cmd>> {
             };
             push_arg(&mut cmds, Arg::Str(c[start..start + len].iter().collect()));
             i = start + len + 1;
+        } else if ch == '(' {
+            // A sub-pipeline, up to its `)` (outside strings), then maybe a field path.
+            let mut depth = 0;
+            let mut j = i;
+            let mut quote: Option<char> = None;
+            while j < c.len() {
+                match (quote, c[j]) {
+                    (Some('"'), '\\') => j += 1,
+                    (Some(q), x) if x == q => quote = None,
+                    (Some(_), _) => {}
+                    (None, '"' | '`') => quote = Some(c[j]),
+                    (None, '(') => depth += 1,
+                    (None, ')') => {
+                        depth -= 1;
+                        if depth == 0 {
+                            break;
+                        }
+                    }
+                    _ => {}
+                }
+                j += 1;
+            }
+            if j >= c.len() {
+                bail!("template: unclosed ( in {{{{{s}}}}}");
+            }
+            let inner: String = c[i + 1..j].iter().collect();
+            let sub = parse_pipeline(&inner)?;
+            i = j + 1;
+            let start = i;
+            while i < c.len() && !c[i].is_whitespace() && !matches!(c[i], '|' | '(' | ')') {
+                i += 1;
+            }
+            let tail: String = c[start..i].iter().collect();
+            let path = field_path(&tail)?;
+            push_arg(&mut cmds, Arg::Sub(sub, path));
         } else {
             let start = i;
-            while i < c.len() && !c[i].is_whitespace() && c[i] != '|' {
+            while i < c.len() && !c[i].is_whitespace() && !matches!(c[i], '|' | '(' | ')') {
                 i += 1;
+            }
+            if i == start {
+                bail!("template: unexpected {:?} in {{{{{s}}}}}", c[i]);
             }
             let word: String = c[start..i].iter().collect();
             push_arg(&mut cmds, word_arg(&word)?);
@@ -231,9 +465,37 @@ fn push_arg(cmds: &mut [Cmd], a: Arg) {
     }
 }
 
+/// `.A.B` after a variable or a parenthesis (`""`: none).
+fn field_path(tail: &str) -> Result<Vec<String>> {
+    if tail.is_empty() {
+        return Ok(Vec::new());
+    }
+    let Some(path) = tail.strip_prefix('.') else {
+        bail!("template: unexpected {tail:?}");
+    };
+    let parts: Vec<String> = path.split('.').map(str::to_string).collect();
+    if parts.iter().any(|p| p.is_empty()) {
+        bail!("template: bad field path {tail:?}");
+    }
+    Ok(parts)
+}
+
 fn word_arg(w: &str) -> Result<Arg> {
     if w == "." {
         return Ok(Arg::Field(Vec::new()));
+    }
+    if let Some(v) = w.strip_prefix('$') {
+        let (name, tail) = match v.find('.') {
+            Some(i) => (&v[..i], &v[i..]),
+            None => (v, ""),
+        };
+        if !name.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
+            bail!("template: bad variable {w:?}");
+        }
+        return Ok(Arg::Var(name.to_string(), field_path(tail)?));
+    }
+    if w == "true" || w == "false" {
+        return Ok(Arg::Bool(w == "true"));
     }
     if let Some(path) = w.strip_prefix('.') {
         let parts: Vec<String> = path.split('.').map(str::to_string).collect();
@@ -245,15 +507,8 @@ fn word_arg(w: &str) -> Result<Arg> {
     if let Ok(n) = w.parse::<i64>() {
         return Ok(Arg::Num(n));
     }
-    if w.starts_with('$') || w.contains(":=") || w.starts_with('(') {
-        bail!(
-            "template: {w:?}: variables and parentheses are not supported by berth's --format (field paths, json, join, index, … are)"
-        );
-    }
     if KEYWORDS.contains(&w) {
-        bail!(
-            "template: `{w}` is not supported by berth's --format (field paths, pipelines and docker's functions are)"
-        );
+        bail!("template: `{w}` is not supported by berth's --format");
     }
     if w.chars().all(|c| c.is_ascii_alphanumeric() || c == '_') {
         return Ok(Arg::Func(w.to_string()));
@@ -272,30 +527,46 @@ fn lookup(data: &Value, path: &[String]) -> Option<Value> {
     Some(cur.clone())
 }
 
-fn eval_pipeline(p: &[Cmd], data: &Value) -> Result<Option<Value>> {
+fn eval_pipeline(p: &[Cmd], data: &Value, vars: &Vars) -> Result<Option<Value>> {
     let mut piped: Option<Option<Value>> = None;
     for cmd in p {
-        piped = Some(eval_cmd(cmd, data, piped)?);
+        piped = Some(eval_cmd(cmd, data, vars, piped)?);
     }
     Ok(piped.flatten())
 }
 
-fn operand(a: &Arg, data: &Value) -> Result<Option<Value>> {
+fn operand(a: &Arg, data: &Value, vars: &Vars) -> Result<Option<Value>> {
     Ok(match a {
         Arg::Field(path) => lookup(data, path),
         Arg::Str(s) => Some(Value::String(s.clone())),
         Arg::Num(n) => Some(Value::from(*n)),
+        Arg::Bool(b) => Some(Value::Bool(*b)),
         Arg::Func(f) => call(f, Vec::new())?,
+        Arg::Var(name, path) => {
+            let Some((_, v)) = vars.iter().rev().find(|(n, _)| n == name) else {
+                bail!("template: undefined variable \"${name}\"");
+            };
+            lookup(v, path)
+        }
+        Arg::Sub(p, path) => match eval_pipeline(p, data, vars)? {
+            Some(v) => lookup(&v, path),
+            None => None,
+        },
     })
 }
 
-fn eval_cmd(cmd: &Cmd, data: &Value, piped: Option<Option<Value>>) -> Result<Option<Value>> {
+fn eval_cmd(
+    cmd: &Cmd,
+    data: &Value,
+    vars: &Vars,
+    piped: Option<Option<Value>>,
+) -> Result<Option<Value>> {
     let (first, rest) = cmd.0.split_first().expect("parsed commands are not empty");
     match first {
         Arg::Func(f) => {
             let mut args = rest
                 .iter()
-                .map(|a| operand(a, data))
+                .map(|a| operand(a, data, vars))
                 .collect::<Result<Vec<_>>>()?;
             if let Some(p) = piped {
                 args.push(p);
@@ -307,7 +578,7 @@ fn eval_cmd(cmd: &Cmd, data: &Value, piped: Option<Option<Value>>) -> Result<Opt
             if path.last().map(String::as_str) == Some("Label") {
                 let key = match rest
                     .first()
-                    .map(|a| operand(a, data))
+                    .map(|a| operand(a, data, vars))
                     .transpose()?
                     .flatten()
                 {
@@ -327,7 +598,7 @@ fn eval_cmd(cmd: &Cmd, data: &Value, piped: Option<Option<Value>>) -> Result<Opt
             }
             bail!("template: .{} is not a method", path.join("."))
         }
-        a => operand(a, data),
+        a => operand(a, data, vars),
     }
 }
 
@@ -347,7 +618,59 @@ fn call(f: &str, args: Vec<Option<Value>>) -> Result<Option<Value>> {
         Ok(())
     };
     let s = |v: String| Ok(Some(Value::String(v)));
+    let cmp = |a: &Option<Value>, b: &Option<Value>| -> Option<std::cmp::Ordering> {
+        match (a, b) {
+            (Some(Value::Number(x)), Some(Value::Number(y))) => {
+                x.as_f64()?.partial_cmp(&y.as_f64()?)
+            }
+            (Some(Value::String(x)), Some(Value::String(y))) => Some(x.cmp(y)),
+            (Some(Value::Bool(x)), Some(Value::Bool(y))) => Some(x.cmp(y)),
+            (None | Some(Value::Null), None | Some(Value::Null)) => Some(std::cmp::Ordering::Equal),
+            _ => None,
+        }
+    };
+    let b = |v: bool| Ok(Some(Value::Bool(v)));
     match f {
+        "eq" => {
+            if args.len() < 2 {
+                bail!("template: eq wants at least 2 arguments");
+            }
+            b(args[1..].iter().any(|x| {
+                cmp(&args[0], x) == Some(std::cmp::Ordering::Equal)
+                    || (args[0].is_some() && args[0] == *x)
+            }))
+        }
+        "ne" | "lt" | "le" | "gt" | "ge" => {
+            want(2)?;
+            let o = cmp(&args[0], &args[1]);
+            if o.is_none() && f != "ne" {
+                bail!("template: {f}: incompatible types for comparison");
+            }
+            use std::cmp::Ordering::*;
+            b(match f {
+                "ne" => o != Some(Equal) && args[0] != args[1],
+                "lt" => o == Some(Less),
+                "le" => o != Some(Greater),
+                "gt" => o == Some(Greater),
+                _ => o != Some(Less),
+            })
+        }
+        "not" => {
+            want(1)?;
+            b(!truthy(&args[0]))
+        }
+        "and" => Ok(args
+            .iter()
+            .find(|a| !truthy(a))
+            .or(args.last())
+            .cloned()
+            .flatten()),
+        "or" => Ok(args
+            .iter()
+            .find(|a| truthy(a))
+            .or(args.last())
+            .cloned()
+            .flatten()),
         "json" => {
             want(1)?;
             // Rows keep what only methods use under `__` keys: not part of their JSON.
@@ -631,10 +954,13 @@ mod tests {
     #[test]
     fn unsupported_is_clear() {
         for f in [
-            "{{range .X}}{{end}}",
-            "{{if .X}}y{{end}}",
-            "{{$x := 1}}",
+            "{{range .X}}",
+            "{{if .X}}y",
+            "{{end}}",
+            "{{$nope}}",
             "{{nope .X}}",
+            "{{define \"x\"}}{{end}}",
+            "{{(.X}}",
         ] {
             let err = Template::parse(f, "")
                 .and_then(|t| t.eval(&json!({})))
@@ -643,6 +969,57 @@ mod tests {
             assert!(err.starts_with("template:"), "{f}: {err}");
         }
         assert!(Template::parse("{{.ID", "").is_err());
+    }
+
+    #[test]
+    fn go_control_flow() {
+        let v = json!({
+            "Name": "web",
+            "NetworkSettings": {"Networks": {
+                "b": {"IPAddress": "10.0.0.2"}, "a": {"IPAddress": "172.17.0.2"}}},
+            "Mounts": [{"Source": "/s1", "Destination": "/d1"}, {"Source": "/s2", "Destination": "/d2"}],
+            "Count": 2, "Empty": [], "Flag": false
+        });
+        assert_eq!(
+            ev(
+                "{{range .NetworkSettings.Networks}}{{.IPAddress}} {{end}}",
+                &v
+            ),
+            "172.17.0.2 10.0.0.2 "
+        );
+        assert_eq!(
+            ev(
+                "{{range $k, $v := .NetworkSettings.Networks}}{{$k}}={{$v.IPAddress}};{{end}}",
+                &v
+            ),
+            "a=172.17.0.2;b=10.0.0.2;"
+        );
+        assert_eq!(
+            ev(
+                "{{range .Mounts}}{{.Source}}:{{.Destination}} {{$.Name}} {{end}}",
+                &v
+            ),
+            "/s1:/d1 web /s2:/d2 web "
+        );
+        assert_eq!(ev("{{range .Empty}}x{{else}}none{{end}}", &v), "none");
+        assert_eq!(
+            ev(
+                "{{if .Flag}}y{{else if eq .Count 2}}two{{else}}n{{end}}",
+                &v
+            ),
+            "two"
+        );
+        assert_eq!(ev("{{if and .Name (gt .Count 1)}}ok{{end}}", &v), "ok");
+        assert_eq!(ev("{{if not .Flag}}off{{end}}", &v), "off");
+        assert_eq!(
+            ev("{{with .NetworkSettings}}{{len .Networks}}{{end}}", &v),
+            "2"
+        );
+        assert_eq!(ev("{{with .Nope}}x{{else}}no{{end}}", &v), "no");
+        assert_eq!(ev("{{$n := .Name}}{{upper $n}}", &v), "WEB");
+        assert_eq!(ev("{{(index .Mounts 1).Source}}", &v), "/s2");
+        assert_eq!(ev("{{eq .Name \"web\" \"db\"}}", &v), "true");
+        assert_eq!(ev("{{ne .Count 3}}", &v), "true");
     }
 
     #[test]
