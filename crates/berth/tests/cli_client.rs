@@ -590,7 +590,7 @@ fn errors_are_dockers() {
     );
     let err = b.fails(&["run", "--cpus", "lots", &img, "true"]);
     assert!(err.contains("--cpus"), "{err}");
-    let err = b.fails(&["ps", "--format", "{{range .Names}}x{{end}}"]);
+    let err = b.fails(&["ps", "--format", "{{range .Names}}x"]);
     assert!(err.contains("template"), "{err}");
     // No daemon there: docker's words, and no daemon started (BERTH_NO_AUTOSTART).
     let out = Command::new(&*BERTH_PATH)
