@@ -50,8 +50,6 @@ pub(crate) fn unpack(spool: &File, dir: &Path) -> Result<()> {
         .map_err(|e| Error::internal("reading the build context", e))?;
     let mut head = [0u8; 4];
     let n = f.read(&mut head).unwrap_or(0);
-    f.rewind()
-        .map_err(|e| Error::internal("reading the build context", e))?;
     if n == 0 {
         // An empty body: an empty context (`docker build -` with a Dockerfile only is a tar).
         return Ok(());
@@ -61,15 +59,8 @@ pub(crate) fn unpack(spool: &File, dir: &Path) -> Result<()> {
             "the build context is compressed with bzip2 or xz; send it plain, gzip or zstd".into(),
         ));
     }
-    let r = io::BufReader::new(f);
-    let reader: Box<dyn Read> = match berth_layer::Compression::detect(&head[..n]) {
-        berth_layer::Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        berth_layer::Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(r)
-                .map_err(|e| Error::Invalid(format!("reading the build context: {e}")))?,
-        ),
-        berth_layer::Compression::None => Box::new(r),
-    };
+    let reader = crate::ops::archive::decompressed(f)
+        .map_err(|e| Error::Invalid(format!("reading the build context: {e}")))?;
     berth_layer::unpack(reader, dir, berth_layer::Mode::Flatten).map_err(|e| match e {
         berth_layer::Error::Fs { .. } => {
             Error::Internal(format!("unpacking the build context: {e}"))

@@ -389,7 +389,7 @@ impl Engine {
         if all && until.is_none() {
             let dir = self.paths.data_root.join("build-cache-mounts");
             if dir.exists() {
-                reclaimed += berth_layer_usage(&dir);
+                reclaimed += crate::view::dir_size(&dir);
                 let _ = std::fs::remove_dir_all(&dir);
             }
         }
@@ -425,22 +425,6 @@ impl Engine {
             })
             .collect())
     }
-}
-
-/// Bytes under `dir` (files' sizes).
-fn berth_layer_usage(dir: &Path) -> u64 {
-    let mut total = 0;
-    let mut todo = vec![dir.to_path_buf()];
-    while let Some(d) = todo.pop() {
-        for e in std::fs::read_dir(&d).into_iter().flatten().flatten() {
-            match e.file_type() {
-                Ok(t) if t.is_dir() => todo.push(e.path()),
-                Ok(t) if t.is_file() => total += e.metadata().map_or(0, |m| m.len()),
-                _ => {}
-            }
-        }
-    }
-    total
 }
 
 /// Refuse a platform that is not this machine's.
@@ -2327,22 +2311,9 @@ fn unpack_into(spool: &File, dir: &std::os::fd::OwnedFd) -> Result<()> {
 /// ADD of a local archive: unpacked (plain, gzip or zstd) into the directory `dir`, its
 /// entries resolved beneath it.
 fn unpack_archive(f: File, dir: &std::os::fd::OwnedFd) -> Result<()> {
-    use std::io::{Read, Seek};
     use std::os::fd::AsRawFd;
-    let mut f = f;
-    let mut head = [0u8; 4];
-    let n = f.read(&mut head).unwrap_or(0);
-    f.rewind()
-        .map_err(|e| Error::internal("reading an archive", e))?;
-    let r = std::io::BufReader::new(f);
-    let reader: Box<dyn Read> = match berth_layer::Compression::detect(&head[..n]) {
-        berth_layer::Compression::Gzip => Box::new(flate2::bufread::MultiGzDecoder::new(r)),
-        berth_layer::Compression::Zstd => Box::new(
-            zstd::stream::read::Decoder::with_buffer(r)
-                .map_err(|e| Error::Invalid(format!("reading an archive: {e}")))?,
-        ),
-        berth_layer::Compression::None => Box::new(r),
-    };
+    let reader = crate::ops::archive::decompressed(f)
+        .map_err(|e| Error::Invalid(format!("reading an archive: {e}")))?;
     let path = format!("/proc/self/fd/{}", dir.as_raw_fd());
     berth_layer::unpack(reader, Path::new(&path), berth_layer::Mode::Flatten)
         .map_err(|e| Error::Invalid(e.to_string().replacen("layer entry", "archive entry", 1)))?;

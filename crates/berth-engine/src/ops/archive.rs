@@ -622,8 +622,10 @@ pub(crate) fn write_tar(
     Ok(())
 }
 
-/// A tar stream as written: entries' paths, kinds.
-fn decompressed(mut f: File) -> io::Result<Box<dyn Read>> {
+/// The tar stream in `f` read from its start, decompressed as its first bytes say (plain,
+/// gzip or zstd).
+pub(crate) fn decompressed(mut f: File) -> io::Result<Box<dyn Read>> {
+    f.rewind()?;
     let mut head = [0u8; 4];
     let n = f.read(&mut head)?;
     f.rewind()?;
