@@ -260,6 +260,16 @@ fn docker_build_failures() {
     assert!(ps.trim().is_empty(), "containers left: {ps}");
 }
 
+/// berth's own CLI as the client of the test daemon (never starting a daemon of its own).
+fn berth_cmd(d: &TestDaemon) -> std::process::Command {
+    let mut c = std::process::Command::new(env!("CARGO_BIN_EXE_berth"));
+    c.arg("-H")
+        .arg(d.host())
+        .env("BERTH_NO_AUTOSTART", "1")
+        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"));
+    c
+}
+
 /// A static HTTP server in the daemon's network namespace serving `dir` on `port`.
 struct Http(std::process::Child);
 
@@ -345,16 +355,12 @@ fn berth_cli_build_add_url_and_remote_context() {
     .unwrap();
     let tag = unique("clibuilt");
     let iid = other.path().join("iid");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("-H")
-        .arg(d.host())
+    let out = berth_cmd(&d)
         .args(["build", "-q", "-t", &tag, "--iidfile"])
         .arg(&iid)
         .arg("-f")
         .arg(&dockerfile)
         .arg(dir)
-        .env("BERTH_NO_AUTOSTART", "1")
-        .env("DOCKER_CONFIG", d.dir.path().join("docker-config"))
         .output()
         .unwrap();
     assert!(
@@ -382,13 +388,10 @@ fn berth_cli_build_add_url_and_remote_context() {
         ),
     )
     .unwrap();
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("-H")
-        .arg(d.host())
+    let out = berth_cmd(&d)
         .args(["build", "-f"])
         .arg(&dockerfile)
         .arg(dir)
-        .env("BERTH_NO_AUTOSTART", "1")
         .output()
         .unwrap();
     assert!(!out.status.success());
@@ -416,12 +419,9 @@ fn berth_cli_build_add_url_and_remote_context() {
 
     // berth build of a URL: the daemon fetches it.
     let utag = unique("urlctx");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("-H")
-        .arg(d.host())
+    let out = berth_cmd(&d)
         .args(["build", "-t", &utag])
         .arg(format!("http://127.0.0.1:{port}/remote.Dockerfile"))
-        .env("BERTH_NO_AUTOSTART", "1")
         .output()
         .unwrap();
     assert!(
@@ -442,15 +442,12 @@ fn berth_cli_build_add_url_and_remote_context() {
     )
     .unwrap();
     let stag = unique("secret");
-    let out = std::process::Command::new(env!("CARGO_BIN_EXE_berth"))
-        .arg("-H")
-        .arg(d.host())
+    let out = berth_cmd(&d)
         .args(["build", "--progress", "plain", "-t", &stag, "--secret"])
         .arg(format!("id=tok,src={}", secret.display()))
         .arg("-f")
         .arg(&dockerfile)
         .arg(dir)
-        .env("BERTH_NO_AUTOSTART", "1")
         .output()
         .unwrap();
     assert!(
